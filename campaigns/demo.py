@@ -1,0 +1,137 @@
+"""Demo data a new user can click through: one advertiser, two campaigns, one publisher."""
+
+import io
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image, ImageDraw
+
+from campaigns.demo_accounts import ARTICLE_KEY, DEMO_STAFF, DEMO_USER, HOME_KEY
+from campaigns.models import (
+    Advertiser,
+    Campaign,
+    CampaignStatus,
+    LineItem,
+    Membership,
+    Placement,
+    Publisher,
+    Role,
+)
+from creatives.models import Creative
+
+
+@dataclass(frozen=True)
+class DemoData:
+    placement_key: str
+    advertiser: Advertiser
+
+
+def _banner(width: int, height: int, text: str, colour: str) -> "ContentFile[bytes]":
+    img = Image.new("RGB", (width, height), colour)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((3, 3, width - 4, height - 4), outline="white", width=3)
+    draw.text((14, height // 2 - 6), text, fill="white")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return ContentFile(buf.getvalue(), name=f"{text[:20].replace(' ', '-').lower()}.png")
+
+
+def _creative(advertiser: Advertiser, name: str, size: tuple[int, int], colour: str) -> Creative:
+    creative = Creative.objects.filter(advertiser=advertiser, name=name).first()
+    if creative is None:
+        creative = Creative(
+            advertiser=advertiser,
+            name=name,
+            alt_text=name,
+            click_url="https://example.com/outdoor?utm_source=adsplatform",
+            image=_banner(*size, name, colour),
+        )
+        creative.full_clean()
+        creative.save()
+    return creative
+
+
+@transaction.atomic
+def load_demo() -> DemoData:
+    """Create the demo objects; running it again changes nothing."""
+    user_model = get_user_model()
+    demo = user_model.objects.filter(username=DEMO_USER[0]).first()
+    if demo is None:
+        demo = user_model.objects.create_user(DEMO_USER[0], password=DEMO_USER[1])
+    if not user_model.objects.filter(username=DEMO_STAFF[0]).exists():
+        user_model.objects.create_superuser(
+            DEMO_STAFF[0], email="adops@example.com", password=DEMO_STAFF[1]
+        )
+
+    advertiser, _ = Advertiser.objects.get_or_create(name="Acme Outdoor")
+    Membership.objects.get_or_create(
+        user=demo, advertiser=advertiser, defaults={"role": Role.ADMIN}
+    )
+
+    publisher, _ = Publisher.objects.get_or_create(
+        name="Daily Trail News", defaults={"domain": "dailytrail.example"}
+    )
+    home, _ = Placement.objects.get_or_create(
+        key=HOME_KEY,
+        defaults={"publisher": publisher, "name": "Home top", "sizes": ["300x250", "728x90"]},
+    )
+    Placement.objects.get_or_create(
+        key=ARTICLE_KEY,
+        defaults={
+            "publisher": publisher,
+            "name": "Article sidebar",
+            "sizes": ["300x250"],
+            "floor_cpm": Decimal("1.00"),
+        },
+    )
+
+    boots_mrec = _creative(advertiser, "Hiking boots 300x250", (300, 250), "#2e7d32")
+    boots_board = _creative(advertiser, "Hiking boots 728x90", (728, 90), "#1b5e20")
+    tents = _creative(advertiser, "Tent clearance 300x250", (300, 250), "#e65100")
+
+    start = timezone.now() - timedelta(days=1)
+    boots, created = Campaign.objects.get_or_create(
+        advertiser=advertiser,
+        name="Spring hiking boots",
+        defaults={
+            "status": CampaignStatus.ACTIVE,
+            "start_at": start,
+            "daily_budget": Decimal("50.00"),
+        },
+    )
+    if created:
+        ron = LineItem.objects.create(
+            campaign=boots, name="Boots, run of network", cpm_bid=Decimal("4.50"), sizes=["300x250"]
+        )
+        ron.creatives.add(boots_mrec)
+        board = LineItem.objects.create(
+            campaign=boots,
+            name="Boots, home leaderboard",
+            cpm_bid=Decimal("6.00"),
+            sizes=["728x90"],
+        )
+        board.placements.add(home)
+        board.creatives.add(boots_board)
+    tent, created = Campaign.objects.get_or_create(
+        advertiser=advertiser,
+        name="Tent clearance",
+        defaults={
+            "status": CampaignStatus.ACTIVE,
+            "start_at": start,
+            "daily_budget": Decimal("20.00"),
+        },
+    )
+    if created:
+        li = LineItem.objects.create(
+            campaign=tent,
+            name="Tents, medium rectangle",
+            cpm_bid=Decimal("3.20"),
+            sizes=["300x250"],
+        )
+        li.creatives.add(tents)
+    return DemoData(placement_key=HOME_KEY, advertiser=advertiser)

@@ -1,0 +1,11 @@
+from celery import shared_task
+
+from campaigns.snapshot import publish_snapshot, redis_client, redis_keys
+
+
+@shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)
+def publish_snapshot_task() -> int:
+    """Publish the serving snapshot (after a committed change, and on the beat)."""
+    # Clear the pending mark first: a change committed from now on enqueues another publish.
+    redis_client().delete(redis_keys().snapshot_pending)
+    return publish_snapshot()

@@ -1,0 +1,161 @@
+"""Rolling the raw event stream up into hourly rows, exactly once.
+
+Entries are read through a consumer group, aggregated, written in one database transaction
+together with the watermark, and acknowledged only after that commit. A crash before the
+commit leaves them pending and they are read again; a crash after it leaves them pending too,
+but the watermark makes their second reading a no-op.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django_redis import get_redis_connection
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from reporting.models import HourlyRollup, StreamWatermark
+from serving.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+GROUP = "rollup"
+CONSUMER = "rollup-1"
+NANOS = Decimal(1_000_000_000)
+
+
+@dataclass
+class IngestResult:
+    read: int = 0
+    counted: int = 0
+    skipped: int = 0
+    rows: int = 0
+
+
+@dataclass
+class _Totals:
+    campaign_id: int = 0
+    advertiser_id: int = 0
+    requests: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    spend_nanos: int = 0  # sum of CPM micros over impressions = spend in billionths
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _ensure_group(client: Redis, stream: str) -> None:
+    try:
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _read(client: Redis, stream: str, count: int) -> list[tuple[str, dict[str, str]]]:
+    # Our own pending entries first (a previous run died before acknowledging), then new ones.
+    for start in ("0", ">"):
+        reply: Any = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=count)
+        entries = [
+            (eid.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+            for _, batch in reply or []
+            for eid, fields in batch
+            if fields  # a pending entry trimmed away comes back with no fields
+        ]
+        if entries:
+            return entries
+    return []
+
+
+def _aggregate(
+    entries: list[tuple[str, dict[str, str]]],
+) -> dict[tuple[datetime, int, int], _Totals]:
+    totals: dict[tuple[datetime, int, int], _Totals] = defaultdict(_Totals)
+    for _, e in entries:
+        ts = datetime.fromtimestamp(int(e["ts"]) / 1000, UTC)
+        hour = ts.replace(minute=0, second=0, microsecond=0)
+        row = totals[(hour, int(e["pl"]), int(e["li"]))]
+        row.campaign_id, row.advertiser_id = int(e["cp"]), int(e["adv"])
+        kind = e["t"]
+        if kind == "req":
+            row.requests += 1
+        elif kind == "imp":
+            row.impressions += 1
+            row.spend_nanos += int(e["cpm"])
+        elif kind == "clk":
+            row.clicks += 1
+    return totals
+
+
+def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
+    for (hour, placement_id, line_item_id), t in totals.items():
+        row, _ = HourlyRollup.objects.get_or_create(
+            hour=hour,
+            placement_id=placement_id,
+            line_item_id=line_item_id,
+            defaults={"campaign_id": t.campaign_id, "advertiser_id": t.advertiser_id},
+        )
+        HourlyRollup.objects.filter(pk=row.pk).update(
+            requests=F("requests") + t.requests,
+            impressions=F("impressions") + t.impressions,
+            clicks=F("clicks") + t.clicks,
+            spend=F("spend") + Decimal(t.spend_nanos) / NANOS,
+        )
+
+
+def ingest_events(batch_size: int = 5000, max_batches: int = 20) -> IngestResult:
+    """Roll up what the stream holds now (bounded per call); safe to run concurrently."""
+    client: Redis = get_redis_connection("default")
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    stream = keys.events
+    result = IngestResult()
+    lock = client.lock(keys.ingest_lock, timeout=300, blocking_timeout=0)
+    if not lock.acquire():
+        return result  # another worker is on it
+    try:
+        _ensure_group(client, stream)
+        for _ in range(max_batches):
+            entries = _read(client, stream, batch_size)
+            if not entries:
+                break
+            result.read += len(entries)
+            with transaction.atomic():
+                mark, _ = StreamWatermark.objects.select_for_update().get_or_create(stream=stream)
+                floor = _stream_id(mark.last_id)
+                fresh = [e for e in entries if _stream_id(e[0]) > floor]
+                result.skipped += len(entries) - len(fresh)
+                if fresh:
+                    totals = _aggregate(fresh)
+                    _write(totals)
+                    result.rows += len(totals)
+                    result.counted += len(fresh)
+                    mark.last_id = max((e[0] for e in fresh), key=_stream_id)
+                    mark.save(update_fields=["last_id", "updated_at"])
+            client.xack(stream, GROUP, *[e[0] for e in entries])
+        _trim(client, stream)
+    finally:
+        lock.release()
+    if result.read:
+        log.info("ingested %s", result)
+    return result
+
+
+def _trim(client: Redis, stream: str) -> None:
+    """Drop raw events past their retention, but never ones not yet rolled up."""
+    mark = StreamWatermark.objects.filter(stream=stream).values_list("last_id", flat=True).first()
+    if not mark:
+        return
+    cutoff_ms = (
+        int(datetime.now(UTC).timestamp() * 1000) - settings.RAW_EVENT_RETENTION_SECONDS * 1000
+    )
+    min_id = min(_stream_id(mark), (cutoff_ms, 0))
+    client.xtrim(stream, minid=f"{min_id[0]}-{min_id[1]}", approximate=True)

@@ -1,0 +1,65 @@
+from decimal import Decimal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import models
+
+
+class HourlyRollupQuerySet(models.QuerySet["HourlyRollup"]):
+    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> "HourlyRollupQuerySet":
+        """Rows the user may see: all for staff, their organisations' otherwise."""
+        if getattr(user, "is_staff", False):
+            return self
+        if not user.is_authenticated:
+            return self.none()
+        from campaigns.models import Membership
+
+        advertiser_ids = Membership.objects.filter(user_id=int(user.pk)).values("advertiser_id")
+        return self.filter(advertiser_id__in=advertiser_ids)
+
+
+class HourlyRollup(models.Model):
+    """Delivery per placement and line item per hour.
+
+    Ids are plain integers, not foreign keys: billing history outlives the campaigns and
+    placements it describes. Line item 0 counts the ad requests that nothing filled.
+    """
+
+    hour = models.DateTimeField()
+    placement_id = models.PositiveBigIntegerField()
+    line_item_id = models.PositiveBigIntegerField()
+    campaign_id = models.PositiveBigIntegerField()
+    advertiser_id = models.PositiveBigIntegerField()
+    requests = models.PositiveBigIntegerField(default=0)
+    impressions = models.PositiveBigIntegerField(default=0)
+    clicks = models.PositiveBigIntegerField(default=0)
+    spend = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+
+    objects = HourlyRollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "placement_id", "line_item_id"], name="one_rollup_per_hour"
+            )
+        ]
+        indexes = [models.Index(fields=["advertiser_id", "hour"])]
+        ordering = ["-hour", "line_item_id"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} placement {self.placement_id} li {self.line_item_id}"
+
+
+class StreamWatermark(models.Model):
+    """The last event-stream entry rolled up, committed with the rollups it produced.
+
+    Redelivered entries at or below it are skipped, so a crash between the database commit
+    and the stream acknowledgement never counts an event twice.
+    """
+
+    stream = models.CharField(max_length=200, unique=True)
+    last_id = models.CharField(max_length=40, default="0-0")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.stream} @ {self.last_id}"
