@@ -90,6 +90,8 @@ def run_tests(args: list[str]) -> int:
     try:
         _ensure_env(procs, "redis-test")
         os.environ.setdefault("DJANGO_SECRET_KEY", f"test-{secrets.token_hex(16)}")
+        # Tests delete every key under this prefix; keep them off a deployment's keys.
+        os.environ.setdefault("REDIS_KEY_PREFIX", "test:")
         print(f"database: {os.environ.get('DATABASE_URL') or 'SQLite (embedded default)'}")
         return subprocess.call([str(BIN / "pytest"), *args], cwd=BASE_DIR)
     finally:

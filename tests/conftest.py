@@ -1,0 +1,73 @@
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.conf import settings
+from django.db import connections
+from django_redis import get_redis_connection
+from redis import Redis
+
+from adsplatform.celery import app as celery_app
+
+
+def _delete_prefixed(client: Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_key_prefix() -> Iterator[None]:
+    # Tests delete what they write; refuse to run on a production key prefix.
+    prefix = settings.REDIS_KEY_PREFIX
+    if not prefix.startswith("test"):
+        pytest.exit("run the tests with bin/test (it sets REDIS_KEY_PREFIX=test...:)", returncode=2)
+    _delete_prefixed(get_redis_connection("default"), prefix)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def redis_client() -> Iterator[Redis]:
+    """The project's Redis, emptied of this project's keys after each test."""
+    client: Redis = get_redis_connection("default")
+    yield client
+    _delete_prefixed(client, settings.REDIS_KEY_PREFIX)
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@task_postrun.connect
+def _close_worker_db_connections(**kwargs: Any) -> None:
+    # Worker-thread connections would keep the test database open past its teardown.
+    connections.close_all()
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Iterator[None]:
+    """A real Celery worker (in a thread) consuming the real Redis broker."""
+    celery_app.control.purge()
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail the test with a clear message otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
