@@ -157,5 +157,8 @@ def _trim(client: Redis, stream: str) -> None:
     cutoff_ms = (
         int(datetime.now(UTC).timestamp() * 1000) - settings.RAW_EVENT_RETENTION_SECONDS * 1000
     )
-    min_id = min(_stream_id(mark), (cutoff_ms, 0))
-    client.xtrim(stream, minid=f"{min_id[0]}-{min_id[1]}", approximate=True)
+    last_ms, last_seq = _stream_id(mark)
+    # XTRIM MINID keeps ids >= MINID: one past the watermark drops the watermark entry too.
+    min_id = min((last_ms, last_seq + 1), (cutoff_ms, 0))
+    # Exact, not "~": retention is a promise about personal data, not a memory hint.
+    client.xtrim(stream, minid=f"{min_id[0]}-{min_id[1]}", approximate=False)

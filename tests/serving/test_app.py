@@ -214,7 +214,7 @@ def test_an_exhausted_daily_budget_stops_delivery(redis_client: Redis) -> None:
     assert with_client(scenario) == [200, 204]
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     assert redis_client.sismember(
-        keys.exhausted(time.strftime("%Y%m%d", time.gmtime())), campaign.pk
+        keys.exhausted(time.strftime("%Y%m%d", time.gmtime())), str(campaign.pk)
     )
 
 

@@ -41,7 +41,7 @@ PLACEMENT = PlacementSnap(
 )
 
 
-def index_of(*items: LineItemSnap):  # type: ignore[no-untyped-def]
+def index_of(*items: LineItemSnap):
     return compile_index(
         Snapshot(
             version=1,

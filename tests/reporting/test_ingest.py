@@ -1,0 +1,127 @@
+"""Rolling up the event stream: exact counts, acknowledged after commit, never twice."""
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db.models import Sum
+from redis import Redis
+
+from reporting import ingest
+from reporting.ingest import GROUP, ingest_events
+from reporting.models import HourlyRollup, StreamWatermark
+from serving.keys import RedisKeys
+
+pytestmark = pytest.mark.django_db
+
+HOUR_MS = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000)
+
+
+def add(client: Redis, kind: str, li: int = 5, cpm: int = 0, ts: int = HOUR_MS + 1000) -> None:
+    fields = {
+        "cp": 3,
+        "t": kind,
+        "ts": ts,
+        "pl": 2,
+        "li": li,
+        "adv": 1,
+        "cr": 9,
+        "cpm": cpm,
+        "d": "x",
+    }
+    client.xadd(RedisKeys(settings.REDIS_KEY_PREFIX).events, fields)  # type: ignore[arg-type]
+
+
+def test_events_roll_up_per_hour_placement_and_line_item(redis_client: Redis) -> None:
+    for _ in range(3):
+        add(redis_client, "req")
+    add(redis_client, "req", li=0)  # unfilled
+    add(redis_client, "imp", cpm=2_500_000)
+    add(redis_client, "imp", cpm=1_250_000)
+    add(redis_client, "clk")
+    add(redis_client, "imp", cpm=1_000_000, ts=HOUR_MS + 3_600_000)  # next hour
+
+    result = ingest_events()
+
+    assert (result.read, result.counted, result.skipped) == (8, 8, 0)
+    rows = {
+        (r.hour.timestamp(), r.line_item_id): (r.requests, r.impressions, r.clicks, r.spend)
+        for r in HourlyRollup.objects.all()
+    }
+    first, second = HOUR_MS / 1000, HOUR_MS / 1000 + 3600
+    assert rows == {
+        (first, 5): (3, 2, 1, Decimal("0.003750000")),
+        (first, 0): (1, 0, 0, Decimal("0")),
+        (second, 5): (0, 1, 0, Decimal("0.001000000")),
+    }
+
+
+def test_a_second_run_adds_only_new_events(redis_client: Redis) -> None:
+    add(redis_client, "imp", cpm=1_000_000)
+    ingest_events()
+    add(redis_client, "imp", cpm=1_000_000)
+
+    assert ingest_events().counted == 1
+    assert ingest_events().counted == 0
+    assert HourlyRollup.objects.get().impressions == 2
+
+
+def test_events_committed_but_not_acknowledged_are_not_counted_twice(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(redis_client, "imp", cpm=1_000_000)
+    add(redis_client, "clk")
+    # The worker dies after the database commit, before XACK.
+    monkeypatch.setattr(Redis, "xack", lambda *a, **k: (_ for _ in ()).throw(ConnectionError()))
+    with pytest.raises(ConnectionError):
+        ingest_events()
+    monkeypatch.undo()
+    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+    assert redis_client.xpending(stream, GROUP)["pending"] == 2
+
+    result = ingest_events()
+
+    assert (result.read, result.counted, result.skipped) == (2, 0, 2)
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0
+    row = HourlyRollup.objects.get()
+    assert (row.impressions, row.clicks) == (1, 1)
+
+
+def test_events_read_but_not_committed_are_counted_on_the_next_run(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(redis_client, "imp", cpm=1_000_000)
+
+    def crash(totals: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ingest, "_write", crash)
+    with pytest.raises(RuntimeError):
+        ingest_events()
+    monkeypatch.undo()
+    assert HourlyRollup.objects.count() == 0
+    assert StreamWatermark.objects.filter(last_id__gt="0-0").count() == 0
+
+    assert ingest_events().counted == 1
+    assert HourlyRollup.objects.get().impressions == 1
+
+
+def test_raw_events_are_trimmed_after_retention_but_never_before_rollup(
+    redis_client: Redis, settings: Any
+) -> None:
+    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+    add(redis_client, "imp", cpm=1, ts=int(time.time() * 1000))
+    ingest_events()
+    assert redis_client.xlen(stream) == 1  # within retention
+
+    settings.RAW_EVENT_RETENTION_SECONDS = -3600  # everything is past retention now
+    add(redis_client, "imp", cpm=1)
+    add(redis_client, "imp", cpm=1)
+    ingest_events(batch_size=1, max_batches=1)  # rolls up one of the two
+    assert redis_client.xlen(stream) == 1  # the one not rolled up stays
+
+    ingest_events()
+    assert redis_client.xlen(stream) == 0
+    assert HourlyRollup.objects.aggregate(n=Sum("impressions"))["n"] == 3
