@@ -2,7 +2,7 @@
 
 import io
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -11,17 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image, ImageDraw
 
+from campaigns import services
 from campaigns.demo_accounts import ARTICLE_KEY, DEMO_STAFF, DEMO_USER, HOME_KEY
-from campaigns.models import (
-    Advertiser,
-    Campaign,
-    CampaignStatus,
-    LineItem,
-    Membership,
-    Placement,
-    Publisher,
-    Role,
-)
+from campaigns.models import Advertiser, Campaign, Membership, Placement, Publisher, Role
 from creatives.models import Creative
 
 
@@ -54,6 +46,17 @@ def _creative(advertiser: Advertiser, name: str, size: tuple[int, int], colour: 
         creative.full_clean()
         creative.save()
     return creative
+
+
+def _campaign(
+    advertiser: Advertiser, name: str, budget: Decimal, start: datetime
+) -> Campaign | None:
+    """A new demo campaign, or None when it exists already."""
+    if Campaign.objects.filter(advertiser=advertiser, name=name).exists():
+        return None
+    return services.create_campaign(
+        advertiser=advertiser, name=name, start_at=start, daily_budget=budget
+    )
 
 
 @transaction.atomic
@@ -95,43 +98,22 @@ def load_demo() -> DemoData:
     tents = _creative(advertiser, "Tent clearance 300x250", (300, 250), "#e65100")
 
     start = timezone.now() - timedelta(days=1)
-    boots, created = Campaign.objects.get_or_create(
-        advertiser=advertiser,
-        name="Spring hiking boots",
-        defaults={
-            "status": CampaignStatus.ACTIVE,
-            "start_at": start,
-            "daily_budget": Decimal("50.00"),
-        },
-    )
-    if created:
-        ron = LineItem.objects.create(
-            campaign=boots, name="Boots, run of network", cpm_bid=Decimal("4.50"), sizes=["300x250"]
-        )
-        ron.creatives.add(boots_mrec)
-        board = LineItem.objects.create(
-            campaign=boots,
-            name="Boots, home leaderboard",
-            cpm_bid=Decimal("6.00"),
-            sizes=["728x90"],
-        )
-        board.placements.add(home)
-        board.creatives.add(boots_board)
-    tent, created = Campaign.objects.get_or_create(
-        advertiser=advertiser,
-        name="Tent clearance",
-        defaults={
-            "status": CampaignStatus.ACTIVE,
-            "start_at": start,
-            "daily_budget": Decimal("20.00"),
-        },
-    )
-    if created:
-        li = LineItem.objects.create(
-            campaign=tent,
-            name="Tents, medium rectangle",
-            cpm_bid=Decimal("3.20"),
-            sizes=["300x250"],
-        )
-        li.creatives.add(tents)
+    boots = _campaign(advertiser, "Spring hiking boots", Decimal("50.00"), start)
+    if boots is not None:
+        services.create_line_item(
+            campaign=boots, name="Boots, run of network", cpm_bid=Decimal("4.50"),
+            sizes=["300x250"], creatives=[boots_mrec],
+        )  # fmt: skip
+        services.create_line_item(
+            campaign=boots, name="Boots, home leaderboard", cpm_bid=Decimal("6.00"),
+            sizes=["728x90"], creatives=[boots_board], placements=[home],
+        )  # fmt: skip
+        services.activate_campaign(boots)
+    tent = _campaign(advertiser, "Tent clearance", Decimal("20.00"), start)
+    if tent is not None:
+        services.create_line_item(
+            campaign=tent, name="Tents, medium rectangle", cpm_bid=Decimal("3.20"),
+            sizes=["300x250"], creatives=[tents],
+        )  # fmt: skip
+        services.activate_campaign(tent)
     return DemoData(placement_key=HOME_KEY, advertiser=advertiser)
