@@ -4,7 +4,6 @@ Run: .venv/bin/python bench/serving.py [--seconds 10]. See bench/README.md.
 """
 
 import argparse
-import asyncio
 import contextlib
 import http.client
 import importlib.util
@@ -12,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -53,6 +53,13 @@ done = function(s, latency, _)
     e.status + e.connect + e.read + e.write + e.timeout))
 end
 """
+# uvicorn's fast loop and parser, when installed (otherwise it runs asyncio and h11).
+UVICORN_FAST = [
+    f"--{opt}={mod}"
+    for opt, mod in (("loop", "uvloop"), ("http", "httptools"))
+    if importlib.util.find_spec(mod)
+]
+RSS_RE = re.compile(r"^VmRSS:\s+(\d+) kB", re.MULTILINE)
 _procs: list[subprocess.Popen[bytes]] = []
 
 
@@ -95,14 +102,7 @@ def load_data(rng: random.Random) -> list[str]:
     from django.utils import timezone
     from PIL import Image
 
-    from campaigns.models import (
-        Advertiser,
-        Campaign,
-        CampaignStatus,
-        LineItem,
-        Placement,
-        Publisher,
-    )
+    from campaigns import models as cm
     from campaigns.snapshot import publish_snapshot, redis_client, redis_keys
     from creatives.models import Creative
 
@@ -116,15 +116,14 @@ def load_data(rng: random.Random) -> list[str]:
             Image.new("RGB", dims, "#1565c0").save(buf, format="PNG")
             name = f"creatives/bench-{size}.png"
             images[size] = default_storage.save(name, ContentFile(buf.getvalue()))
-        advertisers = Advertiser.objects.bulk_create(
-            [Advertiser(name=f"Bench advertiser {i}") for i in range(10)]
+        advertisers = cm.Advertiser.objects.bulk_create(
+            cm.Advertiser(name=f"Bench advertiser {i}") for i in range(10)
         )
-        publishers = Publisher.objects.bulk_create(
-            [Publisher(name=f"Bench publisher {i}", domain=f"p{i}.example") for i in range(4)]
-        )
-        placements = Placement.objects.bulk_create(
-            Placement(
-                publisher=publishers[i % len(publishers)],
+        # bulk_create sends no post_save, so nothing enqueues a Celery publish: we publish below.
+        [publisher] = cm.Publisher.objects.bulk_create([cm.Publisher(name="Bench publisher")])
+        placements = cm.Placement.objects.bulk_create(
+            cm.Placement(
+                publisher=publisher,
                 name=f"Placement {i}",
                 sizes=rng.sample(list(SIZES), rng.randint(1, 3)),
                 floor_cpm=Decimal(rng.choice([0, 0, 50, 100])) / 100,
@@ -132,18 +131,18 @@ def load_data(rng: random.Random) -> list[str]:
             for i in range(N_PLACEMENTS)
         )
         start = timezone.now() - timedelta(days=1)
-        campaigns = Campaign.objects.bulk_create(
-            Campaign(
+        campaigns = cm.Campaign.objects.bulk_create(
+            cm.Campaign(
                 advertiser=advertisers[i % len(advertisers)],
                 name=f"Campaign {i}",
-                status=CampaignStatus.ACTIVE,
+                status=cm.CampaignStatus.ACTIVE,
                 start_at=start,
                 daily_budget=Decimal("10000.00"),
             )
             for i in range(N_CAMPAIGNS)
         )
-        items = LineItem.objects.bulk_create(
-            LineItem(
+        items = cm.LineItem.objects.bulk_create(
+            cm.LineItem(
                 campaign=campaigns[i % N_CAMPAIGNS],
                 name=f"Line item {i}",
                 cpm_bid=Decimal(rng.randint(5_000, 200_000)) / 10_000,
@@ -163,12 +162,12 @@ def load_data(rng: random.Random) -> list[str]:
             )
             for li, size in owners
         )
-        creative_link = LineItem.creatives.through
+        creative_link = cm.LineItem.creatives.through
         creative_link.objects.bulk_create(
             creative_link(lineitem_id=li.pk, creative_id=c.pk)
             for (li, _), c in zip(owners, creatives, strict=True)
         )
-        placement_link = LineItem.placements.through
+        placement_link = cm.LineItem.placements.through
         placement_link.objects.bulk_create(
             placement_link(lineitem_id=li.pk, placement_id=p.pk)
             for li in items
@@ -218,14 +217,10 @@ def server_cmd(server: str, app: str, port: int) -> list[str]:
     common = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if server == "granian":
         return [str(BIN / "granian"), "--interface", "asgi", "--workers", "1", *common, app]
-    extra = [f"--{opt}={mod}" for opt, mod in (("loop", "uvloop"), ("http", "httptools"))]
-    extra = [e for e in extra if importlib.util.find_spec(e.split("=")[1])]
-    return [str(BIN / "uvicorn"), "--no-access-log", *common, *extra, app]
+    return [str(BIN / "uvicorn"), "--no-access-log", *common, *UVICORN_FAST, app]
 
 
-def start_server(
-    cmd: list[str], probe_port: int, probe: str, log: Path
-) -> "subprocess.Popen[bytes]":
+def start_server(cmd: list[str], probe_port: int, probe: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             pin(0, cmd), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -242,7 +237,7 @@ def start_server(
     raise TimeoutError(f"{cmd[0]} not ready after 60 s:\n{log.read_text()[-3000:]}")
 
 
-def stop_server(proc: "subprocess.Popen[bytes]") -> None:
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)  # the whole group: granian runs its worker as a child
@@ -253,14 +248,14 @@ def stop_server(proc: "subprocess.Popen[bytes]") -> None:
 
 
 def group_rss_mib(pgid: int) -> float:
+    """VmRSS summed over the process group (granian runs its worker as a child process)."""
     kib = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                status = (stat.parent / "status").read_text()
-                kib += int(
-                    next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]
-                )
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            if found := RSS_RE.search((stat.parent / "status").read_text()):
+                kib += int(found.group(1))
     return kib / 1024
 
 
@@ -270,7 +265,7 @@ def run_wrk(port: int, path: str, bodies: list[str], seconds: int, tmp: Path) ->
     script.write_text(WRK_SCRIPT.replace("{BODIES}", "{" + lua_bodies + "}"))
     values = [0.0] * 5
     for duration in (WARMUP, seconds):  # the first run warms up and is discarded
-        cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "-s", str(script)]
+        cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script)]
         url = f"http://127.0.0.1:{port}{path}"
         run = subprocess.run(
             pin(1, [*cmd, url]), capture_output=True, text=True, timeout=duration + 30, check=True
@@ -281,83 +276,21 @@ def run_wrk(port: int, path: str, bodies: list[str], seconds: int, tmp: Path) ->
     return Result("", "", reqs / duration_us * 1e6, p50 / 1000, p99 / 1000, int(errors))
 
 
-@dataclass
-class _Stats:
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-
-
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
-    if headers.get(b"transfer-encoding") == b"chunked":
-        while size := int((await reader.readline()).split(b";")[0], 16):
-            await reader.readexactly(size + 2)
-        await reader.readline()
-    else:
-        await reader.readexactly(int(headers.get(b"content-length", b"0")))
-    return int(lines[0].split()[1])
-
-
-async def _client(
-    port: int, reqs: list[bytes], warm_until: float, stop_at: float, st: _Stats
-) -> None:
-    i = random.randrange(len(reqs))
-    while time.perf_counter() < stop_at:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            st.errors += 1
-            await asyncio.sleep(0.05)
-            continue
-        try:
-            while (started := time.perf_counter()) < stop_at:
-                writer.write(reqs[i % len(reqs)])
-                i += 1
-                status = await _read_response(reader)
-                if started >= warm_until:
-                    st.latencies.append(time.perf_counter() - started)
-                    st.errors += not 200 <= status < 300
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            st.errors += 1
-        finally:
-            writer.close()
-
-
-async def _loadgen(spec: dict[str, object]) -> dict[str, float]:
-    port, seconds = int(str(spec["port"])), float(str(spec["seconds"]))
-    reqs = [str(r).encode() for r in spec["requests"]]  # type: ignore[attr-defined]
-    st = _Stats()
-    warm_until = time.perf_counter() + WARMUP
-    stop_at = warm_until + seconds
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(WARMUP + seconds + 5):
-            await asyncio.gather(
-                *(_client(port, reqs, warm_until, stop_at, st) for _ in range(CONNECTIONS))
-            )
-    lat = sorted(st.latencies) or [0.0]
-    pct = {q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 for q in (0.5, 0.99)}
-    return {
-        "rps": len(st.latencies) / seconds,
-        "p50": pct[0.5],
-        "p99": pct[0.99],
-        "errors": st.errors,
-    }
-
-
 def run_python(port: int, path: str, bodies: list[str], seconds: int, tmp: Path) -> Result:
     head = f"{'POST' if bodies else 'GET'} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
     reqs = [
         f"{head}Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n{b}"
         for b in bodies
     ] or [f"{head}\r\n"]
-    spec = tmp / "loadgen.json"
-    spec.write_text(json.dumps({"port": port, "requests": reqs, "seconds": seconds}))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--loadgen", str(spec)]
+    spec = {"port": port, "seconds": seconds, "warmup": WARMUP, "connections": CONNECTIONS}
+    (tmp / "loadgen.json").write_text(json.dumps({**spec, "requests": reqs}))
+    cmd = [sys.executable, "-m", "bench.loadgen", str(tmp / "loadgen.json")]
     timeout = seconds + WARMUP + 30
-    run = subprocess.run(pin(1, cmd), capture_output=True, text=True, timeout=timeout, check=True)
-    r = json.loads(run.stdout.splitlines()[-1])
-    return Result("", "", r["rps"], r["p50"], r["p99"], int(r["errors"]))
+    run = subprocess.run(
+        pin(1, cmd), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=True
+    )
+    rps, p50, p99, errors = json.loads(run.stdout.splitlines()[-1])
+    return Result("", "", rps, p50, p99, int(errors))
 
 
 def bench(server: str, bodies: list[str], seconds: int, use_wrk: bool, tmp: Path) -> list[Result]:
@@ -409,17 +342,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per case")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--loadgen", type=Path, help=argparse.SUPPRESS)  # internal: one run
     args = parser.parse_args()
-    if args.loadgen:
-        print(json.dumps(asyncio.run(_loadgen(json.loads(args.loadgen.read_text())))))
-        return 0
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and bool(shutil.which("wrk")))
     pinning = "server on cpu 0, load on cpu 1" if shutil.which("taskset") else "no pinning"
     generator = "wrk" if use_wrk else "python asyncio"
     print(f"load generator: {generator}, {CONNECTIONS} connections, {WARMUP}s warm-up")
-    print(f"{args.seconds}s per case, {pinning}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below
+    print(f"{args.seconds}s per case, {pinning}, uvicorn options {UVICORN_FAST or 'default'}")
+    # Ctrl-C and SIGTERM both unwind through the cleanup below (SIGINT even if inherited ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     prefix = configure(tmp)
     try:
@@ -432,6 +363,9 @@ def main() -> int:
             else:
                 print(f"{server} is not installed: skipped")
         print_table(results)
+    except KeyboardInterrupt:
+        print("interrupted")
+        return 130
     finally:
         for proc in list(_procs):
             stop_server(proc)
