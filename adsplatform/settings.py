@@ -151,6 +151,8 @@ REST_FRAMEWORK = {
 
 # Celery: Redis is the broker; results are not kept (every task records its own outcome).
 CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
+# The broker's queues and bindings live under our prefix too.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

@@ -69,16 +69,18 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
     )
     line_items: list[LineItemSnap] = []
     campaign_snaps: list[CampaignSnap] = []
+    creatives: dict[int, CreativeSnap] = {}
     for campaign in campaigns:
         campaign_snaps.append(CampaignSnap(id=campaign.pk, daily_budget=campaign.daily_budget))
         for li in campaign.line_items.all():
-            creatives = [
-                CreativeSnap(id=c.pk, size=c.size, markup=render_markup(c), click_url=c.click_url)
-                for c in li.creatives.all()
-                if c.size in li.sizes
-            ]
-            if not creatives:
+            shown = [c for c in li.creatives.all() if c.size in li.sizes]
+            if not shown:
                 continue  # nothing to show: not a candidate
+            for c in shown:
+                if c.pk not in creatives:
+                    creatives[c.pk] = CreativeSnap(
+                        id=c.pk, size=c.size, markup=render_markup(c), click_url=c.click_url
+                    )
             line_items.append(
                 LineItemSnap(
                     id=li.pk,
@@ -89,7 +91,7 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
                     placement_ids=sorted(p.pk for p in li.placements.all()),
                     start=campaign.start_at.timestamp(),
                     end=campaign.end_at.timestamp() if campaign.end_at else None,
-                    creatives=creatives,
+                    creative_ids=[c.pk for c in shown],
                 )
             )
     placements = [
@@ -107,6 +109,7 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
         built_at=now.isoformat(),
         placements=placements,
         campaigns=campaign_snaps,
+        creatives=list(creatives.values()),
         line_items=line_items,
     )
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -21,6 +22,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from reporting.models import HourlyRollup, StreamWatermark
+from serving.events import Event, decode_events
 from serving.keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -61,38 +63,49 @@ def _ensure_group(client: Redis, stream: str) -> None:
             raise
 
 
-def _read(client: Redis, stream: str, count: int) -> list[tuple[str, dict[str, str]]]:
+Entry = tuple[str, list[Event]]
+
+
+def _read(client: Redis, stream: str, count: int) -> list[Entry]:
     # Our own pending entries first (a previous run died before acknowledging), then new ones.
     for start in ("0", ">"):
         reply: Any = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=count)
-        entries = [
-            (eid.decode(), {k.decode(): v.decode() for k, v in fields.items()})
-            for _, batch in reply or []
-            for eid, fields in batch
-            if fields  # a pending entry trimmed away comes back with no fields
-        ]
+        entries = []
+        for _, batch in reply or []:
+            for eid, fields in batch:
+                events = _decode(eid, fields)
+                entries.append((eid.decode(), events))
         if entries:
             return entries
     return []
 
 
-def _aggregate(
-    entries: list[tuple[str, dict[str, str]]],
-) -> dict[tuple[datetime, int, int], _Totals]:
+def _decode(eid: bytes, fields: dict[bytes, bytes]) -> list[Event]:
+    # A pending entry trimmed away comes back with no fields; a malformed one is logged and
+    # skipped rather than blocking every entry behind it.
+    if not fields:
+        return []
+    try:
+        return decode_events(fields[b"v"])
+    except (KeyError, msgspec.DecodeError):
+        log.error("skipping malformed event entry %s: %r", eid, fields)
+        return []
+
+
+def _aggregate(entries: list[Entry]) -> dict[tuple[datetime, int, int], _Totals]:
     totals: dict[tuple[datetime, int, int], _Totals] = defaultdict(_Totals)
-    for _, e in entries:
-        ts = datetime.fromtimestamp(int(e["ts"]) / 1000, UTC)
-        hour = ts.replace(minute=0, second=0, microsecond=0)
-        row = totals[(hour, int(e["pl"]), int(e["li"]))]
-        row.campaign_id, row.advertiser_id = int(e["cp"]), int(e["adv"])
-        kind = e["t"]
-        if kind == "req":
-            row.requests += 1
-        elif kind == "imp":
-            row.impressions += 1
-            row.spend_nanos += int(e["cpm"])
-        elif kind == "clk":
-            row.clicks += 1
+    for _, events in entries:
+        for e in events:
+            hour = datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC)
+            row = totals[(hour, e.pl, e.li)]
+            row.campaign_id, row.advertiser_id = e.cp, e.adv
+            if e.t == "req":
+                row.requests += 1
+            elif e.t == "imp":
+                row.impressions += 1
+                row.spend_nanos += e.cpm
+            elif e.t == "clk":
+                row.clicks += 1
     return totals
 
 

@@ -6,9 +6,9 @@ the in-memory snapshot and talks to Redis only in batches (see `serving.events`)
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from compliance.policy import PrivacySignals, evaluate
 from serving.decide import Decision, SlotRequest, decide
-from serving.events import EventSink
+from serving.events import Event, EventSink
 from serving.keys import RedisKeys, day_of
 from serving.schema import AdRequest, ad_request_decoder
 from serving.snapshot import PlacementSnap
@@ -128,7 +128,7 @@ class ServingApp:
         await self.startup()
         request_id = _header(scope, b"x-request-id") or ""
         if not _REQUEST_ID_RE.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         try:
             await self._route(scope, receive, send, request_id)
         except HttpError as exc:
@@ -242,22 +242,20 @@ class ServingApp:
     ) -> None:
         won = {d.slot_id: d for d in decisions}
         ts = int(now * 1000)
+        events = []
         for slot in request.slots:
             d = won.get(slot.id)
-            li = d.line_item if d else None
-            self.sink.emit(
-                {
-                    "cp": li.campaign_id if li else 0,
-                    "t": "req",
-                    "ts": ts,
-                    "pl": placement.id,
-                    "li": li.id if li else 0,
-                    "adv": li.advertiser_id if li else 0,
-                    "cr": d.creative.id if d else 0,
-                    "cpm": 0,
-                    "d": request_id,
-                }
-            )
+            if d is None:
+                events.append(Event(t="req", ts=ts, pl=placement.id, d=request_id))
+            else:
+                li = d.line_item
+                events.append(
+                    Event(
+                        t="req", ts=ts, pl=placement.id, li=li.id, cp=li.campaign_id,
+                        adv=li.advertiser_id, cr=d.creative.id, d=request_id,
+                    )
+                )  # fmt: skip
+        self.sink.emit(events)
 
     async def _impression(self, text: str, send: Send, request_id: str) -> None:
         token = self._verify(text, "imp")
@@ -297,23 +295,24 @@ class ServingApp:
     async def _record(self, token: TrackingToken, cost: int, budget: int) -> None:
         now = time.time()
         day = day_of(now)
+        event = Event(
+            t=token.kind,
+            ts=int(now * 1000),
+            pl=token.placement_id,
+            li=token.line_item_id,
+            cp=token.campaign_id,
+            adv=token.advertiser_id,
+            cr=token.creative_id,
+            cpm=token.cpm_micros if token.kind == "imp" else 0,
+            d=token.decision_id,
+        )
         await self.sink.record_billable(
+            event,
             dedupe_key=self.keys.seen(token.kind, token.decision_id),
             spend_key=self.keys.spend(day, token.campaign_id),
             exhausted_key=self.keys.exhausted(day),
-            cost_micros=cost,
-            budget_micros=budget,
-            fields={
-                "cp": token.campaign_id,
-                "t": token.kind,
-                "ts": int(now * 1000),
-                "pl": token.placement_id,
-                "li": token.line_item_id,
-                "adv": token.advertiser_id,
-                "cr": token.creative_id,
-                "cpm": token.cpm_micros if token.kind == "imp" else 0,
-                "d": token.decision_id,
-            },
+            cost=cost,
+            budget=budget,
             dedupe_ttl=self.config.token_ttl + 3600,
         )
 

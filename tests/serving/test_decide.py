@@ -32,7 +32,7 @@ def li(
         placement_ids=list(placements),
         start=start,
         end=end,
-        creatives=[CreativeSnap(id=id * 10, size=size, markup="<a>", click_url="https://x.test")],
+        creative_ids=[id * 10],
     )
 
 
@@ -48,6 +48,12 @@ def index_of(*items: LineItemSnap):
             built_at="",
             placements=[PLACEMENT],
             campaigns=[CampaignSnap(id=i.campaign_id, daily_budget=Decimal(10)) for i in items],
+            creatives=[
+                CreativeSnap(
+                    id=i.id * 10, size=i.sizes[0], markup="<a>", click_url="https://x.test"
+                )
+                for i in items
+            ],
             line_items=list(items),
         )
     )
