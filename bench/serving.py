@@ -145,7 +145,7 @@ def load_data(rng: random.Random) -> list[str]:
             cm.LineItem(
                 campaign=campaigns[i % N_CAMPAIGNS],
                 name=f"Line item {i}",
-                cpm_bid=Decimal(rng.randint(5_000, 200_000)) / 10_000,
+                bid=Decimal(rng.randint(5_000, 200_000)) / 10_000,
                 sizes=rng.sample(list(SIZES), 1 if rng.random() < 0.8 else 2),
             )
             for i in range(N_LINE_ITEMS)
@@ -162,9 +162,8 @@ def load_data(rng: random.Random) -> list[str]:
             )
             for li, size in owners
         )
-        creative_link = cm.LineItem.creatives.through
-        creative_link.objects.bulk_create(
-            creative_link(lineitem_id=li.pk, creative_id=c.pk)
+        cm.LineItemCreative.objects.bulk_create(
+            cm.LineItemCreative(line_item_id=li.pk, creative_id=c.pk)
             for (li, _), c in zip(owners, creatives, strict=True)
         )
         placement_link = cm.LineItem.placements.through

@@ -1,6 +1,63 @@
-from django.contrib import admin
+from typing import Any
 
-from campaigns.models import Advertiser, Campaign, LineItem, Membership, Placement, Publisher
+from django.contrib import admin
+from django.contrib.contenttypes.admin import GenericTabularInline
+from django.db import models
+from django.http import HttpRequest
+
+from campaigns import audit
+from campaigns.models import (
+    Advertiser,
+    ApiToken,
+    AuditAction,
+    AuditEntry,
+    Campaign,
+    Deal,
+    LineItem,
+    LineItemCreative,
+    Membership,
+    Placement,
+    Publisher,
+)
+
+
+class AuditTrailInline(GenericTabularInline):
+    """The object's audit history, read-only, on its change page."""
+
+    model = AuditEntry
+    ct_field = "content_type"
+    ct_fk_field = "object_id"
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "actor", "action", "changes")
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Edits made in admin enter the audit log like any other."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = (
+            audit.snapshot_fields(type(obj).objects.get(pk=obj.pk)) if change and obj.pk else {}
+        )
+        after = audit.snapshot_fields(obj)
+        changes = audit.diff(before, after)
+        if change and changes:
+            obj.version += 1
+        super().save_model(request, obj, form, change)
+        if changes or not change:
+            action = AuditAction.UPDATE if change else AuditAction.CREATE
+            if change and set(changes) == {"status"}:
+                action = AuditAction.STATUS
+            audit.record(obj, action, advertiser=self.organisation(obj), by=request.user,
+                         changes=changes)  # fmt: skip
+
+    def organisation(self, obj: Any) -> Advertiser:
+        return obj.advertiser
 
 
 class MembershipInline(admin.TabularInline):
@@ -11,7 +68,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Advertiser)
 class AdvertiserAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    list_display = ["name", "time_zone", "currency", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 
@@ -19,26 +76,75 @@ class AdvertiserAdmin(admin.ModelAdmin):
 class LineItemInline(admin.TabularInline):
     model = LineItem
     extra = 0
-    fields = ["name", "status", "cpm_bid", "sizes"]
+    fields = ["name", "status", "bid_type", "bid", "sizes"]
     show_change_link = True
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "advertiser", "status", "start_at", "end_at", "daily_budget"]
-    list_filter = ["status", "advertiser"]
+class CampaignAdmin(AuditedAdmin):
+    list_display = ["name", "advertiser", "status", "priority_tier", "start_at", "end_at",
+                    "daily_budget"]  # fmt: skip
+    list_filter = ["status", "priority_tier", "pacing_mode", "advertiser"]
     search_fields = ["name", "advertiser__name"]
     date_hierarchy = "start_at"
-    inlines = [LineItemInline]
+    readonly_fields = ["version"]
+    inlines = (LineItemInline, AuditTrailInline)
+
+
+class AssignmentInline(admin.TabularInline):
+    model = LineItemCreative
+    extra = 0
+    autocomplete_fields = ["creative"]
 
 
 @admin.register(LineItem)
-class LineItemAdmin(admin.ModelAdmin):
-    list_display = ["name", "campaign", "status", "cpm_bid", "sizes"]
-    list_filter = ["status", "campaign__advertiser"]
+class LineItemAdmin(AuditedAdmin):
+    list_display = ["name", "campaign", "status", "bid_type", "bid", "sizes"]
+    list_filter = ["status", "bid_type", "campaign__advertiser"]
     search_fields = ["name", "campaign__name"]
     autocomplete_fields = ["campaign"]
-    filter_horizontal = ["placements", "creatives"]
+    filter_horizontal = ["placements", "deals"]
+    readonly_fields = ["version"]
+    inlines = (AssignmentInline, AuditTrailInline)
+
+    def organisation(self, obj: Any) -> Advertiser:
+        return obj.campaign.advertiser
+
+
+@admin.register(Deal)
+class DealAdmin(AuditedAdmin):
+    list_display = ["deal_id", "name", "advertiser", "floor", "fixed_price", "currency"]
+    list_filter = ["advertiser"]
+    search_fields = ["deal_id", "name"]
+    readonly_fields = ["version"]
+    inlines = (AuditTrailInline,)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "advertiser", "actor", "action", "content_type", "object_repr"]
+    list_filter = ["action", "content_type", "advertiser"]
+    search_fields = ["object_repr", "object_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # issued in the dashboard, where the key is shown once
 
 
 class PlacementInline(admin.TabularInline):

@@ -101,18 +101,18 @@ def load_demo() -> DemoData:
     boots = _campaign(advertiser, "Spring hiking boots", Decimal("50.00"), start)
     if boots is not None:
         services.create_line_item(
-            campaign=boots, name="Boots, run of network", cpm_bid=Decimal("4.50"),
+            campaign=boots, name="Boots, run of network", bid=Decimal("4.50"),
             sizes=["300x250"], creatives=[boots_mrec],
         )  # fmt: skip
         services.create_line_item(
-            campaign=boots, name="Boots, home leaderboard", cpm_bid=Decimal("6.00"),
+            campaign=boots, name="Boots, home leaderboard", bid=Decimal("6.00"),
             sizes=["728x90"], creatives=[boots_board], placements=[home],
         )  # fmt: skip
         services.activate_campaign(boots)
     tent = _campaign(advertiser, "Tent clearance", Decimal("20.00"), start)
     if tent is not None:
         services.create_line_item(
-            campaign=tent, name="Tents, medium rectangle", cpm_bid=Decimal("3.20"),
+            campaign=tent, name="Tents, medium rectangle", bid=Decimal("3.20"),
             sizes=["300x250"], creatives=[tents],
         )  # fmt: skip
         services.activate_campaign(tent)

@@ -9,8 +9,15 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
 
-from campaigns.models import Campaign, CampaignStatus, LineItem, LineItemStatus, Placement
-from creatives.models import Creative
+from campaigns.models import (
+    BidType,
+    Campaign,
+    CampaignStatus,
+    LineItem,
+    LineItemCreative,
+    LineItemStatus,
+    Placement,
+)
 from creatives.rendering import render_markup
 from serving.keys import RedisKeys
 from serving.snapshot import (
@@ -53,18 +60,20 @@ def redis_client() -> Redis:
 
 def build_snapshot(version: int, now: datetime) -> Snapshot:
     """Everything serving needs, read in one consistent pass over the database."""
+    # CPC line items wait for the serving engine's eCPM and click billing (issue #4).
+    serving_line_items = LineItem.objects.filter(
+        status=LineItemStatus.ACTIVE, bid_type=BidType.CPM
+    ).prefetch_related(
+        "placements",
+        Prefetch(
+            "assignments",
+            queryset=LineItemCreative.objects.select_related("creative").order_by("creative_id"),
+        ),
+    )
     campaigns = (
         Campaign.objects.filter(status=CampaignStatus.ACTIVE, start_at__lte=now + LOOKAHEAD)
         .exclude(end_at__lte=now)
-        .prefetch_related(
-            Prefetch(
-                "line_items",
-                queryset=LineItem.objects.filter(status=LineItemStatus.ACTIVE).prefetch_related(
-                    "placements",
-                    Prefetch("creatives", queryset=Creative.objects.order_by("id")),
-                ),
-            )
-        )
+        .prefetch_related(Prefetch("line_items", queryset=serving_line_items))
         .order_by("id")
     )
     line_items: list[LineItemSnap] = []
@@ -73,10 +82,10 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
     for campaign in campaigns:
         campaign_snaps.append(CampaignSnap(id=campaign.pk, daily_budget=campaign.daily_budget))
         for li in campaign.line_items.all():
-            shown = [c for c in li.creatives.all() if c.size in li.sizes]
+            shown = [a for a in li.assignments.all() if a.creative.size in li.sizes]
             if not shown:
                 continue  # nothing to show: not a candidate
-            for c in shown:
+            for c in (a.creative for a in shown):
                 if c.pk not in creatives:
                     creatives[c.pk] = CreativeSnap(
                         id=c.pk, size=c.size, markup=render_markup(c), click_url=c.click_url
@@ -86,12 +95,13 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
                     id=li.pk,
                     campaign_id=campaign.pk,
                     advertiser_id=campaign.advertiser_id,
-                    cpm=li.cpm_bid,
+                    cpm=li.bid,
                     sizes=list(li.sizes),
                     placement_ids=sorted(p.pk for p in li.placements.all()),
                     start=campaign.start_at.timestamp(),
                     end=campaign.end_at.timestamp() if campaign.end_at else None,
-                    creative_ids=[c.pk for c in shown],
+                    creative_ids=[a.creative_id for a in shown],
+                    creative_weights=[a.weight for a in shown],
                 )
             )
     placements = [

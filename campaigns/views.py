@@ -34,5 +34,5 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     }
     for campaign in campaigns:
         for li in campaign.line_items.all():
-            li.delivery = delivery.get(li.pk)  # type: ignore[attr-defined]
+            li.delivery = delivery.get(li.pk)
     return render(request, "dashboard/campaigns.html", {"campaigns": campaigns})

@@ -70,7 +70,7 @@ def decide(
     rng: random.Random | None = None,
 ) -> list[Decision]:
     """Run one second-price auction per slot; a line item wins at most one slot per request."""
-    pick = (rng or random).choice
+    choices = (rng or random).choices
     floor = placement.floor_cpm
     taken: set[int] = set()
     decisions = []
@@ -92,7 +92,7 @@ def decide(
             Decision(
                 slot_id=slot.id,
                 line_item=winner.line_item,
-                creative=pick(winner.creatives),
+                creative=choices(winner.creatives, winner.weights)[0],
                 size=winner.size,
                 price=clearing_price(winner.line_item.cpm, runner_up, floor),
             )

@@ -32,6 +32,7 @@ class LineItemSnap(msgspec.Struct, frozen=True):
     start: float  # campaign flight, epoch seconds
     end: float | None
     creative_ids: list[int]
+    creative_weights: list[int]  # rotation weights, parallel to creative_ids
 
 
 class CampaignSnap(msgspec.Struct, frozen=True):
@@ -68,6 +69,7 @@ class Candidate:
     line_item: LineItemSnap
     size: str
     creatives: tuple[CreativeSnap, ...]
+    weights: tuple[int, ...]
 
 
 @dataclass(slots=True)
@@ -92,12 +94,16 @@ def _add_line_item(
     by_size: dict[str, list[Candidate]],
     by_placement_size: dict[tuple[int, str], list[Candidate]],
 ) -> None:
-    own = [creatives_by_id[i] for i in li.creative_ids if i in creatives_by_id]
+    own = [
+        (creatives_by_id[i], w)
+        for i, w in zip(li.creative_ids, li.creative_weights, strict=True)
+        if i in creatives_by_id
+    ]
     for size in li.sizes:
-        creatives = tuple(c for c in own if c.size == size)
-        if not creatives:
+        fitting = [(c, w) for c, w in own if c.size == size]
+        if not fitting:
             continue  # nothing to show in this size
-        candidate = Candidate(li, size, creatives)
+        candidate = Candidate(li, size, tuple(c for c, _ in fitting), tuple(w for _, w in fitting))
         if li.placement_ids:
             for pid in li.placement_ids:
                 by_placement_size[(pid, size)].append(candidate)

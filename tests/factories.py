@@ -61,9 +61,9 @@ def make_campaign(
     campaign = services.create_campaign(
         advertiser=advertiser or make_advertiser(),
         name=f"Campaign {next(_seq)}",
-        start_at=kwargs.pop("start_at", timezone.now() - timedelta(hours=1)),  # type: ignore[arg-type]
+        start_at=kwargs.pop("start_at", timezone.now() - timedelta(hours=1)),
         daily_budget=daily_budget,
-        end_at=kwargs.pop("end_at", None),  # type: ignore[arg-type]
+        end_at=kwargs.pop("end_at", None),
     )
     if active:
         services.activate_campaign(campaign)
@@ -79,7 +79,7 @@ def make_line_item(
     return services.create_line_item(
         campaign=campaign,
         name=f"Line item {next(_seq)}",
-        cpm_bid=Decimal(cpm),
+        bid=Decimal(cpm),
         sizes=[size],
         creatives=[make_creative(campaign.advertiser, size)],
         placements=placements or [],

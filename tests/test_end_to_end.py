@@ -36,14 +36,14 @@ def test_one_ad_from_campaign_to_report(celery_worker: None) -> None:
         winner = services.create_line_item(
             campaign=campaign,
             name="High",
-            cpm_bid=Decimal("4.00"),
+            bid=Decimal("4.00"),
             sizes=["300x250"],
             creatives=[make_creative(advertiser)],
         )
         services.create_line_item(
             campaign=campaign,
             name="Low",
-            cpm_bid=Decimal("2.40"),
+            bid=Decimal("2.40"),
             sizes=["300x250"],
             creatives=[make_creative(advertiser)],
         )

@@ -85,9 +85,7 @@ def test_a_committed_change_is_published_by_the_worker(celery_worker: None) -> N
 def test_validation_names_the_problem() -> None:
     campaign = make_campaign()
     with pytest.raises(ValidationError, match="Sizes must look like 300x250; not 300-250"):
-        services.create_line_item(
-            campaign=campaign, name="x", cpm_bid=Decimal("1"), sizes=["300-250"]
-        )
+        services.create_line_item(campaign=campaign, name="x", bid=Decimal("1"), sizes=["300-250"])
     with pytest.raises(ValidationError, match="end must be after the start"):
         services.create_campaign(
             advertiser=campaign.advertiser,

@@ -33,6 +33,7 @@ def li(
         start=start,
         end=end,
         creative_ids=[id * 10],
+        creative_weights=[1],
     )
 
 

@@ -1,0 +1,42 @@
+from campaigns.models.audit import AuditAction, AuditEntry
+from campaigns.models.core import (
+    Advertiser,
+    BidStrategy,
+    BidType,
+    Campaign,
+    CampaignStatus,
+    Deal,
+    GoalType,
+    LineItem,
+    LineItemCreative,
+    LineItemStatus,
+    Membership,
+    PacingMode,
+    Placement,
+    PriorityTier,
+    Publisher,
+    Role,
+)
+from campaigns.models.tokens import ApiToken
+
+__all__ = [
+    "Advertiser",
+    "ApiToken",
+    "AuditAction",
+    "AuditEntry",
+    "BidStrategy",
+    "BidType",
+    "Campaign",
+    "CampaignStatus",
+    "Deal",
+    "GoalType",
+    "LineItem",
+    "LineItemCreative",
+    "LineItemStatus",
+    "Membership",
+    "PacingMode",
+    "Placement",
+    "PriorityTier",
+    "Publisher",
+    "Role",
+]
