@@ -88,7 +88,7 @@ def _ensure_env(procs: list[subprocess.Popen[bytes]], redis_name: str) -> None:
 def run_tests(args: list[str]) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        _ensure_env(procs, "redis-test")
+        _ensure_env(procs, f"redis-test-{os.getpid()}")  # concurrent runs do not collide
         os.environ.setdefault("DJANGO_SECRET_KEY", f"test-{secrets.token_hex(16)}")
         # Tests delete every key under this prefix; keep them off a deployment's keys.
         os.environ.setdefault("REDIS_KEY_PREFIX", "test:")
@@ -96,6 +96,8 @@ def run_tests(args: list[str]) -> int:
         return subprocess.call([str(BIN / "pytest"), *args], cwd=BASE_DIR)
     finally:
         stop(procs)
+        for leftover in VAR_DIR.glob(f"redis-test-{os.getpid()}.*"):
+            leftover.unlink(missing_ok=True)
 
 
 def _manage(*args: str) -> None:

@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from campaigns.views import dashboard
+from campaigns.views import dashboard, tokens_page
 from reporting.views import HourlyReportView, report_page
 
 admin.site.site_header = "adsplatform ad ops"
@@ -13,6 +14,10 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/reports/hourly/", HourlyReportView.as_view(), name="api-report-hourly"),
+    path("api/v1/", include("campaigns.api.urls")),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("settings/tokens/", tokens_page, name="tokens"),
 ]
 
 if settings.SERVE_MEDIA:

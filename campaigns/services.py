@@ -104,7 +104,9 @@ def _move_campaign(campaign: Campaign, to: CampaignStatus, by: Any) -> Campaign:
     if campaign.status == to:
         return campaign
     if campaign.status not in _CAMPAIGN_MOVES[to]:
-        raise ValidationError({"status": f"A {campaign.status} campaign cannot become {to}."})
+        raise ValidationError(
+            {"status": f"{campaign.status.capitalize()} campaigns cannot become {to}."}
+        )
     return update(campaign, by=by, action=AuditAction.STATUS, status=to)
 
 

@@ -1,12 +1,13 @@
 from datetime import timedelta
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, Sum
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from campaigns.models import Campaign, LineItem
+from campaigns.models import ApiToken, Campaign, LineItem
 from reporting.models import HourlyRollup
 
 
@@ -36,3 +37,23 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         for li in campaign.line_items.all():
             li.delivery = delivery.get(li.pk)
     return render(request, "dashboard/campaigns.html", {"campaigns": campaigns})
+
+
+@login_required
+def tokens_page(request: HttpRequest) -> HttpResponse:
+    """Create and revoke the user's API tokens; a new key is shown once."""
+    new_key = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            ApiToken.objects.filter(user=request.user, pk=request.POST["revoke"]).update(
+                revoked_at=timezone.now()
+            )
+            messages.success(request, "Token revoked.")
+            return redirect("tokens")
+        name = request.POST.get("name", "").strip()[:100]
+        if not name:
+            messages.error(request, "Give the token a name.")
+        else:
+            _, new_key = ApiToken.issue(request.user, name)
+    tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    return render(request, "dashboard/tokens.html", {"tokens": tokens, "new_key": new_key})
