@@ -45,9 +45,9 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
     new_key = None
     if request.method == "POST":
         if "revoke" in request.POST:
-            ApiToken.objects.filter(user=request.user, pk=request.POST["revoke"]).update(
-                revoked_at=timezone.now()
-            )
+            ApiToken.objects.filter(
+                user_id=int(request.user.pk or 0), pk=request.POST["revoke"]
+            ).update(revoked_at=timezone.now())
             messages.success(request, "Token revoked.")
             return redirect("tokens")
         name = request.POST.get("name", "").strip()[:100]
@@ -55,5 +55,5 @@ def tokens_page(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Give the token a name.")
         else:
             _, new_key = ApiToken.issue(request.user, name)
-    tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    tokens = ApiToken.objects.filter(user_id=int(request.user.pk or 0)).order_by("-created_at")
     return render(request, "dashboard/tokens.html", {"tokens": tokens, "new_key": new_key})

@@ -69,7 +69,7 @@ def test_outsiders_see_nothing_and_anonymous_users_are_sent_to_log_in() -> None:
     assert "Spring hiking boots" not in outsider.get("/").content.decode()
     assert outsider.get("/api/v1/reports/hourly/").json()["count"] == 0
     assert Client().get("/").status_code == 302
-    assert Client().get("/api/v1/reports/hourly/").status_code == 403
+    assert Client().get("/api/v1/reports/hourly/").status_code == 401
     assert logged_in(*DEMO_STAFF).get("/api/v1/reports/hourly/").json()["count"] == 1
 
 
@@ -90,8 +90,12 @@ def test_the_report_api_filters_paginates_and_explains_bad_input() -> None:
     assert [r["line_item_id"] for r in page["results"]] == [3, 2]
     assert "next" in page
     assert bad.status_code == 400
-    assert bad.json() == {"since": "'yesterday' is not an ISO 8601 date or time."}
-    assert bad_id.json() == {"campaign": "'abc' is not an id."}
+    assert bad.json()["error"]["fields"] == [
+        {"path": "since", "message": "'yesterday' is not an ISO 8601 date or time."}
+    ]
+    assert bad_id.json()["error"]["fields"] == [
+        {"path": "campaign", "message": "'abc' is not an id."}
+    ]
 
 
 def test_staff_reach_the_admin_pages() -> None:

@@ -38,7 +38,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ApiTokenScheme(OpenApiAuthenticationExtension):
     """Describes the token scheme in the OpenAPI schema."""
 
     target_class = "adsplatform.api.authentication.ApiTokenAuthentication"

@@ -37,7 +37,7 @@ class IdempotentCreateMixin:
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get("Idempotency-Key")
         if not key:
-            return super().create(request, *args, **kwargs)  # type: ignore[misc, no-any-return]
+            return super().create(request, *args, **kwargs)  # type: ignore[misc]
         if len(key) > 200:
             return Response(
                 error_body(400, "invalid", "The Idempotency-Key is longer than 200 characters."),

@@ -58,7 +58,7 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
         return value
 
 
-class OrgScopedField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+class OrgScopedField(serializers.PrimaryKeyRelatedField):
     """A reference limited to what the caller may write: anything else reads as 'not found'."""
 
     def __init__(self, scope: Any, **kwargs: Any) -> None:
@@ -214,8 +214,12 @@ class DealSerializer(serializers.ModelSerializer[Deal]):
 
 
 class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
-    organisation = serializers.PrimaryKeyRelatedField(source="advertiser", read_only=True)
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    organisation: serializers.PrimaryKeyRelatedField[Advertiser] = (
+        serializers.PrimaryKeyRelatedField(source="advertiser", read_only=True)
+    )
+    actor: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     object_type = serializers.CharField(source="content_type.model", read_only=True)
 
     class Meta:

@@ -31,17 +31,17 @@ from campaigns.models import (
 PERMISSIONS = [permissions.IsAuthenticated, OrganisationRole]
 
 
-class OrgViewSet(IdempotentCreateMixin, ETagMixin, viewsets.ModelViewSet):  # type: ignore[type-arg]
+class OrgViewSet(IdempotentCreateMixin, ETagMixin, viewsets.ModelViewSet):
     """CRUD on an organisation-scoped model; PATCH/PUT honour If-Match."""
 
     permission_classes = PERMISSIONS
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def organisation_of(self, obj: Any) -> Advertiser:
-        return obj.advertiser  # type: ignore[no-any-return]
+        return obj.advertiser
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         if self.request is not None and self.request.method in ("PATCH", "PUT"):
             context["expected_version"] = expected_version(self.request)
         return context
@@ -54,7 +54,7 @@ class OrgViewSet(IdempotentCreateMixin, ETagMixin, viewsets.ModelViewSet):  # ty
         )  # fmt: skip
 
 
-class OrganisationViewSet(ETagMixin, viewsets.ModelViewSet):  # type: ignore[type-arg]
+class OrganisationViewSet(ETagMixin, viewsets.ModelViewSet):
     serializer_class = s.OrganisationSerializer
     permission_classes = PERMISSIONS
     write_roles = {Role.ADMIN}
@@ -66,13 +66,13 @@ class OrganisationViewSet(ETagMixin, viewsets.ModelViewSet):  # type: ignore[typ
     def get_queryset(self) -> QuerySet[Advertiser]:
         qs = Advertiser.objects.order_by("name")
         user = self.request.user
-        return qs if user.is_staff else qs.filter(members__user_id=user.pk)
+        return qs if user.is_staff else qs.filter(members__user_id=int(user.pk or 0))
 
     def organisation_of(self, obj: Advertiser) -> Advertiser:
         return obj
 
 
-class MemberViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
+class MemberViewSet(viewsets.ModelViewSet):
     serializer_class = s.MemberSerializer
     permission_classes = PERMISSIONS
     write_roles = {Role.ADMIN}
@@ -84,7 +84,7 @@ class MemberViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
         user = self.request.user
         if user.is_staff:
             return qs
-        return qs.filter(advertiser__members__user_id=user.pk)
+        return qs.filter(advertiser__members__user_id=int(user.pk or 0))
 
     def organisation_of(self, obj: Membership) -> Advertiser:
         return obj.advertiser
@@ -157,7 +157,7 @@ class LineItemViewSet(OrgViewSet):
         return self._move(request, services.archive_line_item)
 
 
-class AssignmentViewSet(IdempotentCreateMixin, viewsets.ModelViewSet):  # type: ignore[type-arg]
+class AssignmentViewSet(IdempotentCreateMixin, viewsets.ModelViewSet):
     """Creatives on line items, with rotation weights; DELETE unassigns."""
 
     serializer_class = s.AssignmentSerializer
@@ -190,7 +190,7 @@ class DealViewSet(OrgViewSet):
         return Deal.objects.for_user(self.request.user).select_related("advertiser")
 
 
-class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The audit log; filter by `object_type` (campaign, lineitem, deal) and `object_id`."""
 
     serializer_class = s.AuditEntrySerializer
@@ -206,4 +206,4 @@ class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         object_type = self.request.query_params.get("object_type")
         if object_type:
             qs = qs.filter(content_type__model=object_type.lower())
-        return qs  # type: ignore[no-any-return]
+        return qs
