@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from campaigns.views import dashboard, tokens_page
+from campaigns.views import dashboard, switch_organisation_view, tokens_page
 from reporting.views import HourlyReportView, report_page
 
 admin.site.site_header = "adsplatform ad ops"
@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("settings/tokens/", tokens_page, name="tokens"),
+    path("organisation/", switch_organisation_view, name="switch-organisation"),
 ]
 
 if settings.SERVE_MEDIA:

@@ -9,6 +9,7 @@ from rest_framework import generics
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
+from campaigns.organisations import current_organisation
 from reporting import queries
 from reporting.models import HourlyRollup, HourlyRollupQuerySet
 from reporting.serializers import HourlyRollupSerializer
@@ -55,6 +56,9 @@ class HourlyReportView(generics.ListAPIView[HourlyRollup]):
 def report_page(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     rows = HourlyRollup.objects.for_user(request.user)
+    org = current_organisation(request)
+    if org is not None:
+        rows = rows.filter(advertiser_id=org.pk)
     last_day = rows.filter(hour__gte=now - timedelta(hours=24))
     context: dict[str, Any] = {
         "totals": queries.totals(last_day),
