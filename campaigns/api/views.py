@@ -4,7 +4,8 @@ Every queryset is scoped to the caller's organisations (staff see all), so anoth
 organisation's objects are 404s. Writes go through `campaigns.services`.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
@@ -29,6 +30,32 @@ from campaigns.models import (
 )
 
 PERMISSIONS = [permissions.IsAuthenticated, OrganisationRole]
+
+
+class StatusActionsMixin:
+    """POST /{id}/activate/, /pause/ and /archive/, each calling the service `moves` names."""
+
+    moves: ClassVar[dict[str, Callable[..., Any]]]
+
+    def _move(self, request: Request, name: str) -> Response:
+        obj = self.get_object()  # type: ignore[attr-defined]
+        self.moves[name](obj, by=request.user)
+        return Response(self.get_serializer(obj).data)  # type: ignore[attr-defined]
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        return self._move(request, "activate")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self._move(request, "pause")
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str | None = None) -> Response:
+        return self._move(request, "archive")
 
 
 class OrgViewSet(IdempotentCreateMixin, ETagMixin, viewsets.ModelViewSet):
@@ -90,8 +117,13 @@ class MemberViewSet(viewsets.ModelViewSet):
         return obj.advertiser
 
 
-class CampaignViewSet(OrgViewSet):
+class CampaignViewSet(StatusActionsMixin, OrgViewSet):
     serializer_class = s.CampaignSerializer
+    moves: ClassVar[dict[str, Callable[..., Any]]] = {
+        "activate": services.activate_campaign,
+        "pause": services.pause_campaign,
+        "archive": services.archive_campaign,
+    }
     filterset_fields = ["advertiser", "status", "priority_tier", "pacing_mode"]
     search_fields = ["name"]
     ordering_fields = ["name", "start_at", "daily_budget", "created_at"]
@@ -99,29 +131,14 @@ class CampaignViewSet(OrgViewSet):
     def get_queryset(self) -> QuerySet[Campaign]:
         return Campaign.objects.for_user(self.request.user).select_related("advertiser")
 
-    def _move(self, request: Request, move: Any) -> Response:
-        campaign = self.get_object()
-        move(campaign, by=request.user)
-        return Response(self.get_serializer(campaign).data)
 
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def activate(self, request: Request, pk: str | None = None) -> Response:
-        return self._move(request, services.activate_campaign)
-
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def pause(self, request: Request, pk: str | None = None) -> Response:
-        return self._move(request, services.pause_campaign)
-
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def archive(self, request: Request, pk: str | None = None) -> Response:
-        return self._move(request, services.archive_campaign)
-
-
-class LineItemViewSet(OrgViewSet):
+class LineItemViewSet(StatusActionsMixin, OrgViewSet):
     serializer_class = s.LineItemSerializer
+    moves: ClassVar[dict[str, Callable[..., Any]]] = {
+        "activate": services.activate_line_item,
+        "pause": services.pause_line_item,
+        "archive": services.archive_line_item,
+    }
     filterset_fields = ["campaign", "status", "bid_type", "child_safe"]
     search_fields = ["name"]
     ordering_fields = ["name", "bid", "created_at"]
@@ -135,26 +152,6 @@ class LineItemViewSet(OrgViewSet):
 
     def organisation_of(self, obj: LineItem) -> Advertiser:
         return obj.campaign.advertiser
-
-    def _move(self, request: Request, move: Any) -> Response:
-        line_item = self.get_object()
-        move(line_item, by=request.user)
-        return Response(self.get_serializer(line_item).data)
-
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def activate(self, request: Request, pk: str | None = None) -> Response:
-        return self._move(request, services.activate_line_item)
-
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def pause(self, request: Request, pk: str | None = None) -> Response:
-        return self._move(request, services.pause_line_item)
-
-    @extend_schema(request=None)
-    @action(detail=True, methods=["post"])
-    def archive(self, request: Request, pk: str | None = None) -> Response:
-        return self._move(request, services.archive_line_item)
 
 
 class AssignmentViewSet(IdempotentCreateMixin, viewsets.ModelViewSet):
