@@ -59,6 +59,13 @@ def test_an_advertiser_logs_in_and_reads_the_report(
             float(page.locator("svg rect").nth(i).get_attribute("height") or 0) for i in range(bars)
         )
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+
+        page.click("header >> text=API tokens")
+        page.fill("#token-name", "nightly export")
+        page.click("text=Create token")
+        key = page.inner_text("[data-new-key]")
+        page.click("text=Revoke")
+        listing = page.inner_text("main")
         browser.close()
 
     assert "Spring hiking boots" in campaigns
@@ -66,3 +73,5 @@ def test_an_advertiser_logs_in_and_reads_the_report(
     assert impressions == "25"
     assert bars == 24
     assert tallest == 120  # the only hour with delivery fills the chart
+    assert key.startswith("ads_")
+    assert "nightly export" in listing and "revoked" in listing and key not in listing
