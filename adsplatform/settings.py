@@ -213,6 +213,8 @@ SERVING_SIGNING_KEY = env.str(
 SERVING_TOKEN_TTL_SECONDS = env.int("SERVING_TOKEN_TTL_SECONDS", default=3600)
 # Asset URLs in rendered creatives are built on this base (a CDN in production).
 CDN_BASE_URL = env.str("CDN_BASE_URL", default=f"{SERVING_PUBLIC_URL}/{MEDIA_URL}").rstrip("/")
+# Our vendor id in the IAB Global Vendor List: GDPR consent is checked against it.
+GVL_VENDOR_ID = env.int("GVL_VENDOR_ID", default=9999)
 # Raw events stay in the Redis stream this long after they are rolled up.
 RAW_EVENT_RETENTION_SECONDS = env.int("RAW_EVENT_RETENTION_SECONDS", default=24 * 3600)
 

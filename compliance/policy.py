@@ -1,17 +1,34 @@
 """The privacy policy: one function turns a request's privacy signals into permissions.
 
-Serving asks only this function what it may do. This first version implements the rules of
-DESIGN.md that need no TC-string decoding: GDPR without a consent string means no ad, and
-US Privacy opt-out, COPPA and limit-ad-tracking turn personalisation and ids off. The full
-TCF/GPP decoding replaces `_has_tc_string` with a real purpose and vendor check.
+Serving asks only `evaluate`. The rules are DESIGN.md's; where it is silent we follow what
+Prebid Server does:
+
+- GDPR applies (`regs.gdpr = 1`, or a GPP string carrying tcfeuv2 in `gpp_sid`): without a
+  valid TC string, no ad. An ad needs a legal basis for purpose 2 (basic ads) for our vendor
+  id: purpose consent and vendor consent, or purpose LI and vendor LI, and no publisher
+  restriction against it. Personalisation needs consent for purposes 3 and 4 (TCF 2.2 allows
+  no LI there); ids on the device need purpose 1 consent; measurement purpose 7 consent or LI.
+  Precise geo needs special feature 1.
+- US Privacy opt-out of sale, a GPP usnat/usca opt-out of sale, sharing or targeted ads,
+  `device.lmt = 1`, `Sec-GPC: 1` and COPPA: no personalisation and no ids; COPPA and
+  limit-ad-tracking also mean no precise geo.
+- Each external buyer is judged the same way with its own vendor id.
 """
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-# TC strings are base64url segments joined by dots.
-_TC_STRING_RE = re.compile(r"^[A-Za-z0-9_-]{20,}(\.[A-Za-z0-9_-]+)*$")
-_US_PRIVACY_RE = re.compile(r"^1[YN-][YN-][YN-]$")
+from compliance.bits import DecodeError
+from compliance.gpp import GppString, decode_gpp
+from compliance.tcf import RestrictionType, TCString, decode_tc_string
+from compliance.usprivacy import UsPrivacy, parse_us_privacy
+
+PURPOSE_STORE = 1
+PURPOSE_BASIC_ADS = 2
+PURPOSES_PERSONALISED = (3, 4)
+PURPOSE_MEASURE = 7
+FEATURE_PRECISE_GEO = 1
+GPP_TCFEUV2 = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,38 +36,161 @@ class PrivacySignals:
     gdpr: int | None = None
     tc_string: str | None = None
     us_privacy: str | None = None
+    gpp: str | None = None
+    gpp_sid: tuple[int, ...] = ()
     coppa: int | None = None
     gpc: str | None = None
     lmt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Permissions:
-    serve: bool
-    personalise: bool
-    use_ids: bool
+class BuyerPermission:
+    call: bool
+    send_ids: bool
+    send_precise_geo: bool
     reason: str = ""
 
 
-def _has_tc_string(tc_string: str | None) -> bool:
-    return bool(tc_string) and bool(_TC_STRING_RE.match(tc_string or ""))
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    serve: bool
+    personalise: bool = False
+    use_ids: bool = False  # store or read ids on the device
+    measure: bool = False
+    precise_geo: bool = False
+    reason: str = ""
+    # What was seen, for the consent ledger: e.g. ("gdpr=1", "tcf=valid", "p2=yes").
+    ledger: tuple[str, ...] = ()
+    _tcf: TCString | None = field(default=None, repr=False, compare=False)
+    _restricted: bool = field(default=False, repr=False, compare=False)
+
+    def for_buyer(self, vendor_id: int | None) -> BuyerPermission:
+        """Whether a buyer may be called, and with what."""
+        if not self.serve:
+            return BuyerPermission(False, False, False, self.reason)
+        if self._tcf is None:
+            return BuyerPermission(True, self.personalise, self.precise_geo)
+        if vendor_id is None:
+            return BuyerPermission(False, False, False, "buyer_has_no_gvl_id")
+        if not _basic_ads_allowed(self._tcf, vendor_id):
+            return BuyerPermission(False, False, False, "buyer_no_purpose_2_basis")
+        ids = not self._restricted and _personalised_allowed(self._tcf, vendor_id)
+        return BuyerPermission(True, ids, self.precise_geo and ids)
 
 
-def _us_privacy_opted_out(us_privacy: str | None) -> bool:
-    # "1YYN": version 1, notice given, opted out of sale (third character), LSPA.
-    return bool(us_privacy and _US_PRIVACY_RE.match(us_privacy) and us_privacy[2] == "Y")
+@lru_cache(maxsize=8192)
+def _tc(text: str) -> TCString:
+    # The same users send the same strings again and again; decoding costs ~100 µs.
+    return decode_tc_string(text)
 
 
-def evaluate(signals: PrivacySignals) -> Permissions:
-    """What this request allows: serve at all, personalise, use ids."""
-    if signals.gdpr == 1 and not _has_tc_string(signals.tc_string):
-        return Permissions(serve=False, personalise=False, use_ids=False, reason="gdpr_no_consent")
+@lru_cache(maxsize=4096)
+def _gpp(text: str, sids: tuple[int, ...]) -> GppString:
+    return decode_gpp(text).applicable_sections(sids)
+
+
+def _basis(tcf: TCString, purpose: int, vendor: int, li_allowed: bool = True) -> bool:
+    restriction = tcf.restriction(purpose, vendor)
+    if restriction == RestrictionType.NOT_ALLOWED:
+        return False
+    consent = tcf.purpose_consent(purpose) and tcf.vendor_consent(vendor)
+    li = li_allowed and tcf.purpose_li(purpose) and tcf.vendor_li(vendor)
+    if restriction == RestrictionType.REQUIRE_CONSENT:
+        return consent
+    if restriction == RestrictionType.REQUIRE_LEGITIMATE_INTEREST:
+        return li
+    return consent or li
+
+
+def _basic_ads_allowed(tcf: TCString, vendor: int) -> bool:
+    return _basis(tcf, PURPOSE_BASIC_ADS, vendor)
+
+
+def _personalised_allowed(tcf: TCString, vendor: int) -> bool:
+    return all(_basis(tcf, p, vendor, li_allowed=False) for p in PURPOSES_PERSONALISED)
+
+
+def _us_opt_out(usp: UsPrivacy | None, gpp: GppString | None) -> str:
+    if usp is not None and usp.opted_out:
+        return "us_privacy_opt_out"
+    if gpp is not None:
+        for section in (gpp.us_national, gpp.us_california):
+            if section is not None and (
+                section.opted_out_of_sale_or_sharing() or section.opted_out_of_targeted_ads()
+            ):
+                return "gpp_us_opt_out"
+        if gpp.us_privacy is not None and gpp.us_privacy.opted_out:
+            return "us_privacy_opt_out"
+    return ""
+
+
+def evaluate(signals: PrivacySignals, our_vendor_id: int) -> Permissions:
+    """What this request allows: serve, personalise, ids, measurement, precise geo, buyers."""
+    ledger: list[str] = []
+    gpp: GppString | None = None
+    if signals.gpp:
+        try:
+            gpp = _gpp(signals.gpp, tuple(signals.gpp_sid))
+            ledger.append("gpp=valid")
+        except DecodeError:
+            ledger.append("gpp=invalid")
+    usp: UsPrivacy | None = None
+    if signals.us_privacy:
+        try:
+            usp = parse_us_privacy(signals.us_privacy)
+            ledger.append(f"usp={usp}")
+        except DecodeError:
+            ledger.append("usp=invalid")
+
+    tcf: TCString | None = None
+    gdpr = signals.gdpr == 1 or (gpp is not None and GPP_TCFEUV2 in gpp.section_ids)
+    if gdpr:
+        ledger.append("gdpr=1")
+        text = signals.tc_string
+        if text:
+            try:
+                tcf = _tc(text)
+            except DecodeError:
+                tcf = None
+        elif gpp is not None:
+            tcf = gpp.tcf_eu_v2
+        if tcf is None:
+            ledger.append("tcf=" + ("invalid" if text else "missing"))
+            return Permissions(serve=False, reason="gdpr_no_consent", ledger=tuple(ledger))
+        ledger.append("tcf=valid")
+        if not _basic_ads_allowed(tcf, our_vendor_id):
+            ledger.append("p2=no")
+            return Permissions(serve=False, reason="gdpr_no_purpose_2", ledger=tuple(ledger))
+        ledger.append("p2=yes")
+
+    restricted = ""
     if signals.coppa == 1:
-        return Permissions(serve=True, personalise=False, use_ids=False, reason="coppa")
-    if _us_privacy_opted_out(signals.us_privacy):
-        return Permissions(
-            serve=True, personalise=False, use_ids=False, reason="us_privacy_opt_out"
-        )
-    if signals.lmt == 1 or signals.gpc == "1":
-        return Permissions(serve=True, personalise=False, use_ids=False, reason="limit_tracking")
-    return Permissions(serve=True, personalise=True, use_ids=True)
+        restricted = "coppa"
+    elif signals.lmt == 1:
+        restricted = "limit_ad_tracking"
+    elif signals.gpc == "1":
+        restricted = "gpc"
+    else:
+        restricted = _us_opt_out(usp, gpp)
+    if restricted:
+        ledger.append(f"restricted={restricted}")
+
+    personalise = not restricted and (tcf is None or _personalised_allowed(tcf, our_vendor_id))
+    store = tcf is None or _basis(tcf, PURPOSE_STORE, our_vendor_id, li_allowed=False)
+    measure = tcf is None or _basis(tcf, PURPOSE_MEASURE, our_vendor_id)
+    precise_geo = restricted not in ("coppa", "limit_ad_tracking") and (
+        tcf is None or tcf.special_feature_opt_in(FEATURE_PRECISE_GEO)
+    )
+    if tcf is not None:
+        ledger.append("p34=" + ("yes" if personalise else "no"))
+    return Permissions(
+        serve=True,
+        personalise=personalise,
+        use_ids=personalise and store,
+        measure=measure,
+        precise_geo=precise_geo,
+        reason=restricted or ("contextual_only" if not personalise else ""),
+        ledger=tuple(ledger),
+        _tcf=tcf,
+        _restricted=bool(restricted),
+    )

@@ -55,6 +55,7 @@ class ServingConfig:
     public_url: str
     token_ttl: int = 3600
     refresh_interval: float = 1.0
+    gvl_vendor_id: int = 0
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -66,6 +67,7 @@ class ServingConfig:
             signing_key=settings.SERVING_SIGNING_KEY,
             public_url=settings.SERVING_PUBLIC_URL,
             token_ttl=settings.SERVING_TOKEN_TTL_SECONDS,
+            gvl_vendor_id=settings.GVL_VENDOR_ID,
         )
 
 
@@ -177,7 +179,7 @@ class ServingApp:
             raise HttpError(401, "unknown_placement", "the placement key is not known")
 
         now = time.time()
-        permissions = evaluate(_privacy_signals(request, scope))
+        permissions = evaluate(_privacy_signals(request, scope), self.config.gvl_vendor_id)
         if not permissions.serve:
             self._emit_requests(placement, request, [], now, request_id)
             await _respond(
@@ -332,6 +334,8 @@ def _privacy_signals(request: AdRequest, scope: Scope) -> PrivacySignals:
         gdpr=regs.gdpr if regs else None,
         tc_string=user.consent if user else None,
         us_privacy=regs.us_privacy if regs else None,
+        gpp=regs.gpp if regs else None,
+        gpp_sid=tuple(regs.gpp_sid or ()) if regs else (),
         coppa=regs.coppa if regs else None,
         gpc=_header(scope, b"sec-gpc"),
         lmt=device.lmt if device else None,

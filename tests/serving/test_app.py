@@ -15,6 +15,7 @@ from campaigns.snapshot import publish_snapshot
 from serving.app import ServingApp, ServingConfig
 from serving.keys import RedisKeys
 from serving.tokens import TokenSigner
+from tests.compliance.tcf_encoder import Core, VendorSection, encode_core
 from tests.conftest import run
 from tests.factories import make_campaign, make_line_item, make_placement
 
@@ -148,6 +149,29 @@ def test_nothing_eligible_is_204_and_gdpr_without_consent_gets_no_ad(placement_k
     assert (no_fill.status_code, no_fill.headers["x-no-fill-reason"]) == (204, "no_eligible")
     assert (gdpr.status_code, gdpr.headers["x-no-fill-reason"]) == (204, "gdpr_no_consent")
     assert no_fill.content == gdpr.content == b""
+
+
+def test_gdpr_traffic_with_consent_for_our_vendor_gets_an_ad(placement_key: str) -> None:
+    consent = encode_core(
+        Core(
+            purposes_consent=frozenset({1, 2, 3, 4}),
+            vendor_consents=VendorSection(max_id=9999, ids=frozenset({9999})),
+        )
+    )
+    other_vendor = encode_core(Core(purposes_consent=frozenset({1, 2, 3, 4})))
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> list[httpx.Response]:
+        return [
+            await client.post(
+                "/v1/ad", json=ad_body(placement_key, regs={"gdpr": 1}, user={"consent": tc})
+            )
+            for tc in (consent, other_vendor)
+        ]
+
+    ok, refused = with_client(scenario)
+
+    assert ok.status_code == 200
+    assert (refused.status_code, refused.headers["x-no-fill-reason"]) == (204, "gdpr_no_purpose_2")
 
 
 def test_impressions_and_clicks_are_recorded_once_and_forgeries_not_at_all(
