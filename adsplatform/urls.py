@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/reports/hourly/", HourlyReportView.as_view(), name="api-report-hourly"),
     path("api/v1/", include("campaigns.api.urls")),
+    path("api/v1/", include("campaigns.bulk.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("settings/tokens/", tokens_page, name="tokens"),

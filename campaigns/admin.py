@@ -4,8 +4,10 @@ from django.contrib import admin
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.db import models
 from django.http import HttpRequest
+from django.urls import URLPattern
 
 from campaigns import audit
+from campaigns.bulk.admin_views import admin_urls as bulksheet_urls
 from campaigns.models import (
     Advertiser,
     ApiToken,
@@ -89,6 +91,10 @@ class CampaignAdmin(AuditedAdmin):
     date_hierarchy = "start_at"
     readonly_fields = ["version"]
     inlines = (LineItemInline, AuditTrailInline)
+
+    def get_urls(self) -> list[URLPattern]:
+        # Bulksheet pages first: the change view's "<path:object_id>/" would take their paths.
+        return [*bulksheet_urls(self), *super().get_urls()]
 
 
 class AssignmentInline(admin.TabularInline):

@@ -1,4 +1,5 @@
 from campaigns.models.audit import AuditAction, AuditEntry
+from campaigns.models.bulk import BulkUpload as BulkUpload
 from campaigns.models.core import (
     Advertiser,
     BidStrategy,

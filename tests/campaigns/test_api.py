@@ -281,3 +281,17 @@ def test_the_schema_and_docs_are_served() -> None:
     assert "/api/v1/campaigns/{id}/activate/" in schema["paths"]
     assert schema["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
     assert docs.status_code == 200
+
+
+def test_nul_characters_are_refused_before_they_reach_the_database() -> None:
+    org = make_advertiser()
+    api = member(org, Role.ADMIN)
+
+    by_query = api.get("/api/v1/campaigns/", {"search": "a\x00b"})
+    by_body = api.post(
+        "/api/v1/members/", {"organisation": org.pk, "username": "x\x00", "role": "analyst"},
+        format="json",
+    )  # fmt: skip
+
+    assert (by_query.status_code, by_body.status_code) == (400, 400)
+    assert by_body.json()["error"]["message"] == "The request contains a NUL character (\\u0000)."
