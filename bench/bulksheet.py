@@ -20,9 +20,7 @@ for the second under tracemalloc (which slows Python down), for its peak of trac
 import argparse
 import csv
 import io
-import os
 import resource
-import secrets
 import sys
 import tempfile
 import time
@@ -35,26 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
+from bench.common import configure  # noqa: E402
+
 LINE_ITEMS, ASSIGNMENTS = 10, 9  # per campaign
 MIB = 1024 * 1024
 Phase = Callable[[], tuple[Any, int]]  # runs a phase; returns its value and its rows
 Row = tuple[str, int, float, float, float]  # phase, rows, seconds, traced peak, max RSS
-
-
-def configure(tmp: Path) -> str:
-    """Environment for Django, set before it reads its settings."""
-    prefix = f"bench:{secrets.token_hex(4)}:"
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(32))
-    os.environ.update(
-        DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
-        REDIS_KEY_PREFIX=prefix,
-        MEDIA_ROOT=str(tmp / "media"),
-        DJANGO_DEBUG="false",
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="adsplatform.settings",
-    )
-    return prefix
 
 
 def build_file(campaigns: int, creative_ids: list[int]) -> bytes:

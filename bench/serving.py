@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -29,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, sys.path[0] is bench/, where "serving" would name this file, not the app.
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
+
+from bench.common import configure  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SIZES = {"300x250": (300, 250), "728x90": (728, 90), "160x600": (160, 600), "320x50": (320, 50)}
@@ -72,22 +73,6 @@ class Result:
     p99_ms: float
     errors: int
     rss_mib: float = 0.0
-
-
-def configure(tmp: Path) -> str:
-    """Environment for this process and the servers, set before Django reads its settings."""
-    prefix = f"bench:{secrets.token_hex(4)}:"
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(32))
-    os.environ.update(
-        DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
-        REDIS_KEY_PREFIX=prefix,
-        MEDIA_ROOT=str(tmp / "media"),
-        DJANGO_DEBUG="false",
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="adsplatform.settings",
-    )
-    return prefix
 
 
 def load_data(rng: random.Random) -> list[str]:
