@@ -92,6 +92,10 @@ def run_tests(args: list[str]) -> int:
         os.environ.setdefault("DJANGO_SECRET_KEY", f"test-{secrets.token_hex(16)}")
         # Tests delete every key under this prefix; keep them off a deployment's keys.
         os.environ.setdefault("REDIS_KEY_PREFIX", "test:")
+        # Tests never collectstatic; an empty static root keeps WhiteNoise from warning.
+        static_root = VAR_DIR / "test-static"
+        static_root.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("STATIC_ROOT", str(static_root))
         print(f"database: {os.environ.get('DATABASE_URL') or 'SQLite (embedded default)'}")
         return subprocess.call([str(BIN / "pytest"), *args], cwd=BASE_DIR)
     finally:
