@@ -321,11 +321,14 @@ class ServingApp:
 
 def _decode_ad_request(body: bytes) -> AdRequest:
     try:
-        return ad_request_decoder.decode(body)
+        request = ad_request_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise HttpError(400, "malformed_json", str(exc)) from exc
+    if len({slot.id for slot in request.slots}) != len(request.slots):
+        raise HttpError(400, "invalid_request", "slot ids must be unique - at `$.slots`")
+    return request
 
 
 def _privacy_signals(request: AdRequest, scope: Scope) -> PrivacySignals:

@@ -107,6 +107,13 @@ def test_an_ad_request_returns_the_winner_with_signed_tracking_urls(placement_ke
             "$.regs.gdpr",
         ),
         (
+            b'{"placement": "k", "slots": [{"id": "a", "sizes": ["1x1"]},'
+            b' {"id": "a", "sizes": ["1x1"]}]}',
+            400,
+            "invalid_request",
+            "slot ids must be unique",
+        ),
+        (
             b'{"placement": "unknown", "slots": [{"id": "a", "sizes": ["1x1"]}]}',
             401,
             "unknown_placement",
