@@ -64,6 +64,20 @@ class Permissions:
     _tcf: TCString | None = field(default=None, repr=False, compare=False)
     _restricted: bool = field(default=False, repr=False, compare=False)
 
+    @property
+    def outcome(self) -> str:
+        """blocked, contextual or personalised: what the request was allowed."""
+        if not self.serve:
+            return "blocked"
+        return "personalised" if self.personalise else "contextual"
+
+    def ledger_text(self) -> str:
+        """The compact record every serving event carries, e.g. `gdpr=1 tcf=valid p2=yes p34=no
+        → contextual`."""
+        seen = " ".join(self.ledger)
+        decided = f"{self.outcome}:{self.reason}" if self.reason else self.outcome
+        return f"{seen} → {decided}" if seen else f"→ {decided}"
+
     def for_buyer(self, vendor_id: int | None) -> BuyerPermission:
         """Whether a buyer may be called, and with what."""
         if not self.serve:

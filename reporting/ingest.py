@@ -21,7 +21,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from reporting.models import HourlyRollup, StreamWatermark
+from reporting.models import ConsentHourly, HourlyRollup, StreamWatermark
 from serving.events import Event, decode_events
 from serving.keys import RedisKeys
 
@@ -92,6 +92,38 @@ def _decode(eid: bytes, fields: dict[bytes, bytes]) -> list[Event]:
         return []
 
 
+ConsentKey = tuple[datetime, str, str, bool]
+VALID_SIGNALS = ("tcf=valid", "gpp=valid")
+
+
+def consent_key(hour: datetime, ledger: str) -> ConsentKey:
+    """(hour, outcome, reason, valid signal) of a ledger like `gdpr=1 tcf=valid → contextual`."""
+    seen, _, decided = ledger.rpartition("→")
+    outcome, _, reason = decided.strip().partition(":")
+    tokens = seen.split()
+    valid = any(t in VALID_SIGNALS or (t.startswith("usp=") and t != "usp=invalid") for t in tokens)
+    return hour, outcome, reason, valid
+
+
+def _aggregate_consent(entries: list[Entry]) -> dict[ConsentKey, int]:
+    counts: dict[ConsentKey, int] = defaultdict(int)
+    for _, events in entries:
+        for e in events:
+            if e.cs:
+                counts[
+                    consent_key(datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC), e.cs)
+                ] += 1
+    return counts
+
+
+def _write_consent(counts: dict[ConsentKey, int]) -> None:
+    for (hour, outcome, reason, valid), n in counts.items():
+        row, _ = ConsentHourly.objects.get_or_create(
+            hour=hour, outcome=outcome, reason=reason, valid_signal=valid
+        )
+        ConsentHourly.objects.filter(pk=row.pk).update(requests=F("requests") + n)
+
+
 def _aggregate(entries: list[Entry]) -> dict[tuple[datetime, int, int], _Totals]:
     totals: dict[tuple[datetime, int, int], _Totals] = defaultdict(_Totals)
     for _, events in entries:
@@ -149,6 +181,7 @@ def ingest_events(batch_size: int = 5000, max_batches: int = 20) -> IngestResult
                 if fresh:
                     totals = _aggregate(fresh)
                     _write(totals)
+                    _write_consent(_aggregate_consent(fresh))
                     result.rows += len(totals)
                     result.counted += len(fresh)
                     mark.last_id = max((e[0] for e in fresh), key=_stream_id)

@@ -63,3 +63,24 @@ class StreamWatermark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream} @ {self.last_id}"
+
+
+class ConsentHourly(models.Model):
+    """Ad requests per hour by what consent allowed: the consent-coverage report's source."""
+
+    hour = models.DateTimeField()
+    outcome = models.CharField(max_length=20)  # blocked, contextual, personalised
+    reason = models.CharField(max_length=40, blank=True)
+    valid_signal = models.BooleanField()  # a valid TC string, GPP string or US Privacy string
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "outcome", "reason", "valid_signal"], name="one_consent_row"
+            )
+        ]
+        ordering = ["-hour", "outcome"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.outcome} {self.reason}: {self.requests}"

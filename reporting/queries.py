@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Sum
 
 from campaigns.models import Campaign, LineItem
-from reporting.models import HourlyRollupQuerySet
+from reporting.models import ConsentHourly, HourlyRollupQuerySet
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,32 @@ def hourly_bars(
         h = round(value / peak * height)
         bars.append(Bar(hour=hour, value=value, x=i * 20, y=height - h, height=h))
     return bars
+
+
+def consent_coverage(since: datetime) -> dict[str, Any]:
+    """Ad requests since `since` by consent outcome: valid-signal and personalised shares,
+    and blocked or contextual-only requests by reason."""
+    rows = list(
+        ConsentHourly.objects.filter(hour__gte=since)
+        .values("outcome", "reason", "valid_signal")
+        .annotate(n=Sum("requests"))
+    )
+    total = sum(r["n"] for r in rows)
+
+    def share(n: int) -> float:
+        return n / total * 100 if total else 0.0
+
+    by_reason: dict[tuple[str, str], int] = {}
+    for r in rows:
+        if r["outcome"] != "personalised":
+            key = (r["outcome"], r["reason"] or "-")
+            by_reason[key] = by_reason.get(key, 0) + r["n"]
+    return {
+        "requests": total,
+        "valid_signal": share(sum(r["n"] for r in rows if r["valid_signal"])),
+        "personalised": share(sum(r["n"] for r in rows if r["outcome"] == "personalised")),
+        "by_reason": [
+            {"outcome": o, "reason": reason, "requests": n, "share": share(n)}
+            for (o, reason), n in sorted(by_reason.items(), key=lambda kv: -kv[1])
+        ],
+    }

@@ -65,5 +65,9 @@ def report_page(request: HttpRequest) -> HttpResponse:
         "line_items": queries.by_line_item(last_day),
         "bars": queries.hourly_bars(rows, now),
         "chart_height": 120,
+        # Consent is a property of traffic, not of one advertiser: ad ops see it.
+        "consent": queries.consent_coverage(now - timedelta(hours=24))
+        if request.user.is_staff
+        else None,
     }
     return render(request, "reporting/report.html", context)

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from compliance.policy import PrivacySignals, evaluate
+from compliance.policy import Permissions, PrivacySignals, evaluate
 from serving.decide import Decision, SlotRequest, decide
 from serving.events import Event, EventSink
 from serving.keys import RedisKeys, day_of
@@ -181,7 +181,7 @@ class ServingApp:
         now = time.time()
         permissions = evaluate(_privacy_signals(request, scope), self.config.gvl_vendor_id)
         if not permissions.serve:
-            self._emit_requests(placement, request, [], now, request_id)
+            self._emit_requests(placement, request, [], now, request_id, permissions)
             await _respond(
                 send, 204, b"", request_id, [(b"x-no-fill-reason", permissions.reason.encode())]
             )
@@ -189,7 +189,7 @@ class ServingApp:
 
         slots = [SlotRequest(s.id, s.sizes) for s in request.slots]
         decisions = decide(index, placement, slots, now, self.store.exhausted)
-        self._emit_requests(placement, request, decisions, now, request_id)
+        self._emit_requests(placement, request, decisions, now, request_id, permissions)
         if not decisions:
             await _respond(send, 204, b"", request_id, [(b"x-no-fill-reason", b"no_eligible")])
             return
@@ -241,6 +241,7 @@ class ServingApp:
         decisions: list[Decision],
         now: float,
         request_id: str,
+        permissions: Permissions,
     ) -> None:
         won = {d.slot_id: d for d in decisions}
         ts = int(now * 1000)
@@ -257,6 +258,7 @@ class ServingApp:
                         adv=li.advertiser_id, cr=d.creative.id, d=request_id,
                     )
                 )  # fmt: skip
+        events[0] = msgspec.structs.replace(events[0], cs=permissions.ledger_text())
         self.sink.emit(events)
 
     async def _impression(self, text: str, send: Send, request_id: str) -> None:

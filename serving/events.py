@@ -30,6 +30,7 @@ class Event(msgspec.Struct, frozen=True):
     cr: int = 0  # creative
     cpm: int = 0  # clearing CPM in micros (impressions)
     d: str = ""  # decision or request id
+    cs: str = ""  # consent ledger, on the first event of each ad request
 
 
 encode_events = msgspec.json.Encoder().encode

@@ -10,7 +10,7 @@ from django.test import Client
 from campaigns.demo import load_demo
 from campaigns.demo_accounts import DEMO_STAFF, DEMO_USER
 from campaigns.models import Campaign, LineItem, Placement
-from reporting.models import HourlyRollup
+from reporting.models import ConsentHourly, HourlyRollup
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +108,18 @@ def test_staff_reach_the_admin_pages() -> None:
                 f"/admin/campaigns/lineitem/{line_item.pk}/change/",
                 "/admin/creatives/creative/", "/admin/campaigns/placement/"):  # fmt: skip
         assert staff.get(url).status_code == 200, url
+
+
+def test_ad_ops_see_consent_coverage_and_advertisers_do_not() -> None:
+    load_demo()
+    ConsentHourly.objects.create(
+        hour=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+        outcome="blocked", reason="gdpr_no_consent", valid_signal=False, requests=4,
+    )  # fmt: skip
+
+    staff_page = logged_in(*DEMO_STAFF).get("/reports/").content.decode()
+    member_page = logged_in(*DEMO_USER).get("/reports/").content.decode()
+
+    assert 'data-consent="requests">4<' in staff_page
+    assert "gdpr_no_consent" in staff_page
+    assert "Consent coverage" not in member_page

@@ -1,6 +1,7 @@
 """Rolling up the event stream: exact counts, acknowledged after commit, never twice."""
 
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +12,8 @@ from redis import Redis
 
 from reporting import ingest
 from reporting.ingest import GROUP, ingest_events
-from reporting.models import HourlyRollup, StreamWatermark
+from reporting.models import ConsentHourly, HourlyRollup, StreamWatermark
+from reporting.queries import consent_coverage
 from serving.events import Event, encode_events
 from serving.keys import RedisKeys
 
@@ -116,3 +118,33 @@ def test_raw_events_are_trimmed_after_retention_but_never_before_rollup(
     ingest_events()
     assert redis_client.xlen(stream) == 0
     assert HourlyRollup.objects.aggregate(n=Sum("impressions"))["n"] == 3
+
+
+def test_consent_ledgers_roll_up_into_coverage(redis_client: Redis) -> None:
+    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+    ledgers = [
+        "gdpr=1 tcf=valid p2=yes p34=yes → personalised",
+        "gdpr=1 tcf=valid p2=yes p34=no → contextual:contextual_only",
+        "gdpr=1 tcf=missing → blocked:gdpr_no_consent",
+        "usp=1YYN restricted=us_privacy_opt_out → contextual:us_privacy_opt_out",
+        "→ personalised",
+    ]
+    for ledger in ledgers:
+        events = [
+            Event(t="req", ts=HOUR_MS + 5, pl=1, cs=ledger),
+            Event(t="req", ts=HOUR_MS + 5, pl=1),
+        ]
+        redis_client.xadd(stream, {"v": encode_events(events)})
+
+    ingest_events()
+    coverage = consent_coverage(datetime.fromtimestamp(HOUR_MS / 1000, UTC))
+
+    assert ConsentHourly.objects.aggregate(n=Sum("requests"))["n"] == 5  # per request, not slot
+    assert coverage["requests"] == 5
+    assert coverage["valid_signal"] == 60.0  # two valid TC strings and one US Privacy string
+    assert coverage["personalised"] == 40.0
+    assert {(r["outcome"], r["reason"], r["requests"]) for r in coverage["by_reason"]} == {
+        ("contextual", "contextual_only", 1),
+        ("blocked", "gdpr_no_consent", 1),
+        ("contextual", "us_privacy_opt_out", 1),
+    }

@@ -13,6 +13,7 @@ from redis import Redis
 
 from campaigns.snapshot import publish_snapshot
 from serving.app import ServingApp, ServingConfig
+from serving.events import decode_events
 from serving.keys import RedisKeys
 from serving.tokens import TokenSigner
 from tests.compliance.tcf_encoder import Core, VendorSection, encode_core
@@ -144,7 +145,9 @@ def test_oversized_bodies_wrong_methods_and_paths(placement_key: str) -> None:
     assert with_client(scenario) == [413, 405, 404]
 
 
-def test_nothing_eligible_is_204_and_gdpr_without_consent_gets_no_ad(placement_key: str) -> None:
+def test_nothing_eligible_is_204_and_gdpr_without_consent_gets_no_ad(
+    placement_key: str, redis_client: Redis
+) -> None:
     async def scenario(client: httpx.AsyncClient, app: ServingApp) -> list[httpx.Response]:
         return [
             await client.post("/v1/ad", json=ad_body(placement_key, "728x90")),
@@ -152,6 +155,9 @@ def test_nothing_eligible_is_204_and_gdpr_without_consent_gets_no_ad(placement_k
         ]
 
     no_fill, gdpr = with_client(scenario)
+    entries: Any = redis_client.xrange(RedisKeys(settings.REDIS_KEY_PREFIX).events)
+    ledgers = [decode_events(fields[b"v"])[0].cs for _, fields in entries]
+    assert ledgers == ["→ personalised", "gdpr=1 tcf=missing → blocked:gdpr_no_consent"]
 
     assert (no_fill.status_code, no_fill.headers["x-no-fill-reason"]) == (204, "no_eligible")
     assert (gdpr.status_code, gdpr.headers["x-no-fill-reason"]) == (204, "gdpr_no_consent")
