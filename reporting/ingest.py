@@ -93,6 +93,13 @@ def _decode(eid: bytes, fields: dict[bytes, bytes]) -> list[Event]:
 
 
 ConsentKey = tuple[datetime, str, str, bool]
+
+
+def _hour(ts_ms: int) -> datetime:
+    """The UTC hour an event's millisecond timestamp falls in."""
+    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
+
+
 VALID_SIGNALS = ("tcf=valid", "gpp=valid")
 
 
@@ -110,9 +117,7 @@ def _aggregate_consent(entries: list[Entry]) -> dict[ConsentKey, int]:
     for _, events in entries:
         for e in events:
             if e.cs:
-                counts[
-                    consent_key(datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC), e.cs)
-                ] += 1
+                counts[consent_key(_hour(e.ts), e.cs)] += 1
     return counts
 
 
@@ -128,7 +133,7 @@ def _aggregate(entries: list[Entry]) -> dict[tuple[datetime, int, int], _Totals]
     totals: dict[tuple[datetime, int, int], _Totals] = defaultdict(_Totals)
     for _, events in entries:
         for e in events:
-            hour = datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC)
+            hour = _hour(e.ts)
             row = totals[(hour, e.pl, e.li)]
             row.campaign_id, row.advertiser_id = e.cp, e.adv
             if e.t == "req":

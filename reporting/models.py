@@ -10,12 +10,9 @@ class HourlyRollupQuerySet(models.QuerySet["HourlyRollup"]):
         """Rows the user may see: all for staff, their organisations' otherwise."""
         if getattr(user, "is_staff", False):
             return self
-        if not user.is_authenticated:
-            return self.none()
-        from campaigns.models import Membership
+        from campaigns.organisations import organisations_of
 
-        advertiser_ids = Membership.objects.filter(user_id=int(user.pk)).values("advertiser_id")
-        return self.filter(advertiser_id__in=advertiser_ids)
+        return self.filter(advertiser_id__in=organisations_of(user).values("pk"))
 
 
 class HourlyRollup(models.Model):

@@ -28,6 +28,7 @@ from campaigns.models import (
     Membership,
     Role,
 )
+from campaigns.organisations import organisations_of
 
 PERMISSIONS = [permissions.IsAuthenticated, OrganisationRole]
 
@@ -91,9 +92,7 @@ class OrganisationViewSet(ETagMixin, viewsets.ModelViewSet):
     ordering_fields = ["name", "created_at"]
 
     def get_queryset(self) -> QuerySet[Advertiser]:
-        qs = Advertiser.objects.order_by("name")
-        user = self.request.user
-        return qs if user.is_staff else qs.filter(members__user_id=int(user.pk or 0))
+        return organisations_of(self.request.user)
 
     def organisation_of(self, obj: Advertiser) -> Advertiser:
         return obj
@@ -107,11 +106,11 @@ class MemberViewSet(viewsets.ModelViewSet):
     ordering_fields = ["created_at", "role"]
 
     def get_queryset(self) -> QuerySet[Membership]:
-        qs = Membership.objects.select_related("user", "advertiser").order_by("id")
-        user = self.request.user
-        if user.is_staff:
-            return qs
-        return qs.filter(advertiser__members__user_id=int(user.pk or 0))
+        return (
+            Membership.objects.filter(advertiser__in=organisations_of(self.request.user))
+            .select_related("user", "advertiser")
+            .order_by("id")
+        )
 
     def organisation_of(self, obj: Membership) -> Advertiser:
         return obj.advertiser

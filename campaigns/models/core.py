@@ -44,13 +44,6 @@ class Role(models.TextChoices):
     ANALYST = "analyst", "Analyst"  # read-only, reports
 
 
-class MembershipQuerySet(models.QuerySet["Membership"]):
-    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> "MembershipQuerySet":
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(user_id=int(user.pk))
-
-
 class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -58,8 +51,6 @@ class Membership(models.Model):
     advertiser = models.ForeignKey(Advertiser, on_delete=models.CASCADE, related_name="members")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MANAGER)
     created_at = models.DateTimeField(auto_now_add=True)
-
-    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         constraints = [
