@@ -31,6 +31,10 @@ class Event(msgspec.Struct, frozen=True):
     cpm: int = 0  # clearing CPM in micros (impressions)
     d: str = ""  # decision or request id
     cs: str = ""  # consent ledger, on the first event of each ad request
+    # Pseudonymous user id (keyed hash, `compliance.pseudonym`), only where consent allows
+    # ids; never the id as sent.
+    u: str = ""
+    ip: str = ""  # truncated (`compliance.anonymise.truncate_ip`), never the full address
 
 
 encode_events = msgspec.json.Encoder().encode

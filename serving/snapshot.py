@@ -16,10 +16,21 @@ import msgspec
 
 class CreativeSnap(msgspec.Struct, frozen=True):
     id: int
-    size: str
-    # HTML with %%CLICK_URL%% and %%IMP_URL%% left for serving to fill in.
+    size: str  # "WxH"; for audio "0x0"
+    # What serving fills in and returns, with %%CLICK_URL%%, %%IMP_URL%% and %%ERROR_URL%%
+    # left for it: HTML for banner and HTML5 (and native's HTML form), a VAST 4.2 document
+    # for video and audio.
     markup: str
     click_url: str
+    format: str = "banner"  # "banner", "video", "audio" or "native"
+    # Advertiser domains and IAB categories, for badv/bcat blocks and OpenRTB adomain/cat.
+    adomain: list[str] = []
+    categories: list[str] = []
+    secure: bool = True  # every resource it loads is https
+    duration: int = 0  # seconds, video and audio
+    mimes: list[str] = []  # media types of the renditions, video and audio
+    # Native: the OpenRTB Native 1.2 response JSON, with the same placeholders as markup.
+    native: str = ""
 
 
 class LineItemSnap(msgspec.Struct, frozen=True):

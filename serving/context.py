@@ -1,0 +1,131 @@
+"""One ad request as the orchestrator sees it, whatever door it came in by.
+
+`POST /v1/ad` and `POST /openrtb2/auction` decode into different wire schemas
+(`serving.schema`, `serving.openrtb`) and both map onto an `AdContext`: the slots (OpenRTB
+"imps") to fill, what is known of the device, place and user after enrichment, the buyer's
+blocks and deal rules, and the privacy signals. Targeting, the auction, external buyers and
+rendering read only this.
+
+Money here is always in the platform currency (`SERVING_CURRENCY`); floors given in another
+currency are converted when the context is built.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from compliance.policy import Permissions, PrivacySignals
+
+# OpenRTB 2.6 `imp` media types, as the request asks for them.
+BANNER, VIDEO, AUDIO, NATIVE = "banner", "video", "audio", "native"
+# Channels, as line items target them (campaigns.validators.CHANNELS).
+WEB, APP, CTV, VOICE, DOOH = "web", "app", "ctv", "voice", "dooh"
+
+
+@dataclass(frozen=True, slots=True)
+class DealRequest:
+    """A deal offered on an imp (`imp.pmp.deals[]`)."""
+
+    id: str
+    bidfloor: Decimal = Decimal(0)  # platform currency
+    # 1 first price, 2 second price, 3 fixed price (the deal's own price); None: the request's.
+    at: int | None = None
+    wseat: tuple[str, ...] = ()
+    wadomain: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSpec:
+    mimes: tuple[str, ...] = ()
+    minduration: int | None = None
+    maxduration: int | None = None
+    protocols: tuple[int, ...] = ()
+    w: int | None = None
+    h: int | None = None
+    linearity: int | None = None
+    skip: int | None = None
+    startdelay: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Imp:
+    """One slot to fill."""
+
+    id: str
+    # Sizes as "WxH". For video, the player size when known.
+    sizes: tuple[str, ...]
+    # Which media types the slot accepts: a subset of BANNER, VIDEO, AUDIO, NATIVE.
+    formats: frozenset[str] = frozenset({BANNER})
+    bidfloor: Decimal = Decimal(0)  # platform currency, already converted
+    secure: bool = True  # https-only creatives
+    private_auction: bool = False  # pmp.private_auction = 1: only deal bids may win
+    deals: tuple[DealRequest, ...] = ()
+    video: VideoSpec | None = None
+    audio: VideoSpec | None = None  # the same fields apply to audio
+    # The OpenRTB Native request JSON (imp.native.request), passed through to buyers.
+    native_request: str | None = None
+    pos: int | None = None
+    tagid: str | None = None
+
+
+@dataclass(slots=True)
+class Geo:
+    country: str | None = None  # ISO 3166-1 alpha-2, upper case
+    region: str | None = None  # ISO 3166-2, e.g. "US-CA"
+    city: str | None = None
+    zip: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    source: str = ""  # "request", "header", "geoip" or "" (unknown)
+
+
+@dataclass(slots=True)
+class DeviceInfo:
+    ua: str | None = None
+    ip: str | None = None
+    ipv6: str | None = None
+    # OpenRTB 2.6 device type list (1 mobile/tablet, 2 PC, 3 CTV, 4 phone, 5 tablet,
+    # 6 connected device, 7 set-top box, 8 OOH).
+    devicetype: int | None = None
+    os: str | None = None
+    osv: str | None = None
+    browser: str | None = None
+    make: str | None = None
+    model: str | None = None
+    ifa: str | None = None
+    lmt: int | None = None
+    language: str | None = None
+    is_crawler: bool = False
+
+
+@dataclass(slots=True)
+class AdContext:
+    request_id: str
+    source: str  # "v1" or "openrtb"
+    placement_key: str
+    imps: list[Imp]
+    device: DeviceInfo = field(default_factory=DeviceInfo)
+    geo: Geo = field(default_factory=Geo)
+    channel: str | None = None  # WEB, APP, CTV, VOICE or DOOH
+    # Site or app: domain, page URL, app bundle, named property ("Fire TV").
+    domain: str | None = None
+    page: str | None = None
+    bundle: str | None = None
+    property: str | None = None
+    content_categories: tuple[str, ...] = ()  # IAB categories of the page/app/content
+    keywords: tuple[str, ...] = ()
+    user_id: str | None = None  # as sent; serving pseudonymises it before any use
+    buyer_uid: str | None = None
+    segments: tuple[str, ...] = ()
+    badv: frozenset[str] = frozenset()  # blocked advertiser domains
+    bcat: frozenset[str] = frozenset()  # blocked IAB categories (tier 1 blocks its children)
+    bapp: frozenset[str] = frozenset()
+    at: int = 2  # 1 first price, 2 second price
+    tmax: int | None = None  # ms the caller waits, from its side
+    cur: tuple[str, ...] = ()  # currencies the caller accepts
+    test: bool = False
+    privacy: PrivacySignals = field(default_factory=PrivacySignals)
+    permissions: Permissions | None = None
+    explain: bool = False
+    now: float = 0.0
+    # OpenRTB fields passed through to external buyers as received (source.schain etc.).
+    source_ext: dict[str, object] | None = None
