@@ -41,6 +41,21 @@ class RedisKeys:
     def exhausted(self, day: str) -> str:
         return f"{self.prefix}exhausted:{day}"
 
+    def frequency(self, user: str) -> str:
+        """A hash of impression counters for one pseudonymous user id: field
+        `{line_item}:{period}:{bucket}` (period minute/hour/day/lifetime)."""
+        return f"{self.prefix}fc:{user}"
+
+    def buyer_stats(self, day: str) -> str:
+        """A hash of per-buyer outcome counters for one UTC day: field `{buyer}:{reason}`."""
+        return f"{self.prefix}buyerstats:{day}"
+
+    @property
+    def pacing_rates(self) -> str:
+        """A hash: line item id → pass-through probability (0..1) written by the pacing
+        controller; a missing field means 1.0."""
+        return f"{self.prefix}pacing:rates"
+
     @property
     def ingest_lock(self) -> str:
         return f"{self.prefix}ingest:lock"

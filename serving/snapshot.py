@@ -59,6 +59,19 @@ class PlacementSnap(msgspec.Struct, frozen=True):
     floor_cpm: Decimal
 
 
+class BuyerSnap(msgspec.Struct, frozen=True):
+    """An external OpenRTB buyer (`serving.models.Buyer`), as serving calls it."""
+
+    id: int
+    name: str
+    endpoint: str
+    gvl_vendor_id: int | None
+    timeout_ms: int
+    qps_cap: int  # per serving process; 0: no cap
+    currency: str
+    supports_coppa: bool
+
+
 class Snapshot(msgspec.Struct, frozen=True):
     version: int
     built_at: str
@@ -67,6 +80,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     # Rendered once each, however many line items show them.
     creatives: list[CreativeSnap]
     line_items: list[LineItemSnap]
+    buyers: list[BuyerSnap] = []  # enabled ones only
 
 
 snapshot_encoder = msgspec.json.Encoder(decimal_format="string")
