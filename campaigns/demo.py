@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 from campaigns import services
 from campaigns.demo_accounts import ARTICLE_KEY, DEMO_STAFF, DEMO_USER, HOME_KEY
 from campaigns.models import Advertiser, Campaign, Membership, Placement, Publisher, Role
-from creatives.models import Creative
+from creatives import services as creative_services
+from creatives.models import Creative, VerifiedDomain
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,13 @@ def _banner(width: int, height: int, text: str, colour: str) -> "ContentFile[byt
     return ContentFile(buf.getvalue(), name=f"{text[:20].replace(' ', '-').lower()}.png")
 
 
-def _creative(advertiser: Advertiser, name: str, size: tuple[int, int], colour: str) -> Creative:
+def _creative(
+    advertiser: Advertiser, name: str, size: tuple[int, int], colour: str, approve: bool = True
+) -> Creative:
+    """A banner on the demo advertiser's verified domain, approved as a reviewer would."""
+    VerifiedDomain.objects.get_or_create(
+        advertiser=advertiser, domain="example.com", defaults={"note": "demo data"}
+    )
     creative = Creative.objects.filter(advertiser=advertiser, name=name).first()
     if creative is None:
         creative = Creative(
@@ -45,6 +52,8 @@ def _creative(advertiser: Advertiser, name: str, size: tuple[int, int], colour: 
         )
         creative.full_clean()
         creative.save()
+        if approve:
+            creative_services.approve_creative(creative)
     return creative
 
 
@@ -96,6 +105,8 @@ def load_demo() -> DemoData:
     boots_mrec = _creative(advertiser, "Hiking boots 300x250", (300, 250), "#2e7d32")
     boots_board = _creative(advertiser, "Hiking boots 728x90", (728, 90), "#1b5e20")
     tents = _creative(advertiser, "Tent clearance 300x250", (300, 250), "#e65100")
+    # One left in the review queue, for ad ops to approve in the demo.
+    _creative(advertiser, "Rain jacket 300x250", (300, 250), "#1565c0", approve=False)
 
     start = timezone.now() - timedelta(days=1)
     boots = _campaign(advertiser, "Spring hiking boots", Decimal("50.00"), start)

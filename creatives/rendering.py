@@ -1,27 +1,112 @@
-"""Rendering creatives into the markup the serving snapshot carries."""
+"""Rendering creatives into the markup the serving snapshot carries.
 
-from django.conf import settings
+Markup keeps the placeholders of `creatives.placeholders` for serving to fill in. Banner
+markup (image, HTML5) and native's HTML form are HTML; video and audio are VAST 4.2
+(`creatives.vast`); native also has its OpenRTB Native 1.2 JSON form (`render_native_json`).
+"""
+
+import json
+from typing import Any
+from urllib.parse import quote
+
 from django.template.loader import render_to_string
 
-from creatives.models import Creative
+from creatives import html5
+from creatives import placeholders as ph
+from creatives.files import asset_url
+from creatives.models import Creative, CreativeKind
+from creatives.vast import render_vast
 
-CLICK_URL = "%%CLICK_URL%%"
-IMP_URL = "%%IMP_URL%%"
+__all__ = ["asset_url", "render_markup", "render_native_json"]
 
 
-def asset_url(name: str) -> str:
-    """The public URL of a stored file, on the CDN base."""
-    return f"{settings.CDN_BASE_URL}/{name}"
+def _beacon(code: int) -> str:
+    return f"new Image().src='{ph.ERROR_URL}?code={code}'"
+
+
+ON_IMAGE_ERROR = f"this.onerror=null;{_beacon(ph.ERROR_NOT_FOUND)}"
+# Armed by the impression pixel: a frame that has not loaded in time is a render failure.
+FRAME_WATCHDOG = (
+    "var f=this.previousSibling;setTimeout(function(){if(!f.getAttribute('data-loaded'))"
+    f"{_beacon(ph.ERROR_TIMEOUT)}}},{ph.HTML5_LOAD_TIMEOUT_MS})"
+)
+# VAST macros mean nothing outside a video player: in HTML, serving's cache buster stands in.
+HTML_MACROS = {"[CACHEBUSTING]": ph.CACHEBUSTER}
+
+
+def bundle_entry_url(creative: Creative) -> str:
+    return asset_url(f"{creative.bundle_root}/{quote(creative.entry_file)}")
+
+
+def _common(creative: Creative) -> dict[str, Any]:
+    return {
+        "width": creative.width,
+        "height": creative.height,
+        "click_url": ph.CLICK_URL,
+        "imp_url": ph.IMP_URL,
+        "on_error": ON_IMAGE_ERROR,
+    }
+
+
+def _render_image(creative: Creative) -> str:
+    return render_to_string(
+        "creatives/image.html",
+        _common(creative)
+        | {
+            "image_url": asset_url(creative.image.name or ""),
+            "alt": creative.alt_text or creative.name,
+        },
+    )
+
+
+def _render_html5(creative: Creative) -> str:
+    context = _common(creative) | {"sandbox": html5.SANDBOX, "watchdog": FRAME_WATCHDOG}
+    if creative.html_tag:
+        tag = ph.substitute(creative.html_tag, HTML_MACROS)
+        context["srcdoc"] = render_to_string(
+            "creatives/html5_document.html",
+            {
+                "csp": html5.content_security_policy(creative.secure),
+                "reporter": html5.error_reporter(f"'{ph.ERROR_URL}'"),
+                "tag": tag,
+            },
+        ).strip()
+    else:
+        # The click and error URLs ride in the frame's query string (clickTag is the name
+        # HTML5 authoring tools read); serving's signed URLs are URL-safe.
+        context["frame_src"] = (
+            f"{bundle_entry_url(creative)}?clickTag={ph.CLICK_URL}&errorUrl={ph.ERROR_URL}"
+        )
+    return render_to_string("creatives/html5.html", context)
+
+
+def _native_context(creative: Creative) -> dict[str, Any]:
+    return _common(creative) | {
+        "image_url": asset_url(creative.image.name or ""),
+        "title": creative.title,
+        "body": creative.body,
+        "call_to_action": creative.call_to_action,
+        "sponsored_by": creative.sponsored_by,
+    }
+
+
+def render_native_json(creative: Creative) -> str:
+    """The OpenRTB Native 1.2 response object, compact, with the placeholders."""
+    text = render_to_string("creatives/native.json", _native_context(creative))
+    # Rendered from a readable template, shipped compact; parsing also proves it is JSON.
+    # < and > are escaped so the JSON is safe inside an HTML script element too.
+    compact = json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    return compact.replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def render_markup(creative: Creative) -> str:
-    """HTML for one creative, with click and impression URLs left as macros for serving."""
-    return render_to_string(
-        "creatives/image.html",
-        {
-            "creative": creative,
-            "image_url": asset_url(creative.image.name or ""),
-            "click_url": CLICK_URL,
-            "imp_url": IMP_URL,
-        },
-    ).strip()
+    """The markup serving returns for one creative, with the placeholders left in."""
+    if creative.kind == CreativeKind.IMAGE:
+        html = _render_image(creative)
+    elif creative.kind == CreativeKind.HTML5:
+        html = _render_html5(creative)
+    elif creative.kind == CreativeKind.NATIVE:
+        html = render_to_string("creatives/native.html", _native_context(creative))
+    else:
+        return render_vast(creative)
+    return html.strip()
