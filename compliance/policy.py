@@ -10,8 +10,8 @@ Prebid Server does:
   no LI there); ids on the device need purpose 1 consent; measurement purpose 7 consent or LI.
   Precise geo needs special feature 1.
 - US Privacy opt-out of sale, a GPP usnat/usca opt-out of sale, sharing or targeted ads,
-  `device.lmt = 1`, `Sec-GPC: 1` and COPPA: no personalisation and no ids; COPPA and
-  limit-ad-tracking also mean no precise geo.
+  `device.lmt = 1`, `Sec-GPC: 1` and COPPA: no personalisation, no ids and no precise geo
+  (DESIGN.md: anonymised outbound requests with coarse geo).
 - Each external buyer is judged the same way with its own vendor id.
 """
 
@@ -192,7 +192,8 @@ def evaluate(signals: PrivacySignals, our_vendor_id: int) -> Permissions:
     personalise = not restricted and (tcf is None or _personalised_allowed(tcf, our_vendor_id))
     store = tcf is None or _basis(tcf, PURPOSE_STORE, our_vendor_id, li_allowed=False)
     measure = tcf is None or _basis(tcf, PURPOSE_MEASURE, our_vendor_id)
-    precise_geo = restricted not in ("coppa", "limit_ad_tracking") and (
+    # DESIGN.md: every restriction (COPPA, LMT, GPC, US opt-outs) means coarse geo outbound.
+    precise_geo = not restricted and (
         tcf is None or tcf.special_feature_opt_in(FEATURE_PRECISE_GEO)
     )
     if tcf is not None:

@@ -99,10 +99,13 @@ def test_full_consent_allows_ids_measurement_and_precise_geo() -> None:
     assert p.ledger == ("gdpr=1", "tcf=valid", "p2=yes", "p34=yes")
 
 
-def test_coppa_and_lmt_drop_precise_geo_but_an_opt_out_of_sale_keeps_it() -> None:
+def test_every_restriction_drops_precise_geo() -> None:
+    # DESIGN.md: COPPA, LMT, GPC and US opt-outs all mean coarse geo outbound.
     assert not evaluate(PrivacySignals(coppa=1), US).precise_geo
     assert not evaluate(PrivacySignals(lmt=1), US).precise_geo
-    assert evaluate(PrivacySignals(us_privacy="1YYN"), US).precise_geo
+    assert not evaluate(PrivacySignals(gpc="1"), US).precise_geo
+    assert not evaluate(PrivacySignals(us_privacy="1YYN"), US).precise_geo
+    assert evaluate(PrivacySignals(us_privacy="1YNN"), US).precise_geo
 
 
 def test_each_buyer_is_judged_with_its_own_vendor_id() -> None:

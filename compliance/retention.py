@@ -1,0 +1,139 @@
+"""Retention: personal data is deleted on schedule (Celery beat, `purge_personal_data_task`).
+
+- Raw events leave the stream `RAW_EVENT_RETENTION_SECONDS` after they were written, but
+  never before ingestion has rolled them up: the bound is the oldest of the retention cutoff,
+  one past the ingestion watermark (committed with the rollups), one past the group's last
+  delivered entry, and the oldest entry the group has not acknowledged. Ingestion applies the
+  same rule (without the group checks) after each of its runs; this task is the backstop that
+  keeps the promise when ingestion is idle. Rollups are never touched.
+- Frequency-cap hashes should carry an expiry set by serving; one that has none gets one
+  rotation period, after which its pseudonym can no longer occur.
+- Access exports are emptied `DSAR_EXPORT_RETENTION_DAYS` after they were made.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from compliance.dsar import redis_client, redis_keys
+from compliance.models import DataSubjectRequest
+from compliance.pseudonym import DAY
+from reporting.ingest import GROUP
+from reporting.models import StreamWatermark
+
+log = logging.getLogger(__name__)
+
+StreamId = tuple[int, int]
+SCAN_COUNT = 1000
+
+# Give keys without an expiry one; returns how many needed it. KEYS: keys. ARGV: seconds.
+EXPIRE_IF_PERSISTENT = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, tonumber(ARGV[1]))
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+@dataclass
+class PurgeResult:
+    events_trimmed: int = 0
+    # Entries past retention kept because ingestion has not rolled them up yet.
+    events_held_back: bool = False
+    caps_given_expiry: int = 0
+    exports_deleted: int = 0
+
+
+def _parse(entry_id: Any) -> StreamId:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(entry: StreamId) -> StreamId:
+    return entry[0], entry[1] + 1
+
+
+def _group(client: Redis, stream: str) -> dict[str, Any] | None:
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except ResponseError:  # no stream yet
+        return None
+    for group in groups:
+        name = group["name"]
+        if (name.decode() if isinstance(name, bytes) else name) == GROUP:
+            return dict(group)
+    return None
+
+
+def keep_from(client: Redis, stream: str, cutoff: StreamId) -> StreamId | None:
+    """The lowest stream id that must stay; None when nothing may be trimmed yet."""
+    mark = StreamWatermark.objects.filter(stream=stream).values_list("last_id", flat=True).first()
+    group = _group(client, stream)
+    if not mark or group is None:
+        return None  # nothing was ever rolled up
+    bound = min(cutoff, _after(_parse(mark)), _after(_parse(group["last-delivered-id"])))
+    if group["pending"]:
+        summary: Any = client.xpending(stream, GROUP)
+        if summary["min"] is not None:
+            bound = min(bound, _parse(summary["min"]))
+    return bound
+
+
+def purge_raw_events(client: Redis, stream: str, now: datetime) -> tuple[int, bool]:
+    """Trim entries past retention that ingestion is done with: (trimmed, held back)."""
+    cutoff_ms = int(now.timestamp() * 1000) - settings.RAW_EVENT_RETENTION_SECONDS * 1000
+    cutoff = (cutoff_ms, 0)
+    bound = keep_from(client, stream, cutoff)
+    if bound is None:
+        return 0, bool(client.xrange(stream, max=f"{cutoff_ms - 1}", count=1))
+    # Exact, not "~": retention is a promise about personal data, not a memory hint.
+    trimmed = int(client.xtrim(stream, minid=f"{bound[0]}-{bound[1]}", approximate=False))
+    held_back = bound < cutoff and bool(client.xrange(stream, max=f"{cutoff_ms - 1}", count=1))
+    return trimmed, held_back
+
+
+def expire_frequency_caps(client: Redis, pattern: str, seconds: int) -> int:
+    """Give frequency-cap hashes left without an expiry one; returns how many needed it."""
+    script = client.register_script(EXPIRE_IF_PERSISTENT)
+    fixed, batch = 0, []
+    for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+        batch.append(key)
+        if len(batch) >= SCAN_COUNT:
+            fixed += int(script(keys=batch, args=[seconds]))
+            batch = []
+    if batch:
+        fixed += int(script(keys=batch, args=[seconds]))
+    return fixed
+
+
+def delete_old_exports(now: datetime) -> int:
+    """Empty access exports made more than DSAR_EXPORT_RETENTION_DAYS ago."""
+    before = now - timedelta(days=settings.DSAR_EXPORT_RETENTION_DAYS)
+    return DataSubjectRequest.objects.with_stale_export(before).update(export="")
+
+
+def purge_personal_data(now: datetime | None = None) -> PurgeResult:
+    """Apply every retention rule once."""
+    now = now or timezone.now()
+    client, keys = redis_client(), redis_keys()
+    result = PurgeResult()
+    result.events_trimmed, result.events_held_back = purge_raw_events(client, keys.events, now)
+    if result.events_held_back:
+        log.warning("raw events past retention are kept: ingestion has not rolled them up")
+    result.caps_given_expiry = expire_frequency_caps(
+        client, keys.frequency("*"), settings.PSEUDONYM_ROTATION_DAYS * DAY
+    )
+    result.exports_deleted = delete_old_exports(now)
+    log.info("retention purge: %s", result)
+    return result
