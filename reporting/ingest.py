@@ -21,7 +21,12 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from reporting.models import ConsentHourly, HourlyRollup, StreamWatermark
+from reporting.models import (
+    ConsentHourly,
+    DeliveryDiagnosticHourly,
+    HourlyRollup,
+    StreamWatermark,
+)
 from serving.events import Event, decode_events
 from serving.keys import RedisKeys
 
@@ -47,7 +52,12 @@ class _Totals:
     requests: int = 0
     impressions: int = 0
     clicks: int = 0
+    errors: int = 0
     spend_nanos: int = 0  # sum of CPM micros over impressions = spend in billionths
+
+
+# Event kinds that add to the delivery rollup (losses, bids and player events do not).
+DELIVERY_KINDS = frozenset({"req", "imp", "clk", "err"})
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:
@@ -133,6 +143,8 @@ def _aggregate(entries: list[Entry]) -> dict[tuple[datetime, int, int], _Totals]
     totals: dict[tuple[datetime, int, int], _Totals] = defaultdict(_Totals)
     for _, events in entries:
         for e in events:
+            if e.t not in DELIVERY_KINDS:
+                continue
             hour = _hour(e.ts)
             row = totals[(hour, e.pl, e.li)]
             row.campaign_id, row.advertiser_id = e.cp, e.adv
@@ -143,7 +155,36 @@ def _aggregate(entries: list[Entry]) -> dict[tuple[datetime, int, int], _Totals]
                 row.spend_nanos += e.cpm
             elif e.t == "clk":
                 row.clicks += 1
+                row.spend_nanos += e.cpm  # a CPC click's price; 0 for CPM line items
+            elif e.t == "err":
+                row.errors += 1
     return totals
+
+
+DiagnosticKey = tuple[datetime, int, str]
+
+
+def _aggregate_diagnostics(entries: list[Entry]) -> dict[DiagnosticKey, tuple[int, int, int]]:
+    """(hour, line item, reason) → (campaign, advertiser, count) of serving's loss events."""
+    counts: dict[DiagnosticKey, tuple[int, int, int]] = {}
+    for _, events in entries:
+        for e in events:
+            if e.t == "loss" and e.li:
+                key = (_hour(e.ts), e.li, e.r[:40])
+                _, _, n = counts.get(key, (0, 0, 0))
+                counts[key] = (e.cp, e.adv, n + 1)
+    return counts
+
+
+def _write_diagnostics(counts: dict[DiagnosticKey, tuple[int, int, int]]) -> None:
+    for (hour, line_item_id, reason), (campaign_id, advertiser_id, n) in counts.items():
+        row, _ = DeliveryDiagnosticHourly.objects.get_or_create(
+            hour=hour,
+            line_item_id=line_item_id,
+            reason=reason,
+            defaults={"campaign_id": campaign_id, "advertiser_id": advertiser_id},
+        )
+        DeliveryDiagnosticHourly.objects.filter(pk=row.pk).update(count=F("count") + n)
 
 
 def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
@@ -158,6 +199,7 @@ def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
             requests=F("requests") + t.requests,
             impressions=F("impressions") + t.impressions,
             clicks=F("clicks") + t.clicks,
+            errors=F("errors") + t.errors,
             spend=F("spend") + Decimal(t.spend_nanos) / NANOS,
         )
 
@@ -187,6 +229,7 @@ def ingest_events(batch_size: int = 5000, max_batches: int = 20) -> IngestResult
                     totals = _aggregate(fresh)
                     _write(totals)
                     _write_consent(_aggregate_consent(fresh))
+                    _write_diagnostics(_aggregate_diagnostics(fresh))
                     result.rows += len(totals)
                     result.counted += len(fresh)
                     mark.last_id = max((e[0] for e in fresh), key=_stream_id)

@@ -31,6 +31,8 @@ class HourlyRollup(models.Model):
     impressions = models.PositiveBigIntegerField(default=0)
     clicks = models.PositiveBigIntegerField(default=0)
     spend = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+    # Creative failures: VAST <Error> calls and HTML render-failure beacons.
+    errors = models.PositiveBigIntegerField(default=0)
 
     objects = HourlyRollupQuerySet.as_manager()
 
@@ -81,3 +83,38 @@ class ConsentHourly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.outcome} {self.reason}: {self.requests}"
+
+
+class DiagnosticQuerySet(models.QuerySet["DeliveryDiagnosticHourly"]):
+    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> "DiagnosticQuerySet":
+        if getattr(user, "is_staff", False):
+            return self
+        from campaigns.organisations import organisations_of
+
+        return self.filter(advertiser_id__in=organisations_of(user).values("pk"))
+
+
+class DeliveryDiagnosticHourly(models.Model):
+    """How often a line item was a candidate and turned away, per reason and hour: the
+    answer to "why didn't my line deliver" (serving's "loss" events)."""
+
+    hour = models.DateTimeField()
+    line_item_id = models.PositiveBigIntegerField()
+    campaign_id = models.PositiveBigIntegerField()
+    advertiser_id = models.PositiveBigIntegerField()
+    reason = models.CharField(max_length=40)
+    count = models.PositiveBigIntegerField(default=0)
+
+    objects = DiagnosticQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "line_item_id", "reason"], name="one_diagnostic_row"
+            )
+        ]
+        indexes = [models.Index(fields=["advertiser_id", "hour"])]
+        ordering = ["-hour", "line_item_id", "reason"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} li {self.line_item_id} {self.reason}: {self.count}"

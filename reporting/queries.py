@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Sum
 
 from campaigns.models import Campaign, LineItem
-from reporting.models import ConsentHourly, HourlyRollupQuerySet
+from reporting.models import ConsentHourly, DiagnosticQuerySet, HourlyRollupQuerySet
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ def by_line_item(rows: HourlyRollupQuerySet) -> list[dict[str, Any]]:
             requests=Sum("requests"),
             impressions=Sum("impressions"),
             clicks=Sum("clicks"),
+            errors=Sum("errors"),
             spend=Sum("spend"),
         )
         .order_by("-impressions", "line_item_id")
@@ -66,6 +67,7 @@ def by_line_item(rows: HourlyRollupQuerySet) -> list[dict[str, Any]]:
                 "line_item": li_names.get(g["line_item_id"], fallback),
                 "campaign": campaign_names.get(g["campaign_id"], ""),
                 "ctr": (g["clicks"] / g["impressions"] * 100) if g["impressions"] else 0.0,
+                "error_rate": (g["errors"] / g["impressions"] * 100) if g["impressions"] else 0.0,
             }
         )
     return out
@@ -120,3 +122,55 @@ def consent_coverage(since: datetime) -> dict[str, Any]:
             for (o, reason), n in sorted(by_reason.items(), key=lambda kv: -kv[1])
         ],
     }
+
+
+# What the reasons mean to an advertiser (serving.targeting and serving.engine name them).
+REASON_LABELS = {
+    "outbid": "Outbid by a higher bid",
+    "below_floor": "Bid below the floor",
+    "budget_exhausted": "Daily budget spent",
+    "pacing": "Held back by pacing",
+    "frequency_cap": "Frequency cap reached",
+    "frequency_cap_without_id": "Frequency-capped, user id not allowed",
+    "segments_without_consent": "Audience targeting, no consent to personalise",
+    "creative_blocked": "Creatives blocked by the publisher",
+    "daypart": "Outside its dayparts",
+    "deal_not_offered": "Its deal was not offered",
+    "private_auction": "Private auction, no deal",
+    "coppa_not_child_safe": "Child-directed traffic, not child-safe",
+    "won_other_slot": "Already won another slot of the request",
+    "not_started": "Flight not started",
+    "ended": "Flight ended",
+}
+
+
+def delivery_diagnostics(rows: DiagnosticQuerySet, limit: int = 20) -> list[dict[str, Any]]:
+    """Per line item (most turned away first), its reasons with counts and shares."""
+    grouped = list(
+        rows.values("line_item_id", "reason").annotate(count=Sum("count")).order_by("line_item_id")
+    )
+    by_li: dict[int, list[dict[str, Any]]] = {}
+    for g in grouped:
+        by_li.setdefault(g["line_item_id"], []).append(dict(g))
+    names = dict(LineItem.objects.filter(pk__in=by_li).values_list("pk", "name"))
+    out = []
+    for li_id, reasons in by_li.items():
+        total = sum(r["count"] for r in reasons)
+        out.append(
+            {
+                "line_item_id": li_id,
+                "line_item": names.get(li_id, f"#{li_id}"),
+                "total": total,
+                "reasons": [
+                    {
+                        "reason": r["reason"],
+                        "label": REASON_LABELS.get(r["reason"], r["reason"].replace("_", " ")),
+                        "count": r["count"],
+                        "share": r["count"] / total * 100,
+                    }
+                    for r in sorted(reasons, key=lambda r: -r["count"])
+                ],
+            }
+        )
+    out.sort(key=lambda row: -row["total"])
+    return out[:limit]

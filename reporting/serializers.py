@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from reporting.models import HourlyRollup
+from reporting.models import DeliveryDiagnosticHourly, HourlyRollup
 
 
 class HourlyRollupSerializer(serializers.ModelSerializer[HourlyRollup]):
@@ -17,5 +17,12 @@ class HourlyRollupSerializer(serializers.ModelSerializer[HourlyRollup]):
             "requests",
             "impressions",
             "clicks",
+            "errors",
             "spend",
         ]
+
+
+class DeliveryDiagnosticSerializer(serializers.ModelSerializer[DeliveryDiagnosticHourly]):
+    class Meta:
+        model = DeliveryDiagnosticHourly
+        fields = ["hour", "line_item_id", "campaign_id", "advertiser_id", "reason", "count"]

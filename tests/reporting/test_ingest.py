@@ -148,3 +148,40 @@ def test_consent_ledgers_roll_up_into_coverage(redis_client: Redis) -> None:
         ("blocked", "gdpr_no_consent", 1),
         ("contextual", "us_privacy_opt_out", 1),
     }
+
+
+def test_losses_become_delivery_diagnostics_and_errors_count_per_line_item(
+    redis_client: Redis, admin_client: Any
+) -> None:
+    from reporting.models import DeliveryDiagnosticHourly
+    from reporting.queries import delivery_diagnostics
+
+    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+    losses = [
+        Event(t="loss", ts=HOUR_MS + 5, pl=2, li=7, cp=3, adv=1, d="r", r="frequency_cap"),
+        Event(t="loss", ts=HOUR_MS + 6, pl=2, li=7, cp=3, adv=1, d="r", r="frequency_cap"),
+        Event(t="loss", ts=HOUR_MS + 7, pl=2, li=7, cp=3, adv=1, d="r", r="outbid"),
+    ]
+    redis_client.xadd(stream, {"v": encode_events(losses)})
+    add(redis_client, "imp", cpm=1_000_000)
+    add(redis_client, "err")
+
+    ingest_events()
+
+    rows = {(r.line_item_id, r.reason): r.count for r in DeliveryDiagnosticHourly.objects.all()}
+    assert rows == {(7, "frequency_cap"): 2, (7, "outbid"): 1}
+    # Losses add no delivery rows; the creative error counts on its line item's row.
+    assert list(HourlyRollup.objects.values_list("line_item_id", "impressions", "errors")) == [
+        (5, 1, 1)
+    ]
+    [report] = delivery_diagnostics(DeliveryDiagnosticHourly.objects.all())
+    assert [(r["reason"], r["count"]) for r in report["reasons"]] == [
+        ("frequency_cap", 2),
+        ("outbid", 1),
+    ]
+    assert report["reasons"][0]["label"] == "Frequency cap reached"
+
+    api = admin_client.get("/api/v1/reports/diagnostics/?line_item=7")
+    assert api.status_code == 200
+    assert {r["reason"] for r in api.json()["results"]} == {"frequency_cap", "outbid"}
+    assert admin_client.get("/api/v1/reports/diagnostics/?line_item=x").status_code == 400
