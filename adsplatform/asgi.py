@@ -22,6 +22,7 @@ application = ProtocolTypeRouter(
             [
                 # channels routes ASGI apps; django-stubs types re_path for views only.
                 re_path(r"^v1/", serving_application),  # type: ignore[arg-type]
+                re_path(r"^openrtb2/", serving_application),  # type: ignore[arg-type]
                 re_path(r"", django_application),  # type: ignore[arg-type]
             ]
         ),

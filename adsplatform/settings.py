@@ -5,6 +5,7 @@ var/ and the Redis server that `adsplatform.launch` starts on a socket in var/.
 """
 
 import hashlib
+import hmac
 from pathlib import Path
 
 import environ
@@ -216,8 +217,117 @@ SERVING_TOKEN_TTL_SECONDS = env.int("SERVING_TOKEN_TTL_SECONDS", default=3600)
 CDN_BASE_URL = env.str("CDN_BASE_URL", default=f"{SERVING_PUBLIC_URL}/{MEDIA_URL}").rstrip("/")
 # Our vendor id in the IAB Global Vendor List: GDPR consent is checked against it.
 GVL_VENDOR_ID = env.int("GVL_VENDOR_ID", default=9999)
+# --- Serving engine (issue #4; README "Serving") --------------------------------------------
+# Prices, floors and bids are compared in this currency; others convert through FX_RATES
+# ("EUR=1.08,GBP=1.27": one EUR is worth 1.08 of SERVING_CURRENCY). Rates are configured, not
+# fetched: an operator updates them (a changed rate applies at the next snapshot).
+SERVING_CURRENCY = env.str("SERVING_CURRENCY", default="USD")
+FX_RATES = env.dict(
+    "FX_RATES", cast={"value": str}, default={"EUR": "1.08", "GBP": "1.27", "JPY": "0.0067"}
+)
+# Requests per second per placement key, across all serving processes (429 above it).
+SERVING_RATE_LIMIT = env.int("SERVING_RATE_LIMIT", default=20000)
+# Waiting for external buyers: at most this long, and always below an inbound tmax.
+SERVING_BUYER_TIMEOUT_MS = env.int("SERVING_BUYER_TIMEOUT_MS", default=120)
+# The predicted click-through rate of a CPC line item until the CTR model exists.
+SERVING_DEFAULT_CTR = env.float("SERVING_DEFAULT_CTR", default=0.002)
+# Geo: a MaxMind GeoIP2/GeoLite2 Country or City database, and/or a CDN's country header
+# (e.g. "cloudfront-viewer-country", "cf-ipcountry"); trust a header only behind that CDN.
+GEOIP_PATH = env.str("GEOIP_PATH", default="") or None
+SERVING_COUNTRY_HEADER = env.str("SERVING_COUNTRY_HEADER", default="") or None
+SERVING_REGION_HEADER = env.str("SERVING_REGION_HEADER", default="") or None
+
 # Raw events stay in the Redis stream this long after they are rolled up.
 RAW_EVENT_RETENTION_SECONDS = env.int("RAW_EVENT_RETENTION_SECONDS", default=24 * 3600)
+
+# --- Privacy (issue #6; docs/privacy.md explains each setting) -------------------------------
+# The secret behind pseudonymous user ids. By default derived from SECRET_KEY under its own
+# HMAC label, so it is never the secret key itself. Changing it makes everything stored
+# before unlinkable to anyone, and unreachable by data-subject requests.
+PSEUDONYM_SECRET = env.str(
+    "PSEUDONYM_SECRET",
+    default=hmac.new(
+        str(SECRET_KEY).encode(), b"adsplatform:pseudonym-secret", hashlib.sha256
+    ).hexdigest(),
+)
+# The pseudonym key changes every this many days (counted from the Unix epoch, in UTC).
+PSEUDONYM_ROTATION_DAYS = env.int("PSEUDONYM_ROTATION_DAYS", default=30)
+# Data-subject request jobs read the raw event stream this many entries at a time.
+DSAR_SCAN_CHUNK = env.int("DSAR_SCAN_CHUNK", default=5000)
+# An access request's export holds personal data; it is deleted this many days after it is made.
+DSAR_EXPORT_RETENTION_DAYS = env.int("DSAR_EXPORT_RETENTION_DAYS", default=30)
+# Raw events past RAW_EVENT_RETENTION_SECONDS (never before they are rolled up), frequency-cap
+# hashes left without an expiry, and old access exports are purged this often.
+CELERY_BEAT_SCHEDULE["purge-personal-data"] = {
+    "task": "compliance.tasks.purge_personal_data_task",
+    "schedule": schedule(env.float("PRIVACY_PURGE_EVERY_SECONDS", default=600.0)),
+}
+# --- End of Privacy ----------------------------------------------------------------------------
+
+# --- Creatives (issue #5; docs/creatives.md) -------------------------------------------------
+# Creative files are stored under content-hashed names, so every object may be cached for a
+# year; the CDN (and the demo's media view) sends this header. Rendered asset URLs are built
+# on CDN_BASE_URL, which maps to the root of this storage.
+CREATIVES_CACHE_CONTROL = "public, max-age=31536000, immutable"
+# An S3-compatible bucket when set (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+# or the instance role); the local MEDIA_ROOT otherwise.
+CREATIVES_S3_BUCKET = env.str("CREATIVES_S3_BUCKET", default="")
+STORAGES["creatives"] = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {  # type: ignore[dict-item]  # STORAGES is typed from its str-only literal
+            "bucket_name": CREATIVES_S3_BUCKET,
+            "endpoint_url": env.str("CREATIVES_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("CREATIVES_S3_REGION", default="") or None,
+            "location": env.str("CREATIVES_S3_PREFIX", default=""),
+            "querystring_auth": False,
+            "file_overwrite": True,  # a name is a content hash: same name, same bytes
+            "object_parameters": {"CacheControl": CREATIVES_CACHE_CONTROL},
+        },
+    }
+    if CREATIVES_S3_BUCKET
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+)
+# Weight limits in bytes (IAB LEAN: 150 KB for a display ad's initial load).
+CREATIVE_IMAGE_MAX_BYTES = env.int("CREATIVE_IMAGE_MAX_BYTES", default=150 * 1024)
+CREATIVE_NATIVE_IMAGE_MAX_BYTES = env.int("CREATIVE_NATIVE_IMAGE_MAX_BYTES", default=500 * 1024)
+CREATIVE_HTML5_MAX_BYTES = env.int("CREATIVE_HTML5_MAX_BYTES", default=1024 * 1024)  # the zip
+CREATIVE_HTML5_MAX_UNPACKED_BYTES = env.int(
+    "CREATIVE_HTML5_MAX_UNPACKED_BYTES", default=5 * 1024 * 1024
+)
+CREATIVE_HTML5_MAX_FILES = env.int("CREATIVE_HTML5_MAX_FILES", default=200)
+CREATIVE_VIDEO_MAX_BYTES = env.int("CREATIVE_VIDEO_MAX_BYTES", default=200 * 1024 * 1024)
+CREATIVE_AUDIO_MAX_BYTES = env.int("CREATIVE_AUDIO_MAX_BYTES", default=20 * 1024 * 1024)
+CREATIVE_MAX_DURATION_SECONDS = env.int("CREATIVE_MAX_DURATION_SECONDS", default=180)
+# The official VAST 4.2 XSD our VAST output is validated against (not in this repository);
+# empty: ../shared/reference/vast_4.2.xsd when it exists.
+VAST_XSD = env.str("VAST_XSD", default="")
+# The API schema names each "kind" enum: creatives and data-subject requests both have one,
+# and the schema must build without warnings.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
+    "CreativeKindEnum": "creatives.models.CreativeKind",
+    "DataSubjectRequestKindEnum": "compliance.models.RequestKind",
+}
+# --- End of Creatives --------------------------------------------------------------------------
+
+# --- Pacing (issue #7; docs/pacing.md) --------------------------------------------------------
+# The controller's tick: each live campaign's pass-through rate, dynamic bid multipliers and
+# the day's caps. A tick that waited longer than its period in the queue is dropped.
+PACING_EVERY_SECONDS = env.float("PACING_EVERY_SECONDS", default=2.0)
+CELERY_BEAT_SCHEDULE["run-pacing"] = {
+    "task": "campaigns.tasks.run_pacing_task",
+    "schedule": schedule(PACING_EVERY_SECONDS),
+    "options": {"expires": PACING_EVERY_SECONDS},
+}
+# Redis spend counters are brought up to the rollups (the truth) this often: a Redis that
+# loses its data loses at most this long of spend (the controller also repairs a day it
+# finds unreconciled at its next tick).
+CELERY_BEAT_SCHEDULE["reconcile-spend"] = {
+    "task": "campaigns.tasks.reconcile_spend_task",
+    "schedule": schedule(env.float("PACING_RECONCILE_EVERY_SECONDS", default=10.0)),
+}
+# --- End of Pacing -----------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

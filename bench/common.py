@@ -12,12 +12,14 @@ def configure(tmp: Path) -> str:
     this run's own, so cleaning up touches nothing else. Returns the prefix.
     """
     prefix = f"bench:{secrets.token_hex(4)}:"
+    (tmp / "static").mkdir(parents=True, exist_ok=True)  # no warning from WhiteNoise
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(32))
     os.environ.update(
         DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
         REDIS_KEY_PREFIX=prefix,
         MEDIA_ROOT=str(tmp / "media"),
+        STATIC_ROOT=str(tmp / "static"),
         DJANGO_DEBUG="false",
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="adsplatform.settings",

@@ -9,7 +9,16 @@ from typing import Any
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from campaigns.models import Advertiser, Campaign, LineItem, Placement, Publisher
+from campaigns.models import (
+    Advertiser,
+    ApiToken,
+    Campaign,
+    Deal,
+    LineItem,
+    LineItemCreative,
+    Placement,
+    Publisher,
+)
 from campaigns.snapshot import request_snapshot_publish
 from creatives.models import Creative
 
@@ -19,10 +28,12 @@ def _on_change(sender: type, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    for model in (Advertiser, Campaign, LineItem, Placement, Publisher, Creative):
+    # ApiToken: staff tokens unlock ?explain=1 in serving; a revoked one must stop working.
+    models = (Advertiser, Campaign, LineItem, LineItemCreative, Placement, Publisher, Creative)
+    for model in (*models, Deal, ApiToken):
         post_save.connect(_on_change, sender=model, dispatch_uid=f"snapshot-save-{model.__name__}")
         post_delete.connect(
             _on_change, sender=model, dispatch_uid=f"snapshot-delete-{model.__name__}"
         )
-    for through in (LineItem.placements.through, LineItem.creatives.through):
+    for through in (LineItem.placements.through, LineItem.deals.through):
         m2m_changed.connect(_on_change, sender=through, dispatch_uid=f"snapshot-m2m-{through}")

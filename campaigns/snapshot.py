@@ -2,6 +2,8 @@
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch
@@ -10,23 +12,28 @@ from django_redis import get_redis_connection
 from redis import Redis
 
 from campaigns.models import (
+    ApiToken,
     BidType,
     Campaign,
     CampaignStatus,
+    Deal,
     LineItem,
     LineItemCreative,
     LineItemStatus,
     Placement,
 )
-from creatives.rendering import render_markup
+from creatives.snapshot import creative_snap, servable_creatives
+from serving.buyer_snapshot import buyer_snaps
 from serving.keys import RedisKeys
 from serving.snapshot import (
+    TIERS,
     CampaignSnap,
     CreativeSnap,
+    DealSnap,
     LineItemSnap,
     PlacementSnap,
     Snapshot,
-    snapshot_encoder,
+    encode_snapshot,
 )
 
 log = logging.getLogger(__name__)
@@ -58,21 +65,80 @@ def redis_client() -> Redis:
     return get_redis_connection("default")
 
 
+def fx_rates() -> dict[str, Decimal]:
+    """Units of the platform currency one unit of each currency is worth."""
+    rates = {code.upper(): Decimal(value) for code, value in settings.FX_RATES.items()}
+    rates[settings.SERVING_CURRENCY] = Decimal(1)
+    return rates
+
+
+def _dayparts(parts: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+    def minutes(text: str) -> int:
+        hours, mins = text.split(":")
+        return int(hours) * 60 + int(mins)
+
+    return [(d, minutes(p["start"]), minutes(p["end"])) for p in parts for d in p["days"]]
+
+
+def _line_item_snap(
+    li: LineItem, campaign: Campaign, shown: list[LineItemCreative], rate: Decimal
+) -> LineItemSnap:
+    return LineItemSnap(
+        id=li.pk,
+        campaign_id=campaign.pk,
+        advertiser_id=campaign.advertiser_id,
+        bid=(li.bid * rate).quantize(Decimal("0.0001")),
+        sizes=list(li.sizes),
+        start=campaign.start_at.timestamp(),
+        end=campaign.end_at.timestamp() if campaign.end_at else None,
+        creative_ids=[a.creative_id for a in shown],
+        creative_weights=[a.weight for a in shown],
+        placement_ids=sorted(p.pk for p in li.placements.all()),
+        tier=TIERS[campaign.priority_tier],
+        bid_type=li.bid_type,
+        predicted_ctr=settings.SERVING_DEFAULT_CTR if li.bid_type == BidType.CPC else 0.0,
+        currency=campaign.currency,
+        fx_rate=rate,
+        countries=list(li.countries),
+        regions=list(li.regions),
+        device_types=list(li.device_types),
+        channels=list(li.channels),
+        properties=list(li.properties),
+        dayparts=_dayparts(li.dayparts),
+        time_zone=campaign.advertiser.time_zone,
+        keywords=sorted({k.strip().lower() for k in li.keywords}),
+        negative_keywords=sorted({k.strip().lower() for k in li.negative_keywords}),
+        segments=list(li.segments),
+        categories=list(li.categories),
+        child_safe=li.child_safe,
+        deal_ids=sorted(d.deal_id for d in li.deals.all()),
+        frequency_caps=[(c["count"], c["period"]) for c in li.frequency_caps],
+        daily_budget=li.daily_budget,
+        lifetime_budget=li.lifetime_budget,
+        bid_strategy=li.bid_strategy,
+        min_bid=(li.min_bid * rate).quantize(Decimal("0.0001")) if li.min_bid else None,
+    )
+
+
 def build_snapshot(version: int, now: datetime) -> Snapshot:
     """Everything serving needs, read in one consistent pass over the database."""
-    # CPC line items wait for the serving engine's eCPM and click billing (issue #4).
-    serving_line_items = LineItem.objects.filter(
-        status=LineItemStatus.ACTIVE, bid_type=BidType.CPM
-    ).prefetch_related(
+    rates = fx_rates()
+    serving_line_items = LineItem.objects.filter(status=LineItemStatus.ACTIVE).prefetch_related(
         "placements",
+        "deals",
         Prefetch(
             "assignments",
-            queryset=LineItemCreative.objects.select_related("creative").order_by("creative_id"),
+            # Rendering reads the advertiser (VAST) and renditions: no query per creative.
+            queryset=LineItemCreative.objects.filter(creative__in=servable_creatives())
+            .select_related("creative", "creative__advertiser")
+            .prefetch_related("creative__renditions")
+            .order_by("creative_id"),
         ),
     )
     campaigns = (
         Campaign.objects.filter(status=CampaignStatus.ACTIVE, start_at__lte=now + LOOKAHEAD)
         .exclude(end_at__lte=now)
+        .select_related("advertiser")
         .prefetch_related(Prefetch("line_items", queryset=serving_line_items))
         .order_by("id")
     )
@@ -80,30 +146,31 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
     campaign_snaps: list[CampaignSnap] = []
     creatives: dict[int, CreativeSnap] = {}
     for campaign in campaigns:
-        campaign_snaps.append(CampaignSnap(id=campaign.pk, daily_budget=campaign.daily_budget))
+        rate = rates.get(campaign.currency)
+        if rate is None:
+            log.warning(
+                "campaign %s: no FX rate for %s; not served", campaign.pk, campaign.currency
+            )
+            continue
+        campaign_snaps.append(
+            CampaignSnap(
+                id=campaign.pk,
+                daily_budget=campaign.daily_budget,
+                lifetime_budget=campaign.lifetime_budget,
+                time_zone=campaign.advertiser.time_zone,
+            )
+        )
         for li in campaign.line_items.all():
-            shown = [a for a in li.assignments.all() if a.creative.size in li.sizes]
+            shown = []
+            for a in li.assignments.all():
+                snap = creatives.get(a.creative_id) or creative_snap(a.creative)
+                creatives[a.creative_id] = snap
+                if snap.format != "banner" or snap.size in li.sizes:
+                    shown.append(a)
             if not shown:
                 continue  # nothing to show: not a candidate
-            for c in (a.creative for a in shown):
-                if c.pk not in creatives:
-                    creatives[c.pk] = CreativeSnap(
-                        id=c.pk, size=c.size, markup=render_markup(c), click_url=c.click_url
-                    )
-            line_items.append(
-                LineItemSnap(
-                    id=li.pk,
-                    campaign_id=campaign.pk,
-                    advertiser_id=campaign.advertiser_id,
-                    cpm=li.bid,
-                    sizes=list(li.sizes),
-                    placement_ids=sorted(p.pk for p in li.placements.all()),
-                    start=campaign.start_at.timestamp(),
-                    end=campaign.end_at.timestamp() if campaign.end_at else None,
-                    creative_ids=[a.creative_id for a in shown],
-                    creative_weights=[a.weight for a in shown],
-                )
-            )
+            line_items.append(_line_item_snap(li, campaign, shown, rate))
+    used = {i for li in line_items for i in li.creative_ids}
     placements = [
         PlacementSnap(
             id=p.pk,
@@ -114,13 +181,32 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
         )
         for p in Placement.objects.filter(is_active=True).order_by("id")
     ]
+    deals = [
+        DealSnap(
+            deal_id=d.deal_id,
+            advertiser_id=d.advertiser_id,
+            floor=d.floor * rates.get(d.currency, Decimal(1)),
+            fixed_price=d.fixed_price * rates.get(d.currency, Decimal(1))
+            if d.fixed_price is not None
+            else None,
+        )
+        for d in Deal.objects.order_by("id")
+    ]
     return Snapshot(
         version=version,
         built_at=now.isoformat(),
+        currency=settings.SERVING_CURRENCY,
         placements=placements,
         campaigns=campaign_snaps,
-        creatives=list(creatives.values()),
+        creatives=[c for i, c in creatives.items() if i in used],
         line_items=line_items,
+        buyers=buyer_snaps(),
+        deals=deals,
+        staff_token_hashes=sorted(
+            ApiToken.objects.active()
+            .filter(user__is_staff=True, user__is_active=True)
+            .values_list("key_hash", flat=True)
+        ),
     )
 
 
@@ -131,7 +217,7 @@ def publish_snapshot() -> int:
     # database at least as new as a lower one.
     version = int(client.incr(keys.snapshot_seq))
     snapshot = build_snapshot(version, timezone.now())
-    data = snapshot_encoder.encode(snapshot)
+    data = encode_snapshot(snapshot)
     client.eval(
         PUBLISH_SCRIPT,
         2,

@@ -3,14 +3,14 @@
 Each stream entry holds one field, `v`: a JSON array of `Event`s (all the slots of one ad
 request, or one impression or click). Ad-request events are fire-and-forget. Impressions and
 clicks are billable, so their response waits until its batch is in Redis; they are
-de-duplicated per decision and the impression also adds its cost to the campaign's daily
-spend, marking the campaign exhausted once the spend reaches its budget. One small Lua
-script does that atomically.
+de-duplicated per decision by a small Lua script. Spend is charged at the win by another
+script in the same batches (`serving.spend`): its reply comes back through a callback, so
+the request that won never waits for it.
 """
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,45 +21,30 @@ log = logging.getLogger(__name__)
 
 
 class Event(msgspec.Struct, frozen=True):
-    t: str  # "req", "imp" or "clk"
+    # "req" (one per slot; li set when it was filled), "loss" (a candidate turned away, r
+    # says why), "bid" (an external buyer's valid bid), "imp", "clk", "err" (creative error).
+    t: str
     ts: int  # epoch milliseconds
     pl: int  # placement
     li: int = 0  # line item; 0 for an ad request nothing filled
     cp: int = 0  # campaign
     adv: int = 0  # advertiser
     cr: int = 0  # creative
-    cpm: int = 0  # clearing CPM in micros (impressions)
+    # Impressions: the clearing CPM in micros (= the impression's price in billionths);
+    # clicks: a CPC click's price in billionths. What the rollups bill.
+    cpm: int = 0
     d: str = ""  # decision or request id
     cs: str = ""  # consent ledger, on the first event of each ad request
     # Pseudonymous user id (keyed hash, `compliance.pseudonym`), only where consent allows
     # ids; never the id as sent.
     u: str = ""
     ip: str = ""  # truncated (`compliance.anonymise.truncate_ip`), never the full address
+    r: str = ""  # "loss": why the line item was turned away; "err": the error code
+    b: int = 0  # external buyer, for "bid" events and wins of external demand
 
 
 encode_events = msgspec.json.Encoder().encode
 decode_events = msgspec.json.Decoder(list[Event]).decode
-
-# KEYS: dedupe key, stream, spend key, exhausted set
-# ARGV: dedupe ttl, spend (billionths), budget (billionths; 0: none), spend ttl,
-#       stream maxlen, campaign id, encoded events
-RECORD_BILLABLE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-  return 0
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'v', ARGV[7])
-local cost = tonumber(ARGV[2])
-if cost > 0 then
-  local spent = redis.call('INCRBY', KEYS[3], cost)
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
-  local budget = tonumber(ARGV[3])
-  if budget > 0 and spent >= budget then
-    redis.call('SADD', KEYS[4], ARGV[6])
-    redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
-  end
-end
-return 1
-"""
 
 # A safety cap on memory if ingestion stops for long; sized for hours of traffic.
 STREAM_MAXLEN = 5_000_000
@@ -68,11 +53,18 @@ STREAM_MAXLEN = 5_000_000
 MAX_INFLIGHT = 4
 
 
+XADD, SCRIPT, COMMAND = 0, 1, 2
+
+
 @dataclass(slots=True)
 class _Op:
+    kind: int
     keys: Sequence[str]
     args: Sequence[Any]
     done: asyncio.Future[Any] | None
+    script: Any = None  # redis.commands.core.AsyncScript, for SCRIPT
+    # Called with the reply (or the exception) of an operation nobody awaits.
+    callback: Callable[[Any], None] | None = None
 
 
 @dataclass
@@ -80,46 +72,60 @@ class EventSink:
     redis: Redis
     stream: str
     flush_delay: float = 0.002
+    idle_delay: float = 0.010
     max_batch: int = 256
     _ops: list[_Op] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     dropped: int = 0
 
-    def __post_init__(self) -> None:
-        self._record = self.redis.register_script(RECORD_BILLABLE)
-
     def emit(self, events: list[Event]) -> None:
         """Append events to the stream with the next batch; do not wait for it."""
-        self._add(_Op((self.stream,), (encode_events(events),), None))
+        self._add(_Op(XADD, (self.stream,), (encode_events(events),), None))
 
-    async def record_billable(
-        self,
-        event: Event,
-        *,
-        dedupe_key: str,
-        spend_key: str,
-        exhausted_key: str,
-        cost: int,
-        budget: int,
-        dedupe_ttl: int,
-        spend_ttl: int = 2 * 86400,
-    ) -> bool:
-        """Record a billable event once per dedupe key; True when it was new."""
+    def call(self, command: str, *args: Any) -> None:
+        """Run a Redis command with the next batch; do not wait for it (counters)."""
+        self._add(_Op(COMMAND, (), (command, *args), None))
+
+    async def fetch(self, command: str, *args: Any) -> Any:
+        """Run a command with the next batch and wait for its reply: a read that costs no
+        round trip of its own (frequency counters, rate limits)."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        keys = (dedupe_key, self.stream, spend_key, exhausted_key)
-        args = (
-            dedupe_ttl, cost, budget, spend_ttl, STREAM_MAXLEN, event.cp, encode_events([event]),
-        )  # fmt: skip
-        self._add(_Op(keys, args, done))
-        return bool(await done)
+        self._add(_Op(COMMAND, (), (command, *args), done))
+        return await done
+
+    def script(
+        self,
+        script: Any,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        callback: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Run a registered Lua script with the next batch without waiting for it; the
+        callback gets its reply, or the exception, when the batch is back (a win's charge)."""
+        self._add(_Op(SCRIPT, keys, args, None, script, callback))
+
+    async def run_script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a registered Lua script with the next batch and wait for its reply (billable
+        events: the response must not return before they are in Redis)."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._add(_Op(SCRIPT, keys, args, done, script))
+        return await done
 
     def _add(self, op: _Op) -> None:
         self._ops.append(op)
         if len(self._ops) >= self.max_batch:
             self._start_flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.flush_delay, self._start_flush)
+            return
+        # Someone awaits this op: flush within flush_delay. Otherwise wait up to idle_delay,
+        # so that at low traffic many requests still share one pipeline (a flush costs about
+        # as much CPU as a whole decision) without delaying any response.
+        loop = asyncio.get_running_loop()
+        due = loop.time() + (self.flush_delay if op.done is not None else self.idle_delay)
+        if self._timer is None or due < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(due, self._start_flush)
 
     def _start_flush(self) -> None:
         if self._timer is not None:
@@ -140,16 +146,23 @@ class EventSink:
     async def _flush(self, ops: list[_Op]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for op in ops:
-            if op.done is None:
+            if op.kind == XADD:
                 pipe.xadd(op.keys[0], {"v": op.args[0]}, maxlen=STREAM_MAXLEN, approximate=True)
+            elif op.kind == SCRIPT:
+                await op.script(keys=op.keys, args=op.args, client=pipe)
             else:
-                await self._record(keys=op.keys, args=op.args, client=pipe)
+                pipe.execute_command(*op.args)
         try:
             results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # Redis unreachable: fail the waiters, count the rest
             log.warning("event flush failed: %s", exc)
             results = [exc] * len(ops)
         for op, result in zip(ops, results, strict=True):
+            if op.callback is not None:
+                try:
+                    op.callback(result)
+                except Exception:
+                    log.exception("a batch callback failed")
             if op.done is None:
                 if isinstance(result, Exception):
                     self.dropped += 1

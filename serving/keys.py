@@ -2,10 +2,22 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 
 def day_of(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%d")
+
+
+@lru_cache(maxsize=4096)
+def _local_day(zone: str, minute: int) -> str:
+    return datetime.fromtimestamp(minute * 60, ZoneInfo(zone)).strftime("%Y%m%d")
+
+
+def local_day(epoch: float, zone: str) -> str:
+    """The date in a time zone (a campaign's day: its advertiser's), cached per minute."""
+    return _local_day(zone, int(epoch // 60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +47,18 @@ class RedisKeys:
         return f"{self.prefix}seen:{kind}:{decision_id}"
 
     def spend(self, day: str, campaign_id: int) -> str:
-        """Today's spend of a campaign in billionths of its currency (CPM micros per impression)."""
+        """A campaign's day (in its time zone) as a hash (`serving.spend`): spend `s` in
+        billionths of its currency (CPM micros per impression), impressions won `i`, clicks
+        `k`, the same per line item (`s:{li}`...), wins not yet rendered (`p:{li}:{minute}`)
+        and the day's caps the pacing controller sets (`cap`, `icap`, `kcap`)."""
         return f"{self.prefix}spend:{day}:{campaign_id}"
 
+    def lifetime_spend(self, campaign_id: int) -> str:
+        """A campaign's lifetime counters: the same fields as its day, without pending wins."""
+        return f"{self.prefix}spend:life:{campaign_id}"
+
     def exhausted(self, day: str) -> str:
+        """Campaigns (`{id}`) and line items (`li:{id}`) out of budget on a local day."""
         return f"{self.prefix}exhausted:{day}"
 
     def frequency(self, user: str) -> str:
@@ -55,6 +75,25 @@ class RedisKeys:
         """A hash: line item id → pass-through probability (0..1) written by the pacing
         controller; a missing field means 1.0."""
         return f"{self.prefix}pacing:rates"
+
+    @property
+    def bid_multipliers(self) -> str:
+        """A hash: line item id → multiplier (0..1] on the bid of a dynamic-down line item,
+        written by the pacing controller; a missing field means 1 (the booked bid)."""
+        return f"{self.prefix}pacing:bids"
+
+    @property
+    def pacing_state(self) -> str:
+        """A hash: `c{id}` / `l{id}` → the controller's JSON state of a campaign or line item."""
+        return f"{self.prefix}pacing:state"
+
+    @property
+    def pacing_lock(self) -> str:
+        return f"{self.prefix}pacing:lock"
+
+    def traffic_shape(self, zone: str, day: str) -> str:
+        """The learned share of a day's requests per local hour (a JSON list), cached."""
+        return f"{self.prefix}pacing:shape:{zone}:{day}"
 
     @property
     def ingest_lock(self) -> str:

@@ -1,14 +1,11 @@
 """The serving snapshot: its wire schema and the in-memory index serving decides on.
 
 `campaigns.snapshot` builds a `Snapshot` from the database and publishes it to Redis as
-JSON. Every serving process decodes it once per version and compiles an `Index`: lists of
-line items per (placement, size) and per size, sorted by bid, so a decision scans a few
-entries with early exit instead of the whole book.
+JSON. Every serving process decodes it once per version and compiles it into a
+`serving.index.Index`.
 """
 
-import asyncio
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from decimal import Decimal
 
 import msgspec
@@ -33,22 +30,71 @@ class CreativeSnap(msgspec.Struct, frozen=True):
     native: str = ""
 
 
+# Priority tiers, in serving order (campaigns.models.PriorityTier).
+TIERS = {"sponsorship": 0, "guaranteed": 1, "price": 2, "house": 3}
+PRICE_TIER = TIERS["price"]
+CAP_PERIODS = {"minute": 60, "hour": 3600, "day": 86400, "lifetime": 0}
+
+
 class LineItemSnap(msgspec.Struct, frozen=True):
     id: int
     campaign_id: int
     advertiser_id: int
-    cpm: Decimal
-    sizes: list[str]
-    placement_ids: list[int]  # empty: every placement
+    # In the platform currency (SERVING_CURRENCY): CPM, or per click for CPC.
+    bid: Decimal
+    sizes: list[str]  # banner sizes; video, audio and native match on format
     start: float  # campaign flight, epoch seconds
     end: float | None
     creative_ids: list[int]
     creative_weights: list[int]  # rotation weights, parallel to creative_ids
+    placement_ids: list[int] = []  # empty: every placement
+    tier: int = PRICE_TIER
+    bid_type: str = "cpm"  # "cpm" or "cpc"
+    # CPC: the click-through rate that turns the bid into an eCPM (a per-line-item prior
+    # until a CTR model exists).
+    predicted_ctr: float = 0.0
+    # The campaign's currency and how many platform units one unit of it is worth, to
+    # charge spend in the currency the budget is in.
+    currency: str = "USD"
+    fx_rate: Decimal = Decimal(1)
+    # Targeting; an empty list means any.
+    countries: list[str] = []
+    regions: list[str] = []
+    device_types: list[int] = []
+    channels: list[str] = []
+    properties: list[str] = []
+    # (weekday, start minute, end minute) in `time_zone`; Monday is 0.
+    dayparts: list[tuple[int, int, int]] = []
+    time_zone: str = "UTC"
+    keywords: list[str] = []  # lower case
+    negative_keywords: list[str] = []
+    segments: list[str] = []
+    categories: list[str] = []  # IAB content categories of the page/app
+    child_safe: bool = False
+    deal_ids: list[str] = []  # only serves on requests offering one of these deals
+    frequency_caps: list[tuple[int, str]] = []  # (count, period)
+    # Budgets of the line item itself, in the campaign currency (None: only the campaign's).
+    daily_budget: Decimal | None = None
+    lifetime_budget: Decimal | None = None
+    # "fixed" or "dynamic_down": the pacing controller may lower a dynamic bid toward
+    # `min_bid` (platform currency, like `bid`), never raise it (docs/pacing.md).
+    bid_strategy: str = "fixed"
+    min_bid: Decimal | None = None
 
 
 class CampaignSnap(msgspec.Struct, frozen=True):
     id: int
-    daily_budget: Decimal
+    daily_budget: Decimal  # in the campaign currency
+    lifetime_budget: Decimal | None = None
+    # The advertiser's time zone: the campaign's day, for daily spend, starts at its midnight.
+    time_zone: str = "UTC"
+
+
+class DealSnap(msgspec.Struct, frozen=True):
+    deal_id: str
+    advertiser_id: int
+    floor: Decimal  # platform currency
+    fixed_price: Decimal | None = None  # set: a fixed-price deal (at = 3)
 
 
 class PlacementSnap(msgspec.Struct, frozen=True):
@@ -81,99 +127,91 @@ class Snapshot(msgspec.Struct, frozen=True):
     creatives: list[CreativeSnap]
     line_items: list[LineItemSnap]
     buyers: list[BuyerSnap] = []  # enabled ones only
+    deals: list[DealSnap] = []
+    currency: str = "USD"
+    # sha256 of active staff API tokens: they may ask serving for `?explain=1`.
+    staff_token_hashes: list[str] = []
 
 
-snapshot_encoder = msgspec.json.Encoder(decimal_format="string")
-snapshot_decoder = msgspec.json.Decoder(Snapshot)
+class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
+    """The small part of a snapshot, published first."""
+
+    version: int
+    built_at: str
+    currency: str
+    placements: list[PlacementSnap]
+    campaigns: list[CampaignSnap]
+    buyers: list[BuyerSnap]
+    deals: list[DealSnap]
+    staff_token_hashes: list[str] = []
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A line item as it competes for one size."""
-
-    line_item: LineItemSnap
-    size: str
-    creatives: tuple[CreativeSnap, ...]
-    weights: tuple[int, ...]
+class CreativesPart(msgspec.Struct, frozen=True, tag="c"):
+    items: list[CreativeSnap]
 
 
-@dataclass(slots=True)
-class Index:
-    version: int = 0
-    placements_by_key: dict[str, PlacementSnap] = field(default_factory=dict)
-    budgets: dict[int, Decimal] = field(default_factory=dict)
-    by_size: dict[str, list[Candidate]] = field(default_factory=dict)
-    by_placement_size: dict[tuple[int, str], list[Candidate]] = field(default_factory=dict)
-
-    def candidate_lists(self, placement_id: int, size: str) -> tuple[list[Candidate], ...]:
-        """Run-of-network and placement-targeted candidates for one size, each sorted by bid."""
-        return (
-            self.by_size.get(size, []),
-            self.by_placement_size.get((placement_id, size), []),
-        )
+class LineItemsPart(msgspec.Struct, frozen=True, tag="l"):
+    items: list[LineItemSnap]
 
 
-def _add_line_item(
-    li: LineItemSnap,
-    creatives_by_id: dict[int, CreativeSnap],
-    by_size: dict[str, list[Candidate]],
-    by_placement_size: dict[tuple[int, str], list[Candidate]],
-) -> None:
-    own = [
-        (creatives_by_id[i], w)
-        for i, w in zip(li.creative_ids, li.creative_weights, strict=True)
-        if i in creatives_by_id
-    ]
-    for size in li.sizes:
-        fitting = [(c, w) for c, w in own if c.size == size]
-        if not fitting:
-            continue  # nothing to show in this size
-        candidate = Candidate(li, size, tuple(c for c, _ in fitting), tuple(w for _, w in fitting))
-        if li.placement_ids:
-            for pid in li.placement_ids:
-                by_placement_size[(pid, size)].append(candidate)
-        else:
-            by_size[size].append(candidate)
+# Published as JSON lines: the header, then parts of at most PART_SIZE creatives or line
+# items (creatives first). Serving decodes one line at a time and yields in between: a
+# 10,000-item snapshot decoded in one call would hold the event loop for tens of ms.
+PART_SIZE = 250
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_part_decoder = msgspec.json.Decoder(SnapshotHeader | CreativesPart | LineItemsPart)
 
 
-def _sort_key(c: Candidate) -> tuple[Decimal, int]:
-    return (-c.line_item.cpm, c.line_item.id)
-
-
-def compile_index(snapshot: Snapshot) -> Index:
-    """Compile the index in one go (tests and tools; serving uses `compile_index_async`)."""
-    by_size: dict[str, list[Candidate]] = defaultdict(list)
-    by_placement_size: dict[tuple[int, str], list[Candidate]] = defaultdict(list)
-    creatives_by_id = {c.id: c for c in snapshot.creatives}
-    for li in snapshot.line_items:
-        _add_line_item(li, creatives_by_id, by_size, by_placement_size)
-    return _finish(snapshot, by_size, by_placement_size)
-
-
-async def compile_index_async(snapshot: Snapshot, chunk: int = 500) -> Index:
-    """Compile the index in chunks, yielding to the event loop so requests keep flowing."""
-    by_size: dict[str, list[Candidate]] = defaultdict(list)
-    by_placement_size: dict[tuple[int, str], list[Candidate]] = defaultdict(list)
-    creatives_by_id = {c.id: c for c in snapshot.creatives}
-    for start in range(0, len(snapshot.line_items), chunk):
-        for li in snapshot.line_items[start : start + chunk]:
-            _add_line_item(li, creatives_by_id, by_size, by_placement_size)
-        await asyncio.sleep(0)
-    return _finish(snapshot, by_size, by_placement_size)
-
-
-def _finish(
-    snapshot: Snapshot,
-    by_size: dict[str, list[Candidate]],
-    by_placement_size: dict[tuple[int, str], list[Candidate]],
-) -> Index:
-    for lists in (by_size, by_placement_size):
-        for candidates in lists.values():
-            candidates.sort(key=_sort_key)
-    return Index(
+def header_of(snapshot: Snapshot) -> SnapshotHeader:
+    return SnapshotHeader(
         version=snapshot.version,
-        placements_by_key={p.key: p for p in snapshot.placements},
-        budgets={c.id: c.daily_budget for c in snapshot.campaigns},
-        by_size=dict(by_size),
-        by_placement_size=dict(by_placement_size),
+        built_at=snapshot.built_at,
+        currency=snapshot.currency,
+        placements=snapshot.placements,
+        campaigns=snapshot.campaigns,
+        buyers=snapshot.buyers,
+        deals=snapshot.deals,
+        staff_token_hashes=snapshot.staff_token_hashes,
+    )
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    lines = [_encoder.encode(header_of(snapshot))]
+    for n in range(0, len(snapshot.creatives), PART_SIZE):
+        lines.append(_encoder.encode(CreativesPart(snapshot.creatives[n : n + PART_SIZE])))
+    for n in range(0, len(snapshot.line_items), PART_SIZE):
+        lines.append(_encoder.encode(LineItemsPart(snapshot.line_items[n : n + PART_SIZE])))
+    return b"\n".join(lines)
+
+
+def iter_parts(data: bytes) -> Iterator[SnapshotHeader | CreativesPart | LineItemsPart]:
+    for line in data.split(b"\n"):
+        yield _part_decoder.decode(line)
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """The whole snapshot in one call (tests and tools)."""
+    parts = iter_parts(data)
+    header = next(parts)
+    if not isinstance(header, SnapshotHeader):
+        raise ValueError("a snapshot starts with its header")
+    creatives: list[CreativeSnap] = []
+    line_items: list[LineItemSnap] = []
+    for part in parts:
+        if isinstance(part, CreativesPart):
+            creatives.extend(part.items)
+        elif isinstance(part, LineItemsPart):
+            line_items.extend(part.items)
+    return Snapshot(
+        version=header.version,
+        built_at=header.built_at,
+        currency=header.currency,
+        placements=header.placements,
+        campaigns=header.campaigns,
+        buyers=header.buyers,
+        deals=header.deals,
+        staff_token_hashes=header.staff_token_hashes,
+        creatives=creatives,
+        line_items=line_items,
     )

@@ -12,7 +12,8 @@ from typing import Literal
 
 import msgspec
 
-TokenKind = Literal["imp", "clk"]
+# Impression, click, creative error (VAST <Error>, HTML render failure), player event.
+TokenKind = Literal["imp", "clk", "err", "evt"]
 
 
 class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
@@ -23,9 +24,12 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     campaign_id: int
     advertiser_id: int
     creative_id: int
-    cpm_micros: int  # clearing CPM in millionths of the currency unit
+    cpm_micros: int  # clearing CPM in millionths of the campaign currency (0 for CPC)
     issued_at: int  # epoch seconds
     landing_url: str = ""  # clicks only
+    click_micros: int = 0  # clicks of CPC line items: the price of the click
+    buyer_id: int = 0  # a win of external demand
+    notice: str = ""  # impressions of external demand: the buyer's billing notice (burl)
 
 
 class InvalidToken(ValueError):

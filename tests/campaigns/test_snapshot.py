@@ -19,7 +19,7 @@ from campaigns.snapshot import (
     redis_keys,
 )
 from creatives.models import Creative
-from serving.snapshot import snapshot_decoder
+from serving.snapshot import decode_snapshot
 from tests.conftest import wait_for
 from tests.factories import make_campaign, make_line_item, make_placement
 
@@ -42,7 +42,7 @@ def test_the_snapshot_holds_live_line_items_with_rendered_creatives() -> None:
     assert snapshot.version == 7
     assert [li.id for li in snapshot.line_items] == [live.pk]
     [item] = snapshot.line_items
-    assert item.cpm == Decimal("2.00")
+    assert item.bid == Decimal("2.00")
     [creative] = snapshot.creatives
     assert item.creative_ids == [creative.id]
     assert "%%CLICK_URL%%" in creative.markup
@@ -58,7 +58,7 @@ def test_publishing_makes_a_new_current_version(redis_client: Redis) -> None:
     assert (first, second) == (1, 2)
     assert published_version() == 2
     data = redis_client.get(redis_keys().snapshot_data(2))
-    assert snapshot_decoder.decode(data).version == 2  # type: ignore[arg-type]
+    assert decode_snapshot(data).version == 2  # type: ignore[arg-type]
 
 
 def test_a_slow_publisher_never_moves_the_version_backwards(redis_client: Redis) -> None:

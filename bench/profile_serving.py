@@ -1,0 +1,182 @@
+"""Where a serving request's CPU goes: the serving app driven in-process, under cProfile.
+
+Run: .venv/bin/python bench/profile_serving.py [--line-items 10000] [--requests 3000]
+     [--door v1|openrtb] [--httpx] [--sort tottime|cumulative] [--top 40]
+
+Same book, same request mix and the same Redis setup as `bench/serving.py` (embedded Redis
+unless REDIS_URL is set, a temporary SQLite file, a key prefix of its own, deleted at the
+end). The ASGI app (`serving.app.ServingApp`) is called directly with a minimal scope, one
+request at a time, so the profile holds the app and nothing of a server or client; with
+`--httpx` the requests go through `httpx.ASGITransport` instead (slower: the client's cost
+is in the profile too). `--concurrency` requests are in flight at once (32 by default), as
+in a loaded server, so Redis batches hold many requests' commands; `--rate R` starts them
+on a schedule instead (open loop, as at a fixed offered load). It prints the CPU time
+per request without the profiler first, then the profile.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
+
+from bench.book import RequestMix, load_book, tc_strings  # noqa: E402
+from bench.common import configure  # noqa: E402
+from bench.serving import Redis, delete_prefix, stop  # noqa: E402
+
+
+async def drive(
+    app: Any, path: str, bodies: list[bytes], n: int, use_httpx: bool, concurrency: int = 1
+) -> list[int]:
+    """n requests, `concurrency` at a time (as a server interleaves its connections)."""
+    if concurrency > 1:
+        share = n // concurrency
+        parts = await asyncio.gather(
+            *(
+                drive(app, path, bodies[k::concurrency], share, use_httpx)
+                for k in range(concurrency)
+            )
+        )
+        return [s for part in parts for s in part]
+    statuses: list[int] = []
+    if use_httpx:
+        import httpx
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for i in range(n):
+                r = await client.post(path, content=bodies[i % len(bodies)],
+                                      headers={"content-type": "application/json"})  # fmt: skip
+                statuses.append(r.status_code)
+        return statuses
+    for i in range(n):
+        body = bodies[i % len(bodies)]
+        scope = {"type": "http", "method": "POST", "path": path, "query_string": b"",
+                 "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 40000)}  # fmt: skip
+        sent: list[int] = []
+
+        async def receive(body: bytes = body) -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any], sent: list[int] = sent) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(message["status"])
+
+        await app(scope, receive, send)
+        statuses.append(sent[0] if sent else 0)
+    return statuses
+
+
+async def paced(app: Any, path: str, bodies: list[bytes], n: int, rate: float) -> list[int]:
+    """n requests started on a fixed schedule (open loop), each its own task."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks = []
+    for i in range(n):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(loop.create_task(drive(app, path, [bodies[i % len(bodies)]], 1, False)))
+    return [s for part in await asyncio.gather(*tasks) for s in part]
+
+
+async def profile(args: argparse.Namespace, bodies: list[bytes]) -> None:
+    from serving.app import ServingApp
+
+    app = ServingApp.from_settings()
+    await app.startup()
+    path = "/v1/ad" if args.door == "v1" else "/openrtb2/auction"
+    try:
+        c = args.concurrency
+
+        async def run(n: int) -> list[int]:
+            if args.rate:
+                return await paced(app, path, bodies, n, args.rate)
+            return await drive(app, path, bodies, n, args.httpx, c)
+
+        await run(500)  # warm caches (UA, TC strings)
+        t, cpu = time.perf_counter(), time.process_time()
+        statuses = await run(args.requests)
+        n = len(statuses)
+        wall, cpu = (time.perf_counter() - t) / n, (time.process_time() - cpu) / n
+        counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+        how = f"{args.rate:,.0f}/s on a schedule" if args.rate else f"{c} at a time"
+        print(f"{path}: {cpu * 1e6:,.0f} µs of CPU per request ({wall * 1e6:,.0f} µs wall) "
+              f"without the profiler; {n} requests, {how}; statuses {counts}")  # fmt: skip
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await run(args.requests)
+        profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
+        print(out.getvalue())
+    finally:
+        await app.shutdown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--line-items", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--door", choices=["v1", "openrtb"], default="v1")
+    parser.add_argument("--httpx", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="start requests on a schedule at this rate instead (open loop)",
+    )
+    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    redis = None
+    prefix = ""
+    try:
+        redis = Redis.start(tmp)
+        import os
+
+        os.environ["REDIS_URL"] = redis.url
+        prefix = configure(tmp)
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+
+        from campaigns.snapshot import publish_snapshot
+
+        call_command("migrate", verbosity=0)
+        book = load_book(random.Random(42), args.line_items)
+        publish_snapshot()
+        mix = RequestMix(book, tc_strings(settings.GVL_VENDOR_ID), random.Random(7))
+        make = mix.v1 if args.door == "v1" else mix.openrtb
+        bodies = [make().encode() for _ in range(1000)]
+        asyncio.run(profile(args, bodies))
+    finally:
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                delete_prefix(redis, prefix)
+            if redis.proc is not None:
+                stop(redis.proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

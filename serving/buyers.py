@@ -1,0 +1,821 @@
+"""External OpenRTB buyers at serving time: whom to call, calling them in parallel inside the
+request's deadline, and which of their bids may enter the auction.
+
+A `BuyerPool` lives for the life of a serving process, on its event loop. It owns one
+aiohttp session, so connections to each buyer are kept alive and reused across requests
+(a TLS handshake per request would eat most of a 150 ms budget), and the process-local state
+that makes calling buyers safe at volume:
+
+- a token bucket per buyer for its QPS cap. The cap holds per process, not across the
+  fleet (sharing one would cost a Redis round trip per call), so ad ops set it knowing how
+  many serving processes run;
+- a circuit breaker per buyer. After `breaker_failures` consecutive failures (a timeout, a
+  connection error, an HTTP 5xx or an unreadable answer) the circuit opens and the buyer is
+  not called. Once `breaker_cooldown` seconds have passed, one probe request is let through
+  (half-open) while other requests still skip the buyer; its success closes the circuit, its
+  failure opens it for another cooldown. Any answer that is not a failure (a bid, a no-bid,
+  an invalid bid, a 4xx) counts as a success: the buyer is up, whatever it thinks of us;
+- outcome counters per (buyer, reason) and latency sums, flushed to Redis in one pipeline
+  about once a second (`flush_stats`), never per request;
+- win, billing and loss notices, fired without waiting and bounded in number.
+
+The decision to call is the consent policy's (`Permissions.for_buyer`, with the buyer's own
+GVL vendor id), then COPPA, then the time left, the circuit and the QPS cap. Every bid is
+checked against the request before it may compete; a bid that fails is dropped and counted
+with its reason. Prices are converted into the platform currency with the pool's FX table
+(`fx[code]` = platform units one unit of `code` is worth), as `LineItemSnap.fx_rate` is.
+
+Nothing here touches Django or the database.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from compliance.policy import BuyerPermission
+from serving.context import AdContext, DealRequest, Imp
+from serving.keys import RedisKeys
+from serving.macros import substitute
+from serving.openrtb import (
+    Bid,
+    BidResponse,
+    OpenRtbError,
+    build_outbound_request,
+    decode_bid_response,
+)
+from serving.snapshot import BuyerSnap
+
+log = logging.getLogger(__name__)
+
+# Kept back from the deadline for decoding the answers and running the auction.
+SAFETY_MARGIN = 0.005
+# Below this much time, a call could only end in a timeout: the buyer is skipped instead.
+MIN_CALL_TIME = 0.005
+# An answer larger than this is not a bid response anyone meant to send.
+MAX_RESPONSE_BYTES = 1 << 20
+NOTICE_TIMEOUT = 2.0
+# How long `close` lets notices in flight finish.
+CLOSE_GRACE = 1.0
+# Buyer counters are kept a little over a month for ad ops and reports.
+BUYER_STATS_TTL = 35 * 86400
+MICROS = Decimal("0.000001")
+HEADERS = {"content-type": "application/json", "x-openrtb-version": "2.6"}
+
+# Outcome reasons, as counted per buyer (Redis fields "{buyer_id}:{reason}").
+REQUEST = "request"
+BID = "bid"
+# Not called:
+CONSENT = "consent"
+COPPA = "coppa"
+NO_TIME = "no_time"
+NO_FX_RATE = "no_fx_rate"  # the buyer's currency cannot be converted
+CIRCUIT_OPEN = "circuit_open"
+QPS_CAP = "qps_cap"
+BUILD_ERROR = "build_error"  # our side failed to write the request
+# The answer as a whole:
+TIMEOUT = "timeout"
+ERROR = "error"
+NO_BID = "no_bid"
+INVALID_JSON = "invalid_json"
+TOO_LARGE = "too_large"
+WRONG_ID = "wrong_id"
+WRONG_CURRENCY = "wrong_currency"
+# One bid:
+UNKNOWN_IMP = "unknown_imp"
+BAD_PRICE = "bad_price"
+NO_MARKUP = "no_markup"
+BLOCKED_DOMAIN = "blocked_domain"
+BLOCKED_CATEGORY = "blocked_category"
+INVALID_DEAL = "invalid_deal"
+BELOW_FLOOR = "below_floor"
+# Notices:
+NOTICE_DROPPED = "notice_dropped"
+NOTICE_ERROR = "notice_error"
+MARKUP_ERROR = "markup_error"  # fetching a nurl-only bid's markup failed
+
+LATENCY_SUM = "latency_ms_sum"
+LATENCY_COUNT = "latency_count"
+
+_FAILURES = frozenset({TIMEOUT, ERROR, INVALID_JSON})
+
+
+def _is_failure(reason: str) -> bool:
+    """What opens the circuit: the buyer is down or broken, not merely unwilling."""
+    return reason in _FAILURES or reason.startswith("http_5")
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalBid:
+    """A buyer's bid that passed every check and may compete in the auction."""
+
+    buyer_id: int
+    buyer_name: str
+    imp_id: str
+    price: Decimal  # CPM in the platform currency
+    original_price: Decimal  # CPM as bid, in the buyer's currency
+    adm: str | None
+    adomain: tuple[str, ...]
+    crid: str | None
+    cid: str | None
+    cat: tuple[str, ...]
+    w: int | None
+    h: int | None
+    mtype: int | None
+    dealid: str | None
+    nurl: str | None
+    burl: str | None
+    lurl: str | None
+    bid_id: str
+    seat: str | None
+    currency: str = "USD"  # the buyer's, which `original_price` is in
+    fx_rate: Decimal = Decimal(1)  # platform units per unit of `currency`
+
+    def in_buyer_currency(self, platform_amount: Decimal) -> Decimal:
+        """A platform-currency amount (the clearing price) as the buyer's `${AUCTION_PRICE}`."""
+        if self.fx_rate == 1:
+            return platform_amount
+        return (platform_amount / self.fx_rate).quantize(MICROS)
+
+
+@dataclass(slots=True)
+class BuyerOutcome:
+    """What happened with one buyer in one round, for `?explain=1`."""
+
+    buyer_id: int
+    buyer_name: str
+    outcome: str  # "bid", or the reason it was skipped or its answer dropped
+    called: bool = False
+    latency_ms: float | None = None  # set when an HTTP answer arrived
+    status: int | None = None
+    nbr: int | None = None  # the buyer's own no-bid reason, when it gave one
+    detail: str = ""
+    bids: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # per-bid drop reasons
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "buyer": self.buyer_id,
+            "name": self.buyer_name,
+            "outcome": self.outcome,
+            "called": self.called,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "status": self.status,
+            "nbr": self.nbr,
+            "detail": self.detail,
+            "bids": self.bids,
+            "dropped": dict(self.dropped),
+        }
+
+
+@dataclass(slots=True)
+class BuyerRound:
+    """The valid bids of one round and what every buyer did."""
+
+    bids: list[ExternalBid] = field(default_factory=list)
+    outcomes: list[BuyerOutcome] = field(default_factory=list)
+
+    def bids_for(self, imp_id: str) -> list[ExternalBid]:
+        """The valid bids on one imp, highest price first."""
+        return sorted((b for b in self.bids if b.imp_id == imp_id), key=lambda b: -b.price)
+
+    def outcome(self, buyer_id: int) -> BuyerOutcome | None:
+        return next((o for o in self.outcomes if o.buyer_id == buyer_id), None)
+
+    def explain(self) -> list[dict[str, Any]]:
+        return [o.as_dict() for o in self.outcomes]
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Closed → open after N consecutive failures → half-open (one probe) after a cooldown."""
+
+    failures_to_open: int
+    cooldown: float
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self.opened_at is None
+
+    def allows(self, now: float) -> bool:
+        """Whether a call may go out now; does not claim the half-open probe."""
+        if self.opened_at is None:
+            return True
+        return not self.probing and now - self.opened_at >= self.cooldown
+
+    def start(self) -> None:
+        """A call is going out: in the half-open state it is the one probe."""
+        if self.opened_at is not None:
+            self.probing = True
+
+    def release(self) -> None:
+        """A call was abandoned without a verdict (the whole request was cancelled)."""
+        self.probing = False
+
+    def record(self, failed: bool, now: float) -> None:
+        if not failed:
+            self.failures, self.opened_at, self.probing = 0, None, False
+            return
+        self.failures += 1
+        if self.probing or self.failures >= self.failures_to_open:
+            self.opened_at, self.probing = now, False
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """At most `rate` calls per second, with a burst of one second's worth."""
+
+    rate: int
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(float(self.rate), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass(slots=True)
+class _BuyerState:
+    breaker: CircuitBreaker
+    bucket: TokenBucket | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    """One outbound call being made in a round."""
+
+    buyer: BuyerSnap
+    outcome: BuyerOutcome
+    body: bytes
+    timeout: float
+
+
+@dataclass(slots=True)
+class _Answer:
+    """The verdict on one call: its outcome and, when it answered, its valid bids."""
+
+    reason: str
+    status: int | None = None
+    latency_ms: float | None = None
+    bids: list[ExternalBid] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    nbr: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocks:
+    """The request's blocks and imps, normalised once per round for the bid checks."""
+
+    imps: Mapping[str, Imp]
+    badv: frozenset[str]
+    bcat: frozenset[str]
+
+    @classmethod
+    def of(cls, ctx: AdContext, imps: Sequence[Imp]) -> "_Blocks":
+        return cls(
+            imps={imp.id: imp for imp in imps},
+            badv=frozenset(d.strip().lower().rstrip(".") for d in ctx.badv),
+            bcat=frozenset(c.strip().upper() for c in ctx.bcat),
+        )
+
+    def blocks_domain(self, adomain: Iterable[str]) -> bool:
+        """A blocked domain blocks its subdomains too (`shop.brand.example`, `brand.example`)."""
+        for domain in adomain:
+            labels = domain.strip().lower().rstrip(".").split(".")
+            if any(".".join(labels[i:]) in self.badv for i in range(len(labels))):
+                return True
+        return False
+
+    def blocks_category(self, cats: Iterable[str]) -> bool:
+        """A tier-1 block (`IAB7`) also blocks its tier-2 children (`IAB7-39`)."""
+        for cat in cats:
+            code = cat.strip().upper()
+            if code in self.bcat or code.split("-", 1)[0] in self.bcat:
+                return True
+        return False
+
+
+def parse_buyer_stats(raw: Mapping[Any, Any]) -> dict[int, dict[str, int]]:
+    """A `buyer_stats` hash read back from Redis: buyer id → reason → count."""
+    parsed: dict[int, dict[str, int]] = defaultdict(dict)
+    for name, value in raw.items():
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        buyer, _, reason = text.partition(":")
+        if buyer.isdigit() and reason:
+            parsed[int(buyer)][reason] = int(value)
+    return dict(parsed)
+
+
+class BuyerPool:
+    """Calls external buyers for one serving process; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        currency: str,
+        fx: Mapping[str, Decimal],
+        breaker_failures: int = 5,
+        breaker_cooldown: float = 5.0,
+        max_connections_per_buyer: int = 32,
+        max_notices_in_flight: int = 256,
+    ) -> None:
+        self.currency = currency.upper()
+        self.fx: Mapping[str, Decimal] = dict(fx)
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown = breaker_cooldown
+        self.max_connections_per_buyer = max_connections_per_buyer
+        self.max_notices_in_flight = max_notices_in_flight
+        self._session: aiohttp.ClientSession | None = None
+        self._states: dict[int, _BuyerState] = {}
+        self._counts: Counter[tuple[int, str]] = Counter()
+        self._latency_sum: defaultdict[int, float] = defaultdict(float)
+        self._latency_count: Counter[int] = Counter()
+        self._notices: set[asyncio.Task[None]] = set()
+        self._rounds: set[asyncio.Task[_Answer]] = set()
+
+    # -- configuration ------------------------------------------------------------------
+
+    def set_fx(self, fx: Mapping[str, Decimal]) -> None:
+        """Replace the FX table (rates are refreshed outside the request path)."""
+        self.fx = dict(fx)
+
+    def rate(self, currency: str) -> Decimal | None:
+        """Platform units one unit of `currency` is worth; None when it cannot be converted."""
+        code = currency.upper()
+        if code == self.currency:
+            return Decimal(1)
+        rate = self.fx.get(code)
+        return rate if rate is not None and rate.is_finite() and rate > 0 else None
+
+    def breaker(self, buyer_id: int) -> CircuitBreaker:
+        return self._state(buyer_id).breaker
+
+    def _state(self, buyer_id: int) -> _BuyerState:
+        state = self._states.get(buyer_id)
+        if state is None:
+            state = _BuyerState(CircuitBreaker(self.breaker_failures, self.breaker_cooldown))
+            self._states[buyer_id] = state
+        return state
+
+    def _bucket(self, buyer: BuyerSnap, state: _BuyerState, now: float) -> TokenBucket | None:
+        """The buyer's QPS bucket, following its cap as snapshots change it."""
+        if not buyer.qps_cap:
+            state.bucket = None
+        elif state.bucket is None or state.bucket.rate != buyer.qps_cap:
+            # A new cap starts with a full second's worth.
+            state.bucket = TokenBucket(buyer.qps_cap, float(buyer.qps_cap), now)
+        return state.bucket
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created inside the running loop, on first use: aiohttp binds a session to its loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0,  # no global cap: each buyer has its own below
+                limit_per_host=self.max_connections_per_buyer,
+                ttl_dns_cache=300,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # Cookies a buyer sets belong to one user; never replay them to the next.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),  # each call sets its own
+            )
+        return self._session
+
+    # -- a round ------------------------------------------------------------------------
+
+    async def solicit(
+        self,
+        ctx: AdContext,
+        buyers: Sequence[BuyerSnap],
+        imps: Sequence[Imp],
+        deadline: float,
+    ) -> BuyerRound:
+        """Ask every eligible buyer for bids on `imps`, in parallel, and return by `deadline`
+        (a `time.monotonic()` instant) with the valid bids and each buyer's outcome."""
+        result = BuyerRound()
+        if not buyers or not imps:
+            return result
+        priced: dict[str, Sequence[Imp]] = {}  # imps with floors in each buyer currency
+        calls = [
+            call
+            for buyer in buyers
+            if (call := self._prepare(ctx, buyer, imps, priced, deadline, result)) is not None
+        ]
+        if not calls:
+            return result
+        blocks = _Blocks.of(ctx, imps)
+        tasks = {
+            asyncio.create_task(self._call(call, ctx.request_id, blocks)): call for call in calls
+        }
+        try:
+            await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        except asyncio.CancelledError:
+            self._abandon(tasks)
+            raise
+        for task, call in tasks.items():
+            # Still running at the deadline: a timeout, whatever it was waiting on.
+            self._settle(result, call, _answer_of(task) if task.done() else _Answer(TIMEOUT))
+            self._cancel(task)
+        return result
+
+    def _abandon(self, tasks: Mapping["asyncio.Task[_Answer]", _Call]) -> None:
+        """The ad request itself was cancelled: keep the verdicts that exist, judge no one
+        on the calls cut short."""
+        for task, call in tasks.items():
+            if task.done():
+                self._settle(BuyerRound(), call, _answer_of(task))
+            else:
+                self._state(call.buyer.id).breaker.release()
+                self._cancel(task)
+
+    def _cancel(self, task: "asyncio.Task[_Answer]") -> None:
+        if not task.done():
+            task.cancel()
+            # Keep a reference until it has unwound, or the loop may drop it mid-way.
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+
+    def _prepare(
+        self,
+        ctx: AdContext,
+        buyer: BuyerSnap,
+        imps: Sequence[Imp],
+        priced: dict[str, Sequence[Imp]],
+        deadline: float,
+        result: BuyerRound,
+    ) -> _Call | None:
+        """The call to make to one buyer, or None (outcome recorded) when it is skipped."""
+        outcome = BuyerOutcome(buyer.id, buyer.name, outcome="")
+        result.outcomes.append(outcome)
+        now = time.monotonic()
+        timeout = min(buyer.timeout_ms / 1000, deadline - now - SAFETY_MARGIN)
+        permission, reason, detail = self._eligibility(ctx, buyer, timeout, now)
+        if permission is None or ctx.permissions is None:
+            outcome.outcome, outcome.detail = reason, detail
+            self._count(buyer.id, reason)
+            return None
+        currency = buyer.currency.upper()
+        if currency not in priced:
+            priced[currency] = self._imps_in(imps, currency)
+        try:
+            body = build_outbound_request(
+                ctx,
+                imps=priced[currency],
+                permission=permission,
+                permissions=ctx.permissions,
+                tmax_ms=max(1, int(timeout * 1000)),
+                currency=currency,
+                request_id=ctx.request_id,
+            )
+        except Exception:  # a bug of ours must not take the ad request down with it
+            log.exception("could not build the bid request for buyer %s", buyer.id)
+            outcome.outcome = BUILD_ERROR
+            self._count(buyer.id, BUILD_ERROR)
+            return None
+        self._state(buyer.id).breaker.start()
+        outcome.called = True
+        self._count(buyer.id, REQUEST)
+        return _Call(buyer, outcome, body, timeout)
+
+    def _imps_in(self, imps: Sequence[Imp], currency: str) -> Sequence[Imp]:
+        """The imps with their floors in `currency`, so that the request's `cur` and every
+        `bidfloorcur` name the one currency the buyer bids in. Rounded up: a bid at the
+        converted floor is worth at least the floor in the platform currency."""
+        rate = self.rate(currency)
+        if rate is None or rate == 1:
+            return imps
+
+        def convert(amount: Decimal) -> Decimal:
+            return (amount / rate).quantize(MICROS, rounding=ROUND_CEILING) if amount else amount
+
+        return [
+            replace(
+                imp,
+                bidfloor=convert(imp.bidfloor),
+                deals=tuple(replace(d, bidfloor=convert(d.bidfloor)) for d in imp.deals),
+            )
+            for imp in imps
+        ]
+
+    def _eligibility(
+        self, ctx: AdContext, buyer: BuyerSnap, timeout: float, now: float
+    ) -> tuple[BuyerPermission | None, str, str]:
+        """May this buyer be called now, and with what data? Returns the permission, or the
+        reason it is skipped and a detail. Consumes a QPS token when it may be called."""
+        if ctx.permissions is None:
+            return None, CONSENT, "no_permissions"
+        permission = ctx.permissions.for_buyer(buyer.gvl_vendor_id)
+        if not permission.call:
+            return None, CONSENT, permission.reason
+        if ctx.privacy.coppa == 1 and not buyer.supports_coppa:
+            return None, COPPA, ""
+        if self.rate(buyer.currency) is None:  # every bid would be dropped: do not ask
+            return None, NO_FX_RATE, buyer.currency
+        if timeout < MIN_CALL_TIME:
+            return None, NO_TIME, f"{max(timeout, 0) * 1000:.1f} ms left"
+        state = self._state(buyer.id)
+        if not state.breaker.allows(now):
+            return None, CIRCUIT_OPEN, ""
+        bucket = self._bucket(buyer, state, now)
+        if bucket is not None and not bucket.take(now):
+            return None, QPS_CAP, ""
+        return permission, "", ""
+
+    async def _call(self, call: _Call, request_id: str, blocks: _Blocks) -> _Answer:
+        """POST the bid request and judge the answer; never raises but for cancellation."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(call.timeout):
+                async with self._client().post(
+                    call.buyer.endpoint, data=call.body, headers=HEADERS, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    payload = await _read_limited(response)
+        except TimeoutError:
+            return _Answer(TIMEOUT)
+        except _TooLarge:
+            return _Answer(TOO_LARGE)
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            log.debug("buyer %s: %s", call.buyer.id, exc)
+            return _Answer(ERROR)
+        latency_ms = (time.monotonic() - started) * 1000
+        answer = self._judge(call.buyer, status, payload, request_id, blocks)
+        answer.status, answer.latency_ms = status, latency_ms
+        return answer
+
+    def _settle(self, result: BuyerRound, call: _Call, answer: _Answer) -> None:
+        """Record one call's verdict: counters, breaker, the round's bids and outcome.
+
+        Bids are counted one by one ("bid" or their drop reason); an answer without any is
+        counted once by its reason (no_bid, timeout, http_500...)."""
+        buyer, outcome = call.buyer, call.outcome
+        outcome.outcome, outcome.status, outcome.nbr = answer.reason, answer.status, answer.nbr
+        outcome.latency_ms = answer.latency_ms
+        outcome.bids, outcome.dropped = len(answer.bids), dict(answer.dropped)
+        for reason, n in answer.dropped.items():
+            self._count(buyer.id, reason, n)
+        if answer.bids:
+            self._count(buyer.id, BID, len(answer.bids))
+        elif not answer.dropped:
+            self._count(buyer.id, answer.reason)
+        if answer.latency_ms is not None:
+            self._latency_sum[buyer.id] += answer.latency_ms
+            self._latency_count[buyer.id] += 1
+        self._state(buyer.id).breaker.record(_is_failure(answer.reason), time.monotonic())
+        result.bids.extend(answer.bids)
+
+    # -- judging an answer --------------------------------------------------------------
+
+    def _judge(
+        self, buyer: BuyerSnap, status: int, payload: bytes, request_id: str, blocks: _Blocks
+    ) -> _Answer:
+        if status == 204:
+            return _Answer(NO_BID)
+        if status != 200:
+            return _Answer(f"http_{status}")
+        if not payload.strip():  # an empty 200 is a no-bid too, if an odd one
+            return _Answer(NO_BID)
+        try:
+            response = decode_bid_response(payload)
+        except OpenRtbError:
+            return _Answer(INVALID_JSON)
+        if not any(seat.bid for seat in response.seatbid or ()):
+            return _Answer(NO_BID, nbr=response.nbr)
+        if response.id != request_id:
+            return _Answer(WRONG_ID)
+        cur = (response.cur or "USD").upper()
+        rate = self.rate(cur)
+        if cur != buyer.currency.upper() or rate is None:
+            return _Answer(WRONG_CURRENCY)
+        return self._judge_bids(buyer, response, rate, blocks)
+
+    def _judge_bids(
+        self, buyer: BuyerSnap, response: BidResponse, rate: Decimal, blocks: _Blocks
+    ) -> _Answer:
+        answer = _Answer(BID)
+        for seat in response.seatbid or ():
+            for bid in seat.bid:
+                reason = _bid_problem(bid, seat.seat, rate, blocks)
+                if reason:
+                    answer.dropped[reason] += 1
+                    continue
+                answer.bids.append(_external_bid(buyer, bid, seat.seat, rate, self.currency))
+        if not answer.bids:
+            # The most frequent drop names the outcome; ties go to the first seen.
+            answer.reason = answer.dropped.most_common(1)[0][0]
+        return answer
+
+    # -- counters -----------------------------------------------------------------------
+
+    def _count(self, buyer_id: int, reason: str, n: int = 1) -> None:
+        if n:
+            self._counts[(buyer_id, reason)] += n
+
+    def stats(self) -> dict[str, float]:
+        """The counters not yet flushed, named as their Redis hash fields."""
+        fields: dict[str, float] = {f"{b}:{r}": n for (b, r), n in self._counts.items()}
+        for buyer_id, count in self._latency_count.items():
+            fields[f"{buyer_id}:{LATENCY_SUM}"] = self._latency_sum[buyer_id]
+            fields[f"{buyer_id}:{LATENCY_COUNT}"] = count
+        return fields
+
+    async def flush_stats(self, redis: Redis, keys: RedisKeys, day: str) -> None:
+        """Add the counters gathered since the last flush to the day's `buyer_stats` hash, in
+        one pipeline. If Redis fails they are kept for the next flush (a connection lost
+        mid-pipeline may then count some twice: these are operational counters, not money)."""
+        counts, self._counts = self._counts, Counter()
+        sums, self._latency_sum = self._latency_sum, defaultdict(float)
+        latency_counts, self._latency_count = self._latency_count, Counter()
+        # Whole milliseconds go to Redis; the fractions wait for the next flush.
+        whole = {b: int(total) for b, total in sums.items()}
+        for buyer_id, total in sums.items():
+            if total - whole[buyer_id]:
+                self._latency_sum[buyer_id] += total - whole[buyer_id]
+        if not counts and not latency_counts:
+            return
+        key = keys.buyer_stats(day)
+        pipe = redis.pipeline(transaction=False)
+        for (buyer_id, reason), n in counts.items():
+            pipe.hincrby(key, f"{buyer_id}:{reason}", n)
+        for buyer_id, n in latency_counts.items():
+            pipe.hincrby(key, f"{buyer_id}:{LATENCY_SUM}", whole.get(buyer_id, 0))
+            pipe.hincrby(key, f"{buyer_id}:{LATENCY_COUNT}", n)
+        pipe.expire(key, BUYER_STATS_TTL)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("buyer stats flush failed, keeping them for the next: %s", exc)
+            self._counts.update(counts)
+            self._latency_count.update(latency_counts)
+            for buyer_id, ms in whole.items():
+                self._latency_sum[buyer_id] += ms
+
+    # -- notices ------------------------------------------------------------------------
+
+    def notify(self, url: str, values: Mapping[str, str], *, buyer_id: int = 0) -> None:
+        """Fire a win (nurl), billing (burl) or loss (lurl) notice: a GET to `url` with the
+        OpenRTB macros substituted. Does not wait; call it from the event loop. At most
+        `max_notices_in_flight` are in flight, the rest are dropped and counted."""
+        if len(self._notices) >= self.max_notices_in_flight:
+            self._count(buyer_id, NOTICE_DROPPED)
+            return
+        target = substitute(url, values)
+        if not target.startswith(("http://", "https://")):
+            self._count(buyer_id, NOTICE_ERROR)
+            return
+        task = asyncio.get_running_loop().create_task(self._send_notice(target, buyer_id))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _send_notice(self, url: str, buyer_id: int) -> None:
+        try:
+            async with asyncio.timeout(NOTICE_TIMEOUT), self._client().get(url) as response:
+                await response.read()  # lets the connection be reused
+                failed = response.status >= 400
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            failed = True
+        if failed:
+            self._count(buyer_id, NOTICE_ERROR)
+
+    async def fetch_markup(
+        self, url: str, values: Mapping[str, str], deadline: float, *, buyer_id: int = 0
+    ) -> str | None:
+        """The markup of a winning bid that came without `adm`: the body of its win notice
+        (OpenRTB lets `nurl` return the markup). This GET is the win notice, so do not also
+        `notify` the nurl. None, counted as "markup_error", when it fails or is late."""
+        target = substitute(url, values)
+        try:
+            async with (
+                asyncio.timeout(max(0.0, deadline - time.monotonic())),
+                self._client().get(target) as response,
+            ):
+                body = await _read_limited(response)
+                if response.status == 200 and body.strip():
+                    return body.decode(response.charset or "utf-8", errors="replace")
+        except (TimeoutError, _TooLarge, aiohttp.ClientError, OSError, ValueError):
+            pass
+        self._count(buyer_id, MARKUP_ERROR)
+        return None
+
+    async def drain_notices(self, timeout: float = NOTICE_TIMEOUT) -> None:
+        """Wait for the notices in flight (shutdown, tests)."""
+        if self._notices:
+            await asyncio.wait(set(self._notices), timeout=timeout)
+
+    async def close(self) -> None:
+        """Let notices in flight finish briefly, then close every connection."""
+        await self.drain_notices(CLOSE_GRACE)
+        for task in (*self._notices, *self._rounds):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
+    if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer_of(task: "asyncio.Task[_Answer]") -> _Answer:
+    if task.cancelled():
+        return _Answer(TIMEOUT)
+    exc = task.exception()
+    if exc is not None:  # `_call` catches what the network raises: this is a bug of ours
+        log.error("buyer call failed", exc_info=exc)
+        return _Answer(ERROR)
+    return task.result()
+
+
+def _deal_problem(bid: Bid, seat: str | None, imp: Imp) -> tuple[str, DealRequest | None]:
+    """Whether a bid may use the deal it names (or go without one); returns the deal."""
+    if not bid.dealid:
+        return (INVALID_DEAL if imp.private_auction else ""), None
+    deal = next((d for d in imp.deals if d.id == bid.dealid), None)
+    if deal is None:
+        return INVALID_DEAL, None
+    if deal.wseat and seat not in deal.wseat:
+        return INVALID_DEAL, deal
+    if deal.wadomain and not set(bid.adomain or ()) & set(deal.wadomain):
+        return INVALID_DEAL, deal
+    return "", deal
+
+
+def _bid_problem(bid: Bid, seat: str | None, rate: Decimal, blocks: _Blocks) -> str:
+    """Why a bid may not compete, or "" when it may. Checks run cheapest and surest first."""
+    imp = blocks.imps.get(bid.impid)
+    if imp is None:
+        return UNKNOWN_IMP
+    if not bid.price.is_finite() or bid.price <= 0:
+        return BAD_PRICE
+    if not bid.adm and not bid.nurl:
+        return NO_MARKUP
+    if blocks.badv and blocks.blocks_domain(bid.adomain or ()):
+        return BLOCKED_DOMAIN
+    if blocks.bcat and blocks.blocks_category(bid.cat or ()):
+        return BLOCKED_CATEGORY
+    problem, deal = _deal_problem(bid, seat, imp)
+    if problem:
+        return problem
+    # The deal's floor takes precedence over the imp's (OpenRTB 2.6), even when lower.
+    floor = deal.bidfloor if deal is not None else imp.bidfloor
+    if bid.price * rate < floor:
+        return BELOW_FLOOR
+    return ""
+
+
+def _external_bid(
+    buyer: BuyerSnap, bid: Bid, seat: str | None, rate: Decimal, platform_currency: str
+) -> ExternalBid:
+    return ExternalBid(
+        buyer_id=buyer.id,
+        buyer_name=buyer.name,
+        imp_id=bid.impid,
+        price=(bid.price * rate).quantize(MICROS) if rate != 1 else bid.price,
+        original_price=bid.price,
+        adm=bid.adm or None,
+        adomain=tuple(bid.adomain or ()),
+        crid=bid.crid,
+        cid=bid.cid,
+        cat=tuple(bid.cat or ()),
+        w=bid.w,
+        h=bid.h,
+        mtype=bid.mtype,
+        dealid=bid.dealid or None,
+        nurl=bid.nurl or None,
+        burl=bid.burl or None,
+        lurl=bid.lurl or None,
+        bid_id=bid.id,
+        seat=seat or None,
+        currency=buyer.currency.upper(),
+        fx_rate=rate,
+    )

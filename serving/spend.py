@@ -1,0 +1,270 @@
+"""Real-time spend: charged at the win, kept in Redis per campaign and line item, per day
+(in the campaign's time zone) and lifetime, with budgets that stop delivery within a flush.
+
+- A CPM win is charged when it is decided (clearing CPM / 1000), in the same batched
+  pipeline as the request's events (`EventSink.script`): one Lua call adds it to the day and
+  lifetime counters of the campaign and the line item, counts the impression won, remembers
+  it as pending until its impression arrives, and, when a budget or a cap is reached, adds
+  the campaign (or the line item) to the day's exhausted set. Its reply tells this process at
+  once, so it stops before the next request; every other process stops at its own next
+  charge of that campaign or at its next read of the exhausted sets, within a second.
+- The impression is de-duplicated and recorded for reporting (the rollups bill rendered
+  impressions: the truth) and clears the pending mark; a win whose impression never comes
+  is released by the reconciliation after the token lifetime (`campaigns.pacing.reconcile`).
+- A CPC click is charged when it is recorded (de-duplicated, like today).
+
+Amounts are integer billionths of the campaign currency ("nanos": CPM micros per impression).
+"""
+
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from serving import clock
+from serving.events import STREAM_MAXLEN, Event, EventSink, encode_events
+from serving.keys import RedisKeys, local_day
+from serving.snapshot import CampaignSnap, LineItemSnap
+
+if TYPE_CHECKING:
+    from serving.store import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+NANOS = Decimal(1_000_000_000)
+# Day counters outlive their day by this much: the reconciliation and yesterday's figures.
+DAY_TTL_SECONDS = 2 * 86400
+# Campaign marked exhausted: bit 1 of a charge's flags; line item: bit 2.
+CAMPAIGN_SPENT, LINE_ITEM_SPENT = 1, 2
+# Running counts kept per process before they are all forgotten (a new day's are rebuilt
+# from the next replies).
+RUNNING_LIMIT = 100_000
+
+# The charge, shared by both scripts. kd: the campaign's day hash, kl: its lifetime hash,
+# kx: the day's exhausted set. Budgets and caps of 0 mean none.
+_CHARGE_FN = """
+local function charge(kd, kl, kx, li, cp, cost, imps, clicks, pend, cdb, clb, ldb, llb, ttl)
+  -- cost stays a string for HINCRBY: Lua would print a large number in exponent form
+  local s = tonumber(redis.call('HINCRBY', kd, 's', cost))
+  local sl = tonumber(redis.call('HINCRBY', kd, 's:' .. li, cost))
+  local L = tonumber(redis.call('HINCRBY', kl, 's', cost))
+  local Ll = tonumber(redis.call('HINCRBY', kl, 's:' .. li, cost))
+  if imps > 0 then
+    redis.call('HINCRBY', kd, 'i', imps)
+    redis.call('HINCRBY', kd, 'i:' .. li, imps)
+    redis.call('HINCRBY', kl, 'i', imps)
+    redis.call('HINCRBY', kl, 'i:' .. li, imps)
+  end
+  if clicks > 0 then
+    redis.call('HINCRBY', kd, 'k', clicks)
+    redis.call('HINCRBY', kd, 'k:' .. li, clicks)
+    redis.call('HINCRBY', kl, 'k', clicks)
+    redis.call('HINCRBY', kl, 'k:' .. li, clicks)
+  end
+  if pend ~= '' and tonumber(cost) > 0 then
+    redis.call('HINCRBY', kd, pend, cost)
+  end
+  redis.call('EXPIRE', kd, ttl)
+  -- the day's caps from the controller (a missing one: none; 0: nothing more today)
+  local caps = redis.call('HMGET', kd, 'cap', 'icap', 'kcap', 'i', 'k')
+  local i, k = tonumber(caps[4]) or 0, tonumber(caps[5]) or 0
+  local function reached(have, cap) return cap and have >= tonumber(cap) end
+  local flags = 0
+  if (cdb > 0 and s >= cdb) or (clb > 0 and L >= clb) or reached(s, caps[1])
+      or reached(i, caps[2]) or reached(k, caps[3]) then
+    redis.call('SADD', kx, cp)
+    flags = 1
+  end
+  if (ldb > 0 and sl >= ldb) or (llb > 0 and Ll >= llb) then
+    redis.call('SADD', kx, 'li:' .. li)
+    flags = flags + 2
+  end
+  if flags > 0 then
+    redis.call('EXPIRE', kx, ttl)
+  end
+  -- the tightest limit on the day's spend, for the process's own running count
+  local limit = cdb
+  if caps[1] and (limit == 0 or tonumber(caps[1]) < limit) then
+    limit = tonumber(caps[1])
+  end
+  return {s, flags, limit}
+end
+"""
+
+# A win. KEYS: day hash, lifetime hash, exhausted set.
+# ARGV: line item, campaign, cost, impressions, clicks, pending field ('' for none),
+#       campaign daily budget, campaign lifetime budget, line item daily, line item lifetime,
+#       ttl
+CHARGE = (
+    _CHARGE_FN
+    + """
+return charge(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
+  tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]),
+  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
+"""
+)
+
+# An impression or a click, once per decision. KEYS: dedupe key, stream, day hash, lifetime
+# hash, exhausted set. ARGV: dedupe ttl, stream maxlen, encoded events, line item, campaign,
+# cost to charge, clicks, pending field to clear ('' for none), pending amount, then the four
+# budgets and the ttl as for CHARGE. Returns 0 for a repeat, else {1, spend, flags}.
+RECORD_BILLABLE = (
+    _CHARGE_FN
+    + """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'v', ARGV[3])
+if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[8]) == 1 then
+  if tonumber(redis.call('HINCRBY', KEYS[3], ARGV[8], '-' .. ARGV[9])) <= 0 then
+    redis.call('HDEL', KEYS[3], ARGV[8])
+  end
+end
+local clicks = tonumber(ARGV[7])
+if ARGV[5] == '0' or (tonumber(ARGV[6]) == 0 and clicks == 0) then
+  return {1, 0, 0}
+end
+local r = charge(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], 0, clicks, '',
+  tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]),
+  tonumber(ARGV[14]))
+return {1, r[1], r[2]}
+"""
+)
+
+
+def nanos(amount: Decimal | None) -> int:
+    """A budget in billionths; 0 for none."""
+    return int(amount * NANOS) if amount is not None else 0
+
+
+def pending_field(line_item_id: int, issued_at: int) -> str:
+    """The day-hash field holding a line item's won-but-not-rendered spend of one minute."""
+    return f"p:{line_item_id}:{issued_at // 60}"
+
+
+class SpendRecorder:
+    """Charges wins and records billable events for one serving process.
+
+    What a charge's reply says (a budget reached) is applied to the process's own view of
+    the exhausted sets at once, through the store.
+    """
+
+    def __init__(self, redis: Redis, keys: RedisKeys, store: "SnapshotStore") -> None:
+        self.keys = keys
+        self.store = store
+        self._charge = redis.register_script(CHARGE)
+        self._billable = redis.register_script(RECORD_BILLABLE)
+        # (campaign, day) -> [the day's spend in the last reply, this process's charges
+        # still in flight, the day's tightest spend limit]: a running count that stops this
+        # process at the win that reaches the budget, before any reply says so.
+        self._running: dict[tuple[int, str], list[int]] = {}
+
+    def _budgets(self, li: LineItemSnap | None, campaign_id: int) -> tuple[int, int, int, int]:
+        campaign: CampaignSnap | None = self.store.campaigns.get(campaign_id)
+        return (
+            nanos(campaign.daily_budget) if campaign else 0,
+            nanos(campaign.lifetime_budget) if campaign else 0,
+            nanos(li.daily_budget) if li else 0,
+            nanos(li.lifetime_budget) if li else 0,
+        )
+
+    def _zone(self, li: LineItemSnap | None, campaign_id: int) -> str:
+        campaign = self.store.campaigns.get(campaign_id)
+        if campaign is not None:
+            return campaign.time_zone
+        return li.time_zone if li is not None else "UTC"
+
+    def charge_win(self, sink: EventSink, li: LineItemSnap, cost: int, issued_at: int) -> None:
+        """Charge a won impression (cost in nanos; 0 for CPC) with the next batch."""
+        c = li.campaign_id
+        day = local_day(clock.of_wall(issued_at), self._zone(li, c))
+        keys = (self.keys.spend(day, c), self.keys.lifetime_spend(c), self.keys.exhausted(day))
+        pend = pending_field(li.id, issued_at) if cost > 0 else ""
+        budgets = self._budgets(li, c)
+        args = (li.id, c, cost, 1, 0, pend, *budgets, DAY_TTL_SECONDS)
+        running = self._running.get((c, day))
+        if running is None:
+            if len(self._running) > RUNNING_LIMIT:
+                self._running.clear()  # yesterday's and gone campaigns
+            running = self._running[(c, day)] = [0, 0, budgets[0]]
+        running[1] += cost
+        if running[2] and running[0] + running[1] >= running[2]:
+            self.store.mark_exhausted(day, campaign_id=c)
+
+        def charged(result: Any) -> None:
+            running[1] -= cost
+            if not isinstance(result, BaseException):
+                running[0] = int(result[0])
+                running[2] = int(result[2])
+                self._apply_flags(day, c, li.id, int(result[1]))
+
+        sink.script(self._charge, keys, args, charged)
+
+    async def record_billable(
+        self,
+        sink: EventSink,
+        event: Event,
+        *,
+        issued_at: int,
+        cost: int,
+        pending: int,
+        dedupe_key: str,
+        dedupe_ttl: int,
+    ) -> bool:
+        """Record an impression or click once per decision; True when it was new.
+
+        `cost` is charged now (a CPC click); `pending` is what the win charged for this
+        impression, cleared from the pending wins."""
+        c, li_id = event.cp, event.li
+        index = self.store.index
+        li = index.line_items.get(li_id) if index is not None and li_id else None
+        day = local_day(clock.of_wall(issued_at), self._zone(li, c))
+        keys = (
+            dedupe_key,
+            sink.stream,
+            self.keys.spend(day, c),
+            self.keys.lifetime_spend(c),
+            self.keys.exhausted(day),
+        )
+        clicks = 1 if event.t == "clk" else 0
+        pend = pending_field(li_id, issued_at) if pending > 0 and c else ""
+        args = (
+            dedupe_ttl, STREAM_MAXLEN, encode_events([event]), li_id, c, cost, clicks, pend,
+            pending, *self._budgets(li, c), DAY_TTL_SECONDS,
+        )  # fmt: skip
+        result = await sink.run_script(self._billable, keys, args)
+        if not result:
+            return False
+        self._apply_flags(day, c, li_id, int(result[2]))
+        return True
+
+    def _apply_flags(self, day: str, campaign_id: int, line_item_id: int, flags: int) -> None:
+        if flags & CAMPAIGN_SPENT:
+            self.store.mark_exhausted(day, campaign_id=campaign_id)
+        if flags & LINE_ITEM_SPENT:
+            self.store.mark_exhausted(day, line_item_id=line_item_id)
+
+
+def parse_exhausted(
+    members: Mapping[str, set[bytes]],
+    zones: Mapping[int, str],
+    line_item_zones: Mapping[int, str],
+    day_of_zone: Mapping[str, str],
+) -> tuple[frozenset[int], frozenset[int]]:
+    """(campaigns, line items) out of budget on their own local day, from the day sets."""
+    campaigns: set[int] = set()
+    line_items: set[int] = set()
+    for day, raw in members.items():
+        for member in raw:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            if text.startswith("li:"):
+                li = int(text[3:])
+                if day_of_zone.get(line_item_zones.get(li, "UTC")) == day:
+                    line_items.add(li)
+            elif text.isdigit():
+                c = int(text)
+                if day_of_zone.get(zones.get(c, "UTC")) == day:
+                    campaigns.add(c)
+    return frozenset(campaigns), frozenset(line_items)
