@@ -1,10 +1,13 @@
+import logging
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.db import models
 from django.http import HttpRequest
-from django.urls import URLPattern
+from django.urls import URLPattern, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from campaigns import audit
 from campaigns.bulk.admin_views import admin_urls as bulksheet_urls
@@ -21,6 +24,9 @@ from campaigns.models import (
     Placement,
     Publisher,
 )
+from campaigns.pacing.services import campaign_pacing
+
+log = logging.getLogger(__name__)
 
 
 class AuditTrailInline(GenericTabularInline):
@@ -89,8 +95,39 @@ class CampaignAdmin(AuditedAdmin):
     list_filter = ["status", "priority_tier", "pacing_mode", "advertiser"]
     search_fields = ["name", "advertiser__name"]
     date_hierarchy = "start_at"
-    readonly_fields = ["version"]
+    readonly_fields = ["version", "pacing_state"]
     inlines = (LineItemInline, AuditTrailInline)
+
+    @admin.display(description="Pacing today")
+    def pacing_state(self, obj: Campaign) -> str:
+        """Spend today against the schedule, the controller's rates (docs/pacing.md)."""
+        if obj.pk is None:
+            return "-"
+        try:
+            state = campaign_pacing(obj, timezone.now())
+        except Exception:  # Redis down: the page still opens
+            log.warning("pacing state unavailable for campaign %s", obj.pk, exc_info=True)
+            return "unavailable"
+        lines = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (li["name"], li["spend_today"], li["pass_through"], li["bid_multiplier"],
+                 "spent" if li["exhausted"] else "")
+                for li in state["line_items"]
+            ),
+        )  # fmt: skip
+        return format_html(
+            "<p data-pacing>{} {}: spent <b>{}</b> of <b>{}</b> {} (the schedule wants {} by "
+            "now; pass-through {}; predicted end of day {}){}. <a href='{}'>Chart</a></p>"
+            "<table><tr><th>Line item</th><th>Spent today</th><th>Pass-through</th>"
+            "<th>Bid multiplier</th><th></th></tr>{}</table>",
+            state["day"], state["time_zone"], state["spend_today"], state["budget_today"],
+            state["currency"], state["schedule_now"], state["pass_through"],
+            state["predicted_end_of_day_spend"] or "-",
+            " - budget reached" if state["exhausted"] else "",
+            reverse("pacing-chart", args=[obj.pk]), lines,
+        )  # fmt: skip
 
     def get_urls(self) -> list[URLPattern]:
         # Bulksheet pages first: the change view's "<path:object_id>/" would take their paths.

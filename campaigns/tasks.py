@@ -1,7 +1,9 @@
 from celery import shared_task
+from django.utils import timezone
 
 from campaigns.bulk.apply import apply_upload
 from campaigns.models import BulkUpload
+from campaigns.pacing.services import reconcile_spend, run_pacing
 from campaigns.snapshot import publish_snapshot, redis_client, redis_keys
 
 
@@ -20,3 +22,17 @@ def apply_bulk_upload_task(upload_id: int) -> str:
     if upload is None:
         return "gone"
     return apply_upload(upload)
+
+
+# Pacing (docs/pacing.md): the controller's tick and the reconciliation with the rollups. A
+# tick that waited in the queue past the next one is dropped by its expiry (beat entry).
+@shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=2)
+def run_pacing_task() -> int:
+    """One pacing controller tick; returns how many line items it throttles."""
+    return run_pacing(timezone.now()).throttled
+
+
+@shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)
+def reconcile_spend_task() -> int:
+    """Bring the Redis spend counters up to the rollups; returns the billionths repaired."""
+    return reconcile_spend(timezone.now()).repaired

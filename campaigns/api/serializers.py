@@ -229,3 +229,53 @@ class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
             "object_repr", "changes",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class LineItemPacingSerializer(serializers.Serializer[dict[str, Any]]):
+    """A line item's share of its campaign's pacing state (read only)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    spend_today = serializers.CharField(help_text="In the campaign currency.")
+    impressions_today = serializers.IntegerField(help_text="Impressions won today.")
+    daily_budget = serializers.CharField(allow_null=True)
+    pass_through = serializers.FloatField(
+        help_text="The share of its chances serving lets it bid on (campaign x line item)."
+    )
+    bid_strategy = serializers.CharField()
+    bid_multiplier = serializers.FloatField(help_text="1 unless a dynamic-down bid is lowered.")
+    exhausted = serializers.BooleanField(help_text="Its own budget is spent for today.")
+
+
+class CampaignPacingSerializer(serializers.Serializer[dict[str, Any]]):
+    """A campaign's pacing state now (GET /api/v1/campaigns/{id}/pacing/, read only)."""
+
+    campaign = serializers.IntegerField()
+    day = serializers.DateField(help_text="Today in the advertiser's time zone.")
+    time_zone = serializers.CharField()
+    pacing_mode = serializers.CharField()
+    currency = serializers.CharField()
+    daily_budget = serializers.CharField()
+    budget_today = serializers.CharField(
+        help_text="Today's budget: the daily budget within the lifetime budget and a spend goal."
+    )
+    lifetime_budget = serializers.CharField(allow_null=True)
+    lifetime_spend = serializers.CharField()
+    spend_today = serializers.CharField(help_text="Charged at the win, in real time.")
+    impressions_today = serializers.IntegerField()
+    clicks_today = serializers.IntegerField()
+    schedule_now = serializers.CharField(help_text="What the schedule wants spent by now.")
+    schedule_fraction = serializers.FloatField()
+    pacing_error = serializers.FloatField(
+        allow_null=True, help_text="spend_today / schedule_now - 1: +0.05 is 5 % ahead."
+    )
+    pass_through = serializers.FloatField(help_text="The controller's rate for the campaign.")
+    predicted_end_of_day_spend = serializers.CharField(allow_null=True)
+    exhausted = serializers.BooleanField(help_text="Its budget (or goal) is reached for today.")
+    goal_type = serializers.CharField(allow_blank=True)
+    goal_target = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField(
+        allow_null=True, help_text="The controller's last tick for this campaign today."
+    )
+    line_items = LineItemPacingSerializer(many=True)

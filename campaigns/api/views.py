@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -29,6 +30,7 @@ from campaigns.models import (
     Role,
 )
 from campaigns.organisations import organisations_of
+from campaigns.pacing.services import campaign_pacing
 
 PERMISSIONS = [permissions.IsAuthenticated, OrganisationRole]
 
@@ -129,6 +131,15 @@ class CampaignViewSet(StatusActionsMixin, OrgViewSet):
 
     def get_queryset(self) -> QuerySet[Campaign]:
         return Campaign.objects.for_user(self.request.user).select_related("advertiser")
+
+    @extend_schema(request=None, responses=s.CampaignPacingSerializer)
+    @action(detail=True, methods=["get"])
+    def pacing(self, request: Request, pk: str | None = None) -> Response:
+        """Spend today against the schedule, the pass-through rate and the predicted
+        end-of-day spend, per line item too (docs/pacing.md)."""
+        campaign = self.get_object()
+        state = campaign_pacing(campaign, timezone.now())
+        return Response(s.CampaignPacingSerializer(state).data)
 
 
 class LineItemViewSet(StatusActionsMixin, OrgViewSet):
