@@ -13,7 +13,15 @@ from PIL import Image, ImageDraw
 
 from campaigns import services
 from campaigns.demo_accounts import ARTICLE_KEY, DEMO_STAFF, DEMO_USER, HOME_KEY
-from campaigns.models import Advertiser, Campaign, Membership, Placement, Publisher, Role
+from campaigns.models import (
+    Advertiser,
+    Campaign,
+    Membership,
+    PacingMode,
+    Placement,
+    Publisher,
+    Role,
+)
 from creatives import services as creative_services
 from creatives.models import Creative, VerifiedDomain
 
@@ -58,13 +66,17 @@ def _creative(
 
 
 def _campaign(
-    advertiser: Advertiser, name: str, budget: Decimal, start: datetime
+    advertiser: Advertiser,
+    name: str,
+    budget: Decimal,
+    start: datetime,
+    pacing: PacingMode = PacingMode.EVEN,
 ) -> Campaign | None:
     """A new demo campaign, or None when it exists already."""
     if Campaign.objects.filter(advertiser=advertiser, name=name).exists():
         return None
     return services.create_campaign(
-        advertiser=advertiser, name=name, start_at=start, daily_budget=budget
+        advertiser=advertiser, name=name, start_at=start, daily_budget=budget, pacing_mode=pacing
     )
 
 
@@ -109,7 +121,10 @@ def load_demo() -> DemoData:
     _creative(advertiser, "Rain jacket 300x250", (300, 250), "#1565c0", approve=False)
 
     start = timezone.now() - timedelta(days=1)
-    boots = _campaign(advertiser, "Spring hiking boots", Decimal("50.00"), start)
+    # ASAP: a new user's first requests fill. An evenly paced campaign with no traffic
+    # history starts by probing at a low pass-through (docs/pacing.md), as "Tent clearance"
+    # shows on its pacing page.
+    boots = _campaign(advertiser, "Spring hiking boots", Decimal("50.00"), start, PacingMode.ASAP)
     if boots is not None:
         services.create_line_item(
             campaign=boots, name="Boots, run of network", bid=Decimal("4.50"),
