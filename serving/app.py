@@ -158,7 +158,7 @@ class ServingApp:
         # Connections open lazily, on the first command inside the server's event loop.
         self.redis = fast_redis(config.redis_url)
         self.store = SnapshotStore(self.redis, self.keys)
-        self.sink = EventSink(self.redis, self.keys.events)
+        self.sink = EventSink(config.redis_url, self.keys.events)
         self.limiter = RateLimiter(self.sink, config.key_prefix, config.rate_limit)
         self.enricher = Enricher(
             geoip_path=config.geoip_path,
@@ -200,7 +200,7 @@ class ServingApp:
     async def shutdown(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await self.sink.drain()
+        await self.sink.close()
         await self.pool.close()
         await self.redis.aclose()
         self._started.clear()
@@ -467,7 +467,7 @@ class ServingApp:
         except Exception:
             log.warning("frequency counters unavailable; capped line items skipped")
             return None
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {raw[i].decode(): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     # -- recording ----------------------------------------------------------------------
 

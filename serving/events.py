@@ -1,4 +1,4 @@
-"""Event recording: many requests' Redis writes batched into one pipeline (group commit).
+"""Event recording: many requests' Redis writes batched into one write (group commit).
 
 Each stream entry holds one field, `v`: a JSON array of `Event`s (all the slots of one ad
 request, or one impression or click). Ad-request events are fire-and-forget. Impressions and
@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import msgspec
-from redis.asyncio import Redis
+
+from serving.wire import Command, Endpoint, Lua, Wire, connect
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ MAX_INFLIGHT = 4
 
 
 XADD, SCRIPT, COMMAND = 0, 1, 2
+# A script op whose connection lost its scripts (SCRIPT FLUSH) is retried this many times.
+SCRIPT_RETRIES = 1
 
 
 @dataclass(slots=True)
@@ -62,14 +66,18 @@ class _Op:
     keys: Sequence[str]
     args: Sequence[Any]
     done: asyncio.Future[Any] | None
-    script: Any = None  # redis.commands.core.AsyncScript, for SCRIPT
+    script: Lua | None = None  # for SCRIPT
     # Called with the reply (or the exception) of an operation nobody awaits.
     callback: Callable[[Any], None] | None = None
+    retries: int = 0
 
 
 @dataclass
 class EventSink:
-    redis: Redis
+    """Group commit of serving's Redis writes (and the few reads that ride with them) on one
+    lean connection (`serving.wire`), opened on first use and reopened after a failure."""
+
+    url: str
     stream: str
     flush_delay: float = 0.002
     idle_delay: float = 0.010
@@ -77,37 +85,40 @@ class EventSink:
     _ops: list[_Op] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    _wire: Wire | None = None
+    _connecting: asyncio.Lock | None = None
     dropped: int = 0
 
     def emit(self, events: list[Event]) -> None:
         """Append events to the stream with the next batch; do not wait for it."""
-        self._add(_Op(XADD, (self.stream,), (encode_events(events),), None))
+        self._add(_Op(XADD, (), (encode_events(events),), None))
 
     def call(self, command: str, *args: Any) -> None:
         """Run a Redis command with the next batch; do not wait for it (counters)."""
         self._add(_Op(COMMAND, (), (command, *args), None))
 
     async def fetch(self, command: str, *args: Any) -> Any:
-        """Run a command with the next batch and wait for its reply: a read that costs no
-        round trip of its own (frequency counters, rate limits)."""
+        """Run a command with the next batch and wait for its raw reply (`serving.wire`: a
+        flat list for HGETALL): a read that costs no round trip of its own (frequency
+        counters, rate limits)."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._add(_Op(COMMAND, (), (command, *args), done))
         return await done
 
     def script(
         self,
-        script: Any,
+        script: Lua,
         keys: Sequence[str],
         args: Sequence[Any],
         callback: Callable[[Any], None] | None = None,
     ) -> None:
-        """Run a registered Lua script with the next batch without waiting for it; the
-        callback gets its reply, or the exception, when the batch is back (a win's charge)."""
+        """Run a Lua script with the next batch without waiting for it; the callback gets
+        its reply, or the exception, when the batch is back (a win's charge)."""
         self._add(_Op(SCRIPT, keys, args, None, script, callback))
 
-    async def run_script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a registered Lua script with the next batch and wait for its reply (billable
-        events: the response must not return before they are in Redis)."""
+    async def run_script(self, script: Lua, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script with the next batch and wait for its reply (billable events:
+        the response must not return before they are in Redis)."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._add(_Op(SCRIPT, keys, args, done, script))
         return await done
@@ -118,8 +129,8 @@ class EventSink:
             self._start_flush()
             return
         # Someone awaits this op: flush within flush_delay. Otherwise wait up to idle_delay,
-        # so that at low traffic many requests still share one pipeline (a flush costs about
-        # as much CPU as a whole decision) without delaying any response.
+        # so that at low traffic many requests still share one batch without delaying any
+        # response.
         loop = asyncio.get_running_loop()
         due = loop.time() + (self.flush_delay if op.done is not None else self.idle_delay)
         if self._timer is None or due < self._timer.when():
@@ -143,21 +154,57 @@ class EventSink:
         if self._ops and self._timer is None:
             self._start_flush()
 
-    async def _flush(self, ops: list[_Op]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+    async def _connection(self) -> Wire:
+        wire = self._wire
+        if wire is not None and not wire.closed:
+            return wire
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._wire is None or self._wire.closed:
+                self._wire = await connect(Endpoint.from_url(self.url))
+            return self._wire
+
+    def _commands(self, wire: Wire, ops: list[_Op]) -> tuple[list[Command], list[int]]:
+        """The batch's commands, and for each op the index of its reply (a script's first
+        use on a connection is preceded by its SCRIPT LOAD)."""
+        commands: list[Command] = []
+        where: list[int] = []
+        stream, maxlen = self.stream, STREAM_MAXLEN
         for op in ops:
             if op.kind == XADD:
-                pipe.xadd(op.keys[0], {"v": op.args[0]}, maxlen=STREAM_MAXLEN, approximate=True)
+                commands.append(("XADD", stream, "MAXLEN", "~", maxlen, "*", "v", op.args[0]))
             elif op.kind == SCRIPT:
-                await op.script(keys=op.keys, args=op.args, client=pipe)
+                script = op.script
+                assert script is not None  # noqa: S101 - set for SCRIPT ops
+                if script.sha not in wire.loaded:
+                    commands.append(("SCRIPT", "LOAD", script.body))
+                    wire.loaded.add(script.sha)
+                commands.append(("EVALSHA", script.sha, len(op.keys), *op.keys, *op.args))
             else:
-                pipe.execute_command(*op.args)
+                commands.append(op.args)
+            where.append(len(commands) - 1)
+        return commands, where
+
+    async def _flush(self, ops: list[_Op]) -> None:
+        results: list[Any]
         try:
-            results = await pipe.execute(raise_on_error=False)
+            wire = await self._connection()
+            commands, where = self._commands(wire, ops)
+            replies = await wire.send(commands)
+            results = [replies[i] for i in where]
         except Exception as exc:  # Redis unreachable: fail the waiters, count the rest
             log.warning("event flush failed: %s", exc)
             results = [exc] * len(ops)
+        retry: list[_Op] = []
         for op, result in zip(ops, results, strict=True):
+            if isinstance(result, hiredis.ReplyError) and str(result).startswith("NOSCRIPT"):
+                if self._wire is not None and op.script is not None:
+                    self._wire.loaded.discard(op.script.sha)  # the server forgot it
+                if op.retries < SCRIPT_RETRIES:
+                    op.retries += 1
+                    retry.append(op)
+                    continue
             if op.callback is not None:
                 try:
                     op.callback(result)
@@ -171,6 +218,8 @@ class EventSink:
                     op.done.set_exception(result)
                 else:
                     op.done.set_result(result)
+        if retry:  # first in the next batch, which starts as this one is done
+            self._ops[:0] = retry
 
     async def drain(self) -> None:
         """Flush what is pending and wait for batches in flight (shutdown, tests)."""
@@ -183,3 +232,10 @@ class EventSink:
                 await asyncio.sleep(0)  # let finished batches' callbacks run
                 continue
             await asyncio.wait(pending)
+
+    async def close(self) -> None:
+        """Drain, then close the connection (shutdown)."""
+        await self.drain()
+        if self._wire is not None and self._wire.transport is not None:
+            self._wire.transport.close()
+        self._wire = None

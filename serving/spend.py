@@ -27,6 +27,7 @@ from serving import clock
 from serving.events import STREAM_MAXLEN, Event, EventSink, encode_events
 from serving.keys import RedisKeys, local_day
 from serving.snapshot import CampaignSnap, LineItemSnap
+from serving.wire import Lua
 
 if TYPE_CHECKING:
     from serving.store import SnapshotStore
@@ -154,8 +155,8 @@ class SpendRecorder:
     def __init__(self, redis: Redis, keys: RedisKeys, store: "SnapshotStore") -> None:
         self.keys = keys
         self.store = store
-        self._charge = redis.register_script(CHARGE)
-        self._billable = redis.register_script(RECORD_BILLABLE)
+        self._charge = Lua(CHARGE)
+        self._billable = Lua(RECORD_BILLABLE)
         # (campaign, day) -> [the day's spend in the last reply, this process's charges
         # still in flight, the day's tightest spend limit]: a running count that stops this
         # process at the win that reaches the budget, before any reply says so.
