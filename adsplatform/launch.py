@@ -123,9 +123,12 @@ def run_demo(host: str, port: int) -> int:
         _manage("collectstatic", "--noinput", "-v", "0")
         _manage("load_demo")
         _manage("publish_snapshot")
+        # One web worker is plenty for the demo; a production host runs one per core
+        # (WEB_WORKERS), each with its own snapshot and its own Redis connections.
+        workers = os.environ.get("WEB_WORKERS", "1")
         procs.append(
             spawn([str(BIN / "granian"), "--interface", "asgi", "--host", host,
-                   "--port", str(port), "--workers", "1", "adsplatform.asgi:application"])
+                   "--port", str(port), "--workers", workers, "adsplatform.asgi:application"])
         )  # fmt: skip
         schedule = VAR_DIR / "celerybeat-schedule"
         procs.append(
