@@ -5,6 +5,7 @@ from typing import Any
 
 import hiredis
 import pytest
+import uvloop
 from django.conf import settings
 from redis import Redis
 
@@ -15,7 +16,16 @@ PREFIX = settings.REDIS_KEY_PREFIX
 ECHO_SUM = Lua("return tonumber(ARGV[1]) + tonumber(ARGV[2])")
 
 
-def run(coro: Any) -> Any:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    """Each test on both event loops: production servers run uvloop, whose transports are
+    not asyncio's classes."""
+    return str(request.param)
+
+
+def run(coro: Any, loop_kind: str = "asyncio") -> Any:
+    if loop_kind == "uvloop":
+        return uvloop.run(coro)
     return asyncio.run(coro)
 
 
@@ -39,7 +49,9 @@ def test_a_url_that_is_not_redis_is_refused() -> None:
         Endpoint.from_url("http://127.0.0.1:6379")
 
 
-def test_a_batch_gets_its_replies_in_order_with_errors_in_place(redis_client: Redis) -> None:
+def test_a_batch_gets_its_replies_in_order_with_errors_in_place(
+    redis_client: Redis, loop_kind: str
+) -> None:
     key = f"{PREFIX}wire:counter"
 
     async def go() -> list[Any]:
@@ -51,7 +63,7 @@ def test_a_batch_gets_its_replies_in_order_with_errors_in_place(redis_client: Re
         wire.transport.close()
         return replies
 
-    incr, hset, wrong_type, hgetall, missing = run(go())
+    incr, hset, wrong_type, hgetall, missing = run(go(), loop_kind)
     assert (incr, hset, hgetall, missing) == (5, 1, [b"a", b"1"], None)
     assert isinstance(wrong_type, hiredis.ReplyError)
     assert "WRONGTYPE" in str(wrong_type)
@@ -59,7 +71,7 @@ def test_a_batch_gets_its_replies_in_order_with_errors_in_place(redis_client: Re
 
 
 def test_a_closed_connection_fails_its_batch_and_the_next_opens_a_new_one(
-    redis_client: Redis,
+    redis_client: Redis, loop_kind: str
 ) -> None:
     async def go() -> None:
         wire = await connect(Endpoint.from_url(settings.REDIS_URL))
@@ -71,10 +83,12 @@ def test_a_closed_connection_fails_its_batch_and_the_next_opens_a_new_one(
         with pytest.raises(WireError):
             await wire.send([("PING",)])
 
-    run(go())
+    run(go(), loop_kind)
 
 
-def test_the_sink_writes_runs_scripts_and_reads_in_one_batch(redis_client: Redis) -> None:
+def test_the_sink_writes_runs_scripts_and_reads_in_one_batch(
+    redis_client: Redis, loop_kind: str
+) -> None:
     stream = f"{PREFIX}wire:events"
 
     async def go() -> tuple[Any, Any, list[Any], int]:
@@ -88,13 +102,15 @@ def test_the_sink_writes_runs_scripts_and_reads_in_one_batch(redis_client: Redis
         await sink.close()
         return total, read, replies, sink.dropped
 
-    total, read, replies, dropped = run(go())
+    total, read, replies, dropped = run(go(), loop_kind)
     assert (total, read, replies, dropped) == (2, [b"n", b"3"], [42], 0)
     (entry,) = redis_client.xrange(stream)
     assert decode_events(entry[1][b"v"]) == [Event(t="req", ts=1, pl=7, d="r1")]
 
 
-def test_a_script_the_server_forgot_is_loaded_again_and_run_once(redis_client: Redis) -> None:
+def test_a_script_the_server_forgot_is_loaded_again_and_run_once(
+    redis_client: Redis, loop_kind: str
+) -> None:
     counter = f"{PREFIX}wire:once"
     bump = Lua("return redis.call('INCR', KEYS[1])")
 
@@ -106,11 +122,13 @@ def test_a_script_the_server_forgot_is_loaded_again_and_run_once(redis_client: R
         await sink.close()
         return [first, second]
 
-    assert run(go()) == [1, 2]
+    assert run(go(), loop_kind) == [1, 2]
     assert redis_client.get(counter) == b"2"
 
 
-def test_the_sink_recovers_after_redis_drops_its_connection(redis_client: Redis) -> None:
+def test_the_sink_recovers_after_redis_drops_its_connection(
+    redis_client: Redis, loop_kind: str
+) -> None:
     key = f"{PREFIX}wire:after"
 
     async def go() -> tuple[Any, int]:
@@ -124,7 +142,7 @@ def test_the_sink_recovers_after_redis_drops_its_connection(redis_client: Redis)
         await sink.close()
         return value, sink.dropped
 
-    value, dropped = run(go())
+    value, dropped = run(go(), loop_kind)
     assert value == 1
     # the write that met the dropped connection is counted, or it made it through on a new
     # connection if the server's close had not reached the client yet
