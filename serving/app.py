@@ -594,13 +594,15 @@ class ServingApp:
             creative_id=creative.id,
             cpm_micros=cpm_micros,
             issued_at=now,
+            landing_url=creative.click_url,
+            click_micros=click_micros,
         )
+        # One signed token per decision, for its impression, click, error and event URLs
+        # alike (the path says which): one HMAC per decision on the hot path.
+        signed = self.signer.sign(token)
         base = self.config.public_url
-        imp_url = f"{base}/v1/imp/{self.signer.sign(token)}"
-        click_token = msgspec.structs.replace(
-            token, kind="clk", landing_url=creative.click_url, click_micros=click_micros
-        )
-        click_url = f"{base}/v1/click/{self.signer.sign(click_token)}"
+        imp_url = f"{base}/v1/imp/{signed}"
+        click_url = f"{base}/v1/click/{signed}"
         markup = _fill(creative.markup, imp_url, click_url, decision_id)
         native = _fill(creative.native, imp_url, click_url, decision_id)
         return Served(d, decision_id, creative.format, markup, imp_url, click_url, native)
@@ -654,17 +656,20 @@ class ServingApp:
         if not self._fresh(token):
             raise HttpError(410, "expired", "the impression token has expired")
         # A CPM impression was charged at its win: recording it clears the pending charge.
-        new = await self._record_billable(token, cost=0, pending=token.cpm_micros)
+        new = await self._record_billable(token, "imp", cost=0, pending=token.cpm_micros)
         if new and token.notice:
             self.pool.notify(token.notice, {}, buyer_id=token.buyer_id)
         await _respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
 
     async def _click(self, text: str, send: Send, request_id: str) -> None:
-        token = self._verify(text, "clk")
+        # The decision's token ("clk" tokens were issued before one token served all URLs).
+        token = self._verify(text, "imp", "clk")
+        if not token.landing_url:  # external demand's clicks go through the buyer's markup
+            raise HttpError(400, "invalid_token", "the token has no click destination")
         # A late click still takes the user to the advertiser; it is just not counted.
         if self._fresh(token):
             # CPC is charged on the click (micros per click, in billionths like all spend).
-            await self._record_billable(token, cost=token.click_micros * 1000, pending=0)
+            await self._record_billable(token, "clk", cost=token.click_micros * 1000, pending=0)
         location = token.landing_url.encode()
         await _respond(send, 302, b"", request_id, [(b"location", location), NO_STORE])
 
@@ -698,9 +703,9 @@ class ServingApp:
     def sign(self, token: TrackingToken) -> str:
         return self.signer.sign(token)
 
-    def _verify(self, text: str, kind: TokenKind) -> TrackingToken:
+    def _verify(self, text: str, kind: TokenKind, *also: TokenKind) -> TrackingToken:
         try:
-            return self.signer.verify(text, kind)
+            return self.signer.verify(text, kind, *also)
         except InvalidToken as exc:
             raise HttpError(400, "invalid_token", str(exc)) from exc
 
@@ -715,12 +720,14 @@ class ServingApp:
                 cpm_micros, _ = _costs(li, d.price)
                 self.store.spend.charge_win(self.sink, li, cpm_micros, issued_at)
 
-    async def _record_billable(self, token: TrackingToken, cost: int, pending: int) -> bool:
+    async def _record_billable(
+        self, token: TrackingToken, kind: TokenKind, cost: int, pending: int
+    ) -> bool:
         """Record an impression or click once per decision (the rollups bill from these
         events); `cost` is charged now, `pending` was charged at the win."""
         now = spend_clock.now()
         event = Event(
-            t=token.kind,
+            t=kind,
             ts=int(now * 1000),
             pl=token.placement_id,
             li=token.line_item_id,
@@ -729,7 +736,7 @@ class ServingApp:
             cr=token.creative_id,
             # What the rollups bill: the impression's CPM micros, or the click's price in
             # billionths (CPC).
-            cpm=token.cpm_micros if token.kind == "imp" else cost,
+            cpm=token.cpm_micros if kind == "imp" else cost,
             d=token.decision_id,
             b=token.buyer_id,
         )
@@ -739,7 +746,7 @@ class ServingApp:
             issued_at=token.issued_at,
             cost=cost if token.campaign_id else 0,
             pending=pending if token.campaign_id else 0,
-            dedupe_key=self.keys.seen(token.kind, token.decision_id),
+            dedupe_key=self.keys.seen(kind, token.decision_id),
             dedupe_ttl=self.config.token_ttl + 3600,
         )
 

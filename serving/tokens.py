@@ -26,7 +26,7 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     creative_id: int
     cpm_micros: int  # clearing CPM in millionths of the campaign currency (0 for CPC)
     issued_at: int  # epoch seconds
-    landing_url: str = ""  # clicks only
+    landing_url: str = ""  # where a click goes
     click_micros: int = 0  # clicks of CPC line items: the price of the click
     buyer_id: int = 0  # a win of external demand
     notice: str = ""  # impressions of external demand: the buyer's billing notice (burl)
@@ -63,7 +63,8 @@ class TokenSigner:
         payload = _encoder.encode(token)
         return f"{_b64(payload)}.{_b64(self._tag(payload))}"
 
-    def verify(self, text: str, kind: TokenKind) -> TrackingToken:
+    def verify(self, text: str, kind: TokenKind, *also: TokenKind) -> TrackingToken:
+        """The token, if its signature matches and it is of `kind` (or one of `also`)."""
         body, sep, tag = text.partition(".")
         if not sep:
             raise InvalidToken("token has no signature")
@@ -77,6 +78,6 @@ class TokenSigner:
             token = _decoder.decode(payload)
         except msgspec.DecodeError as exc:
             raise InvalidToken("token payload is malformed") from exc
-        if token.kind != kind:
+        if token.kind != kind and token.kind not in also:
             raise InvalidToken(f"token is for {token.kind}, not {kind}")
         return token

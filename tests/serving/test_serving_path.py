@@ -317,12 +317,16 @@ def test_an_external_buyer_competes_and_gets_its_notices(book: dict[str, Any]) -
             [decision] = response.json()["decisions"]
             await client.get(decision["impression_url"])
             await app.pool.drain_notices()
+            # the buyer's markup carries its own click tracking: ours has no destination
+            as_click = decision["impression_url"].replace("/v1/imp/", "/v1/click/")
+            decision["as_click"] = (await client.get(as_click)).status_code
             return decision
 
         decision = with_client(scenario, config(public_url="http://ads.test"))
 
         assert decision["buyer"] == Buyer.objects.get(name="rich").pk
         assert "line_item" not in decision
+        assert "click_url" not in decision and decision["as_click"] == 400
         # The buyer saw an OpenRTB 2.6 request, anonymised as the opt-out requires.
         sent = rich.last.body
         assert rich.last.headers["x-openrtb-version"] == "2.6"
