@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -37,6 +38,9 @@ from bench.book import Book, RequestMix, check_consent, load_book, tc_strings  #
 from bench.common import configure  # noqa: E402
 
 BIN = Path(sys.executable).parent
+# Serving worker processes (`--workers`): one per core by default, as in production. With
+# one, the server is pinned to CPU 0 and everything else to CPU 1 (a per-core figure).
+WORKERS = os.cpu_count() or 1
 CONNECTIONS = 64
 SATURATION_WARMUP, OPEN_WARMUP = 2.0, 1.0
 N_BODIES = 1000  # distinct bodies per door, sent in turn
@@ -123,13 +127,14 @@ def _group_stats(pgid: int) -> Iterator[tuple[Path, list[str]]]:
 
 
 def group_memory_mib(pgid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) summed over a process group (granian runs its worker as a child)."""
+    """(VmRSS, VmHWM) of the largest process of a group: one serving worker (granian runs
+    its workers as children of a small supervisor; each worker holds its own snapshot)."""
     rss = hwm = 0
     for path, _ in _group_stats(pgid):
         with contextlib.suppress(OSError):
             status = (path / "status").read_text()
-            rss += int(m.group(1)) if (m := RSS_RE.search(status)) else 0
-            hwm += int(m.group(1)) if (m := HWM_RE.search(status)) else 0
+            rss = max(rss, int(m.group(1)) if (m := RSS_RE.search(status)) else 0)
+            hwm = max(hwm, int(m.group(1)) if (m := HWM_RE.search(status)) else 0)
     return rss / 1024, hwm / 1024
 
 
@@ -143,6 +148,12 @@ def machine_busy() -> float:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return (sum(values[:8]) - idle) / TICK
+
+
+def children_cpu() -> float:
+    """CPU seconds of this script's finished (reaped) children: a wrk run's, once it is over."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def self_cpu() -> float:
@@ -220,15 +231,17 @@ class Server:
     def cmd(self) -> list[str]:
         common = ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         if self.kind == "granian":
-            return [str(BIN / "granian"), "--interface", "asgi", "--workers", "1", *common,
-                    self.app]  # fmt: skip
-        return [str(BIN / "uvicorn"), "--no-access-log", *common, *UVICORN_FAST, self.app]
+            return [str(BIN / "granian"), "--interface", "asgi", "--workers", str(WORKERS),
+                    *common, self.app]  # fmt: skip
+        return [str(BIN / "uvicorn"), "--no-access-log", "--workers", str(WORKERS), *common,
+                *UVICORN_FAST, self.app]  # fmt: skip
 
     def start(self) -> "Server":
         # INFO, so the serving app logs "snapshot vN loaded: ... ms" for each version.
         env = {**os.environ, "LOG_LEVEL": "INFO"}
         started = time.monotonic()
-        self.proc = spawn(pin(0, self.cmd()), self.log_path, env)
+        cmd = pin(0, self.cmd()) if WORKERS == 1 else self.cmd()
+        self.proc = spawn(cmd, self.log_path, env)
         probe = "/" if self.app == HELLO_APP else "/v1/health"
         deadline = started + 300
         while time.monotonic() < deadline:
@@ -367,25 +380,28 @@ class Load:
         values, marks = [0.0] * 5, []
         for duration in (SATURATION_WARMUP, seconds):  # the first run warms up, discarded
             cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "-s", str(script)]
-            marks.append((server.cpu(), self.redis.cpu(), machine_busy()))
+            marks.append((server.cpu(), self.redis.cpu(), machine_busy(), children_cpu()))
             run = subprocess.run(
                 pin(1, [*cmd, url]), capture_output=True, text=True, timeout=duration + 30,
                 check=True,
             )  # fmt: skip
             line = next(x for x in run.stdout.splitlines() if x.startswith("BENCH "))
             values = [float(v) for v in line.split()[1:]]
-        s_cpu1, r_cpu1, busy1 = server.cpu(), self.redis.cpu(), machine_busy()
-        s_cpu0, r_cpu0, busy0 = marks[-1]
+        s_cpu1, r_cpu1, busy1, w_cpu1 = (
+            server.cpu(), self.redis.cpu(), machine_busy(), children_cpu()
+        )  # fmt: skip
+        s_cpu0, r_cpu0, busy0, w_cpu0 = marks[-1]
         reqs, duration_us, p50, p99, errors = values
         seconds_run = duration_us / 1e6
-        ours = (s_cpu1 - s_cpu0) + (r_cpu1 - r_cpu0)
+        gen = (w_cpu1 - w_cpu0) / seconds_run  # wrk's own CPU, reaped with it
+        ours = (s_cpu1 - s_cpu0) + (r_cpu1 - r_cpu0) + (w_cpu1 - w_cpu0)
         return Run(
             server=server.kind, case=case, rps=reqs / seconds_run, p50=p50 / 1000, p99=p99 / 1000,
             errors=int(errors), server_us=(s_cpu1 - s_cpu0) / max(1, reqs) * 1e6,
             server_util=(s_cpu1 - s_cpu0) / seconds_run,
             redis_us=(r_cpu1 - r_cpu0) / max(1, reqs) * 1e6 if self.redis.proc else 0.0,
-            gen_cpu=float("nan"), other_cpu=max(0.0, (busy1 - busy0 - ours) / seconds_run - 1),
-            generator="wrk", note="wrk: other CPU counts the generator as 1 core",
+            gen_cpu=gen, other_cpu=max(0.0, (busy1 - busy0 - ours) / seconds_run),
+            generator="wrk",
         )  # fmt: skip
 
 
@@ -438,11 +454,11 @@ def publish_timed(n_items: int, budget: float) -> SnapshotCost:
         cost.build_s = time.perf_counter() - t
         return cost.snapshot
 
-    def timed_encode(*args: Any, **kwargs: Any) -> bytes:
+    def timed_encode(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
-        data: bytes = encode(*args, **kwargs)
-        cost.encode_s, cost.size = time.perf_counter() - t, len(data)
-        return data
+        encoded = encode(*args, **kwargs)
+        cost.encode_s, cost.size = time.perf_counter() - t, encoded.size
+        return encoded
 
     cs.build_snapshot, cs.encode_snapshot = timed_build, timed_encode
     t = time.perf_counter()
@@ -465,36 +481,34 @@ def publish_timed(n_items: int, budget: float) -> SnapshotCost:
 class Republisher:
     """New snapshot versions, each with one line item's bid changed, encoded ahead of time
     and published on a timer (what a publish after an edit looks like to serving, without
-    the database work competing for the cores)."""
+    the database work competing for the cores). Each writes its manifest and the one part
+    that changed (`campaigns.snapshot.write_snapshot`)."""
 
     def __init__(self, snapshot: Any, count: int) -> None:
         import msgspec
 
         from campaigns.snapshot import redis_client, redis_keys
-        from serving.snapshot import encode_snapshot
+        from serving.snapshot import EncodedSnapshot, encode_snapshot
 
         self.client, self.keys = redis_client(), redis_keys()
         last = int(self.client.incrby(self.keys.snapshot_seq, count))
         items = list(snapshot.line_items)
-        self.versions: list[tuple[int, bytes]] = []
+        self.versions: list[EncodedSnapshot] = []
         for version in range(last - count + 1, last + 1):
             n = version % len(items)
             items[n] = msgspec.structs.replace(items[n], bid=items[n].bid + Decimal("0.01"))
             changed = msgspec.structs.replace(snapshot, version=version, line_items=list(items))
-            self.versions.append((version, encode_snapshot(changed)))
+            self.versions.append(encode_snapshot(changed))
         self.published: list[tuple[int, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def publish_next(self) -> None:
-        from campaigns.snapshot import PUBLISH_SCRIPT, VERSION_TTL_SECONDS
+        from campaigns.snapshot import write_snapshot
 
-        version, data = self.versions.pop(0)
-        self.client.eval(
-            PUBLISH_SCRIPT, 2, self.keys.snapshot_version, self.keys.snapshot_data(version),
-            version, data, VERSION_TTL_SECONDS,
-        )  # fmt: skip
-        self.published.append((version, time.monotonic()))
+        encoded = self.versions.pop(0)
+        write_snapshot(self.client, self.keys, encoded)
+        self.published.append((encoded.version, time.monotonic()))
 
     def every(self, interval: float, first_after: float) -> None:
         def loop() -> None:
@@ -787,7 +801,7 @@ def print_results(res: Results, args: argparse.Namespace) -> list[str]:
             r.server, r.case, f"{base.rps:,.0f}" if base else "", f"{r.rps:,.0f}", ratio,
             ms(r.p50), ms(r.p99), f"{r.server_us:,.0f}", cpu_ratio, f"{r.server_util:.2f}",
             f"{r.redis_us:,.0f}", str(r.errors),
-            "wrk" if r.generator == "wrk" else f"{r.gen_cpu:.2f}", f"{r.other_cpu:.2f}",
+            f"{r.gen_cpu:.2f}" + (" wrk" if r.generator == "wrk" else ""), f"{r.other_cpu:.2f}",
         ])  # fmt: skip
     table(
         f"Saturation: closed loop, {CONNECTIONS} connections, {args.seconds:g} s "
@@ -939,6 +953,11 @@ def delete_prefix(redis: Redis, prefix: str) -> None:
     client.close()
 
 
+def set_workers(n: int) -> None:
+    global WORKERS
+    WORKERS = max(1, n)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per run")
@@ -957,7 +976,11 @@ def main() -> int:
                         help="closed-loop runs: wrk when asked (auto: when on PATH); open-loop "
                         "runs always use bench/loadgen.py")  # fmt: skip
     parser.add_argument("--servers", default="granian,uvicorn")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"server worker processes (default: one per core, {WORKERS}); "
+                        "with 1, the server is pinned to CPU 0")  # fmt: skip
     args = parser.parse_args()
+    set_workers(args.workers)
     if args.quick:
         args.seconds = min(args.seconds, 2)
         args.skip_100k = True
@@ -977,7 +1000,13 @@ def main() -> int:
         os.environ["REDIS_URL"] = redis.url
         prefix = configure(tmp)
         delete_prefix(redis, prefix)
-        pinning = "server on CPU 0, load generator on CPU 1" if shutil.which("taskset") else "none"
+        if not shutil.which("taskset"):
+            pinning = "none"
+        elif WORKERS == 1:
+            pinning = "server on CPU 0, load generator, Redis and this script on CPU 1"
+        else:
+            pinning = (f"{WORKERS} server workers on all cores, load generator, Redis and this "
+                       "script on CPU 1 (sharing it with a worker)")  # fmt: skip
         where = "embedded, on CPU 1" if redis.proc else redis.url
         generator = "wrk" if use_wrk else "bench/loadgen.py"
         log(

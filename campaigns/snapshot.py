@@ -30,9 +30,12 @@ from serving.snapshot import (
     CampaignSnap,
     CreativeSnap,
     DealSnap,
+    EncodedSnapshot,
     LineItemSnap,
     PlacementSnap,
     Snapshot,
+    decode_manifest,
+    decode_snapshot,
     encode_snapshot,
 )
 
@@ -44,10 +47,30 @@ LOOKAHEAD = timedelta(days=1)
 # Old versions stay readable this long for serving processes that are mid-swap.
 VERSION_TTL_SECONDS = 3600
 
-# Publish data and version together, and never move the version backwards: a slow publisher
-# that read the database earlier must not overwrite a newer snapshot.
+# Publish a version in one step: its parts, its manifest and the version number, or nothing.
+# A part the publisher believes is stored comes with empty data and only has its TTL renewed
+# (it now lives as long as the newest version holding it); if one of those has expired, the
+# script writes nothing and returns their positions, and the publisher sends them again.
+# The version never moves backwards: a slow publisher that read the database earlier must
+# not overwrite a newer snapshot.
+# KEYS: version, manifest, part...; ARGV: version, manifest, ttl, data of each part ("").
 PUBLISH_SCRIPT = """
-redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+local ttl = tonumber(ARGV[3])
+local missing = {}
+for i = 3, #KEYS do
+  if ARGV[i + 1] == '' and redis.call('EXPIRE', KEYS[i], ttl) == 0 then
+    missing[#missing + 1] = i - 3
+  end
+end
+if #missing > 0 then
+  return missing
+end
+for i = 3, #KEYS do
+  if ARGV[i + 1] ~= '' then
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -55,6 +78,7 @@ if tonumber(ARGV[1]) > current then
 end
 return 0
 """
+PUBLISH_ATTEMPTS = 3
 
 
 def redis_keys() -> RedisKeys:
@@ -210,6 +234,36 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
     )
 
 
+def write_snapshot(
+    client: Redis, keys: RedisKeys, encoded: EncodedSnapshot, ttl: int = VERSION_TTL_SECONDS
+) -> tuple[bool, int]:
+    """Store an encoded snapshot and make it current unless a newer one is; returns whether
+    it became current and how many bytes of parts were written.
+
+    Parts already in Redis (most of them, after an edit) are not sent again: the first
+    attempt sends none and learns which are missing, the next sends those."""
+    digests = list(encoded.parts)
+    part_keys = [keys.snapshot_part(d) for d in digests]
+    send: set[int] = set()
+    for _ in range(PUBLISH_ATTEMPTS):
+        data = [encoded.parts[d] if n in send else b"" for n, d in enumerate(digests)]
+        reply = client.eval(
+            PUBLISH_SCRIPT,
+            2 + len(digests),
+            keys.snapshot_version,
+            keys.snapshot_manifest(encoded.version),
+            *part_keys,
+            encoded.version,
+            encoded.manifest,
+            ttl,
+            *data,
+        )
+        if not isinstance(reply, list):
+            return bool(reply), sum(len(d) for d in data)
+        send.update(int(n) for n in reply)
+    raise RuntimeError(f"snapshot v{encoded.version}: parts keep expiring while publishing")
+
+
 def publish_snapshot() -> int:
     """Build a snapshot and make it the current version; returns the version number."""
     client, keys = redis_client(), redis_keys()
@@ -217,24 +271,29 @@ def publish_snapshot() -> int:
     # database at least as new as a lower one.
     version = int(client.incr(keys.snapshot_seq))
     snapshot = build_snapshot(version, timezone.now())
-    data = encode_snapshot(snapshot)
-    client.eval(
-        PUBLISH_SCRIPT,
-        2,
-        keys.snapshot_version,
-        keys.snapshot_data(version),
-        version,
-        data,
-        VERSION_TTL_SECONDS,
-    )
+    encoded = encode_snapshot(snapshot)
+    _, written = write_snapshot(client, keys, encoded)
     log.info(
-        "published snapshot v%s: %d line items, %d placements, %d bytes",
+        "published snapshot v%s: %d line items, %d placements, %d bytes (%d written)",
         version,
         len(snapshot.line_items),
         len(snapshot.placements),
-        len(data),
+        encoded.size,
+        written,
     )
     return version
+
+
+def read_snapshot(client: Redis, keys: RedisKeys, version: int) -> Snapshot | None:
+    """A published version, decoded whole (tests and tools); None once it has expired."""
+    manifest = client.get(keys.snapshot_manifest(version))
+    if manifest is None:
+        return None
+    digests = list(dict.fromkeys(decode_manifest(manifest).parts()))
+    blobs = [b for b in client.mget([keys.snapshot_part(d) for d in digests]) if b is not None]
+    if len(blobs) != len(digests):
+        return None
+    return decode_snapshot(manifest, dict(zip(digests, blobs, strict=True)))
 
 
 def request_snapshot_publish() -> None:

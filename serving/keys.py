@@ -32,8 +32,13 @@ class RedisKeys:
     def snapshot_seq(self) -> str:
         return f"{self.prefix}snapshot:seq"
 
-    def snapshot_data(self, version: int) -> str:
-        return f"{self.prefix}snapshot:data:{version}"
+    def snapshot_manifest(self, version: int) -> str:
+        """A version's `serving.snapshot.Manifest`: the hashes of the parts it is made of."""
+        return f"{self.prefix}snapshot:manifest:{version}"
+
+    def snapshot_part(self, digest: str) -> str:
+        """One content-addressed part of a snapshot, shared by every version holding it."""
+        return f"{self.prefix}snapshot:part:{digest}"
 
     @property
     def snapshot_pending(self) -> str:
@@ -86,6 +91,12 @@ class RedisKeys:
     def pacing_state(self) -> str:
         """A hash: `c{id}` / `l{id}` → the controller's JSON state of a campaign or line item."""
         return f"{self.prefix}pacing:state"
+
+    def lifetime_base(self, campaign_id: int, day: str) -> str:
+        """A campaign's rollups of the settled hours before its local `day` (those ending two
+        hours before its midnight), per line item (JSON), summed once a day for the
+        reconciliation's lifetime figures."""
+        return f"{self.prefix}pacing:lifebase:{day}:{campaign_id}"
 
     @property
     def pacing_lock(self) -> str:

@@ -1,11 +1,14 @@
 """The serving snapshot: its wire schema and the in-memory index serving decides on.
 
 `campaigns.snapshot` builds a `Snapshot` from the database and publishes it to Redis as
-JSON. Every serving process decodes it once per version and compiles it into a
-`serving.index.Index`.
+content-addressed JSON parts (a header, creatives and line items in small groups) listed by
+a per-version `Manifest`. Every serving process decodes only the parts it has not seen yet
+and updates its `serving.index.Index` from them.
 """
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 import msgspec
@@ -134,10 +137,12 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
-    """The small part of a snapshot, published first."""
+    """Everything but creatives and line items: small, and one part of its own.
 
-    version: int
-    built_at: str
+    It holds neither the version nor the build time (those are in the manifest), so a
+    version that changed no placement, campaign, buyer, deal or token shares its header
+    part with the version before it."""
+
     currency: str
     placements: list[PlacementSnap]
     campaigns: list[CampaignSnap]
@@ -154,19 +159,57 @@ class LineItemsPart(msgspec.Struct, frozen=True, tag="l"):
     items: list[LineItemSnap]
 
 
-# Published as JSON lines: the header, then parts of at most PART_SIZE creatives or line
-# items (creatives first). Serving decodes one line at a time and yields in between: a
-# 10,000-item snapshot decoded in one call would hold the event loop for tens of ms.
-PART_SIZE = 250
+Part = SnapshotHeader | CreativesPart | LineItemsPart
+
+
+class Manifest(msgspec.Struct, frozen=True, tag="m"):
+    """What a version is made of: the content hashes of its parts, in order.
+
+    Each part is stored once under its hash (`RedisKeys.snapshot_part`) and shared by every
+    version that contains it, so publishing an edit writes the parts that changed and a
+    small manifest, and a serving process fetches and decodes only the parts it lacks."""
+
+    version: int
+    built_at: str
+    header: str
+    creatives: list[str]
+    line_items: list[str]
+
+    def parts(self) -> list[str]:
+        return [self.header, *self.creatives, *self.line_items]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedSnapshot:
+    """A snapshot as published: its manifest and its parts by hash (manifest order)."""
+
+    version: int
+    manifest: bytes
+    parts: dict[str, bytes]
+
+    @property
+    def size(self) -> int:
+        return len(self.manifest) + sum(len(p) for p in self.parts.values())
+
+
+# Parts are cut where the item's own id says so, not every N items: an item is the last of
+# its part when a hash of its id falls in 1/PART_TARGET of the range. Inserting or removing
+# a line item then changes the one part it lands in (or, for an item that is itself a
+# boundary, two), not every part after it, and editing one changes exactly one. PART_MAX
+# bounds an unlucky run without boundaries. Serving decodes one part per step of the event
+# loop, so a part stays small: ~64 line items decode in a fraction of a millisecond.
+PART_TARGET = 64
+PART_MAX = 256
+_GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads sequential ids evenly
+_MASK64 = (1 << 64) - 1
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_part_decoder = msgspec.json.Decoder(SnapshotHeader | CreativesPart | LineItemsPart)
+_part_decoder = msgspec.json.Decoder(Part)
+_manifest_decoder = msgspec.json.Decoder(Manifest)
 
 
 def header_of(snapshot: Snapshot) -> SnapshotHeader:
     return SnapshotHeader(
-        version=snapshot.version,
-        built_at=snapshot.built_at,
         currency=snapshot.currency,
         placements=snapshot.placements,
         campaigns=snapshot.campaigns,
@@ -176,36 +219,72 @@ def header_of(snapshot: Snapshot) -> SnapshotHeader:
     )
 
 
-def encode_snapshot(snapshot: Snapshot) -> bytes:
-    lines = [_encoder.encode(header_of(snapshot))]
-    for n in range(0, len(snapshot.creatives), PART_SIZE):
-        lines.append(_encoder.encode(CreativesPart(snapshot.creatives[n : n + PART_SIZE])))
-    for n in range(0, len(snapshot.line_items), PART_SIZE):
-        lines.append(_encoder.encode(LineItemsPart(snapshot.line_items[n : n + PART_SIZE])))
-    return b"\n".join(lines)
+def _ends_part(item_id: int, target: int) -> bool:
+    return ((item_id * _GOLDEN) & _MASK64) % target == target - 1
 
 
-def iter_parts(data: bytes) -> Iterator[SnapshotHeader | CreativesPart | LineItemsPart]:
-    for line in data.split(b"\n"):
-        yield _part_decoder.decode(line)
+def group_by_id[T: (CreativeSnap, LineItemSnap)](
+    items: Iterable[T], target: int | None = None, most: int | None = None
+) -> list[list[T]]:
+    """Items sorted by id, cut into parts at id-chosen boundaries (see PART_TARGET)."""
+    target, most = target or PART_TARGET, most or PART_MAX
+    groups: list[list[T]] = []
+    current: list[T] = []
+    for item in sorted(items, key=lambda i: i.id):
+        current.append(item)
+        if _ends_part(item.id, target) or len(current) >= most:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
 
 
-def decode_snapshot(data: bytes) -> Snapshot:
-    """The whole snapshot in one call (tests and tools)."""
-    parts = iter_parts(data)
-    header = next(parts)
+def part_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def encode_snapshot(snapshot: Snapshot) -> EncodedSnapshot:
+    parts: dict[str, bytes] = {}
+
+    def add(part: Part) -> str:
+        data = _encoder.encode(part)
+        digest = part_hash(data)
+        parts[digest] = data
+        return digest
+
+    header = add(header_of(snapshot))
+    creatives = [add(CreativesPart(g)) for g in group_by_id(snapshot.creatives)]
+    line_items = [add(LineItemsPart(g)) for g in group_by_id(snapshot.line_items)]
+    manifest = Manifest(snapshot.version, snapshot.built_at, header, creatives, line_items)
+    return EncodedSnapshot(snapshot.version, _encoder.encode(manifest), parts)
+
+
+def decode_manifest(data: bytes | str) -> Manifest:
+    return _manifest_decoder.decode(data)
+
+
+def decode_part(data: bytes | str) -> Part:
+    return _part_decoder.decode(data)
+
+
+def decode_snapshot(manifest: bytes | str, parts: Mapping[str, bytes | str]) -> Snapshot:
+    """The whole snapshot in one call (tests and tools), from a manifest and its parts."""
+    m = decode_manifest(manifest)
+    header = decode_part(parts[m.header])
     if not isinstance(header, SnapshotHeader):
-        raise ValueError("a snapshot starts with its header")
+        raise ValueError(f"part {m.header} is not a header")
     creatives: list[CreativeSnap] = []
     line_items: list[LineItemSnap] = []
-    for part in parts:
+    for digest in [*m.creatives, *m.line_items]:
+        part = decode_part(parts[digest])
         if isinstance(part, CreativesPart):
             creatives.extend(part.items)
         elif isinstance(part, LineItemsPart):
             line_items.extend(part.items)
     return Snapshot(
-        version=header.version,
-        built_at=header.built_at,
+        version=m.version,
+        built_at=m.built_at,
         currency=header.currency,
         placements=header.placements,
         campaigns=header.campaigns,

@@ -1,11 +1,15 @@
 """The process-local snapshot: decoded once per published version, swapped atomically.
 
 Requests read `store.index`, `store.exhausted` and `store.pacing` and never wait on Redis
-for them; a background loop checks the published version about once a second and rebuilds
-the index in cooperative chunks when it changed. The same read brings the day's exhausted
-sets (each campaign's own day, in its time zone), the pacing controller's pass-through
-rates and the bid multipliers of dynamic line items. Between two reads, what this process's
-own charges learn (a budget reached) is applied at once (`mark_exhausted`).
+for them; a background loop checks the published version about once a second. When it
+changed, the store fetches only the snapshot parts it does not hold (parts are
+content-addressed: an edit changes one) and patches a copy of the index with what changed
+(`serving.index.patch_index`), or, when most of the book changed, rebuilds it in
+cooperative chunks; either way the new index replaces the old in one assignment. The same
+read brings the day's exhausted sets (each campaign's own day, in its time zone), the pacing
+controller's pass-through rates and the bid multipliers of dynamic line items. Between two
+reads, what this process's own charges learn (a budget reached) is applied at once
+(`mark_exhausted`).
 """
 
 import asyncio
@@ -14,13 +18,19 @@ import logging
 import time
 from decimal import Decimal
 
-import msgspec
 from redis.asyncio import Redis
 
 from serving import clock
-from serving.index import Index, compile_index_async
+from serving.index import (
+    Delta,
+    Index,
+    IndexMismatch,
+    compile_index_async,
+    delta_between,
+    patch_index,
+)
 from serving.keys import RedisKeys, local_day
-from serving.snapshot import CampaignSnap, SnapshotHeader
+from serving.snapshot import CampaignSnap, Part, SnapshotHeader, decode_manifest, decode_part
 from serving.spend import SpendRecorder, parse_exhausted
 from serving.targeting import PacingRates
 
@@ -33,11 +43,17 @@ MULTIPLIER_PLACES = Decimal("0.0001")
 
 
 RETIRE_AFTER_SECONDS = 3.0  # longer than any request holds an index (buyers' 2 s cap)
-RETIRE_SLICE = 2000
+RETIRE_SLICE = 64  # entries; freeing a list of candidates or a line item takes ~10-50 µs
+ZONES_SLICE = 2000
+# A version that changes more than this share of the items is compiled in full: patching
+# costs about twice as much per changed item as compiling (out, then in again).
+FULL_REBUILD_SHARE = 0.25
 
 
-async def _retire(index: Index) -> None:
+async def _retire(index: Index, *, sliced: bool = True) -> None:
     await asyncio.sleep(RETIRE_AFTER_SECONDS)
+    if not sliced:
+        return  # the task's frame held the last reference
     for table in (index.merged, index.lists, index.line_items, index.creatives):
         while table:
             for _ in range(min(RETIRE_SLICE, len(table))):
@@ -50,6 +66,10 @@ class SnapshotStore:
         self.redis = redis
         self.keys = keys
         self.index: Index | None = None
+        # The decoded parts of the current version by content hash: a new version brings
+        # only the parts this process does not hold yet.
+        self._parts: dict[str, Part] = {}
+        self._zone_cache: tuple[Index | None, dict[int, str], dict[int, str]] | None = None
         self._retiring: asyncio.Task[None] | None = None
         self.campaigns: dict[int, CampaignSnap] = {}
         # Campaigns out of budget today; line items out of budget sit in `pacing.exhausted`.
@@ -82,14 +102,49 @@ class SnapshotStore:
             self.pacing = self.pacing.replace(exhausted=self.pacing.exhausted | {line_item_id})
 
     def _zones(self) -> tuple[dict[int, str], dict[int, str]]:
-        zones = {c.id: c.time_zone for c in self.campaigns.values()}
+        """Campaign and line item time zones, computed once per version (`_zones_of`):
+        every refresh needs them."""
+        cached = self._zone_cache
+        if cached is not None and cached[0] is self.index:
+            return cached[1], cached[2]
         index = self.index
+        zones = {c.id: c.time_zone for c in self.campaigns.values()}
         li_zones = (
             {li.id: zones.get(li.campaign_id, li.time_zone) for li in index.line_items.values()}
             if index
             else {}
         )
+        self._zone_cache = (index, zones, li_zones)
         return zones, li_zones
+
+    async def _zones_of(
+        self, index: Index, previous: Index | None, delta: Delta | None
+    ) -> tuple[Index, dict[int, str], dict[int, str]]:
+        """The time zones of a new version: the previous ones updated for a patch that kept
+        the header (and so every campaign's zone), else computed in slices."""
+        header = index.header
+        zones = {c.id: c.time_zone for c in header.campaigns} if header else {}
+        cached = self._zone_cache
+        if (
+            delta is not None
+            and previous is not None
+            and cached is not None
+            and cached[0] is previous
+            and previous.header is header
+        ):
+            li_zones = dict(cached[2])
+            for lid, li in delta.line_items.items():
+                if li is None:
+                    li_zones.pop(lid, None)
+                else:
+                    li_zones[lid] = zones.get(li.campaign_id, li.time_zone)
+            return index, zones, li_zones
+        li_zones = {}
+        for n, li in enumerate(index.line_items.values(), 1):
+            li_zones[li.id] = zones.get(li.campaign_id, li.time_zone)
+            if n % ZONES_SLICE == 0:
+                await asyncio.sleep(0)
+        return index, zones, li_zones
 
     async def refresh(self) -> bool:
         """Load the published snapshot if its version changed; True when it swapped."""
@@ -125,35 +180,100 @@ class SnapshotStore:
         version = int(raw_version or 0)
         if version == 0 or version == self.version:
             return False
-        data = await self.redis.get(self.keys.snapshot_data(version))
-        if data is None:  # expired between the two reads: the next tick sees a newer one
+        loaded = await self._load(version)
+        if loaded is None:  # expired between the reads: the next tick sees a newer one
             return False
-        raw = data if isinstance(data, bytes) else data.encode()
+        index, parts, delta, started = loaded
+        previous = self.index
+        zone_cache = await self._zones_of(index, previous, delta)
+        self.campaigns = {c.id: c for c in index.header.campaigns} if index.header else {}
+        self.index, self._parts, self._zone_cache = index, parts, zone_cache
+        # The index lives until the next version: keep the collector from rescanning it.
+        gc.freeze()
+        if previous is not None:
+            # Dropping a whole old index at once frees ~10^5-10^6 objects in one go (100+ ms
+            # at 10,000 line items): take it apart in slices instead, once requests that
+            # started on it have finished. A patched index shares all but what changed with
+            # the new one, so dropping its tables frees little: no slicing needed.
+            self._retiring = asyncio.get_running_loop().create_task(
+                _retire(previous, sliced=delta is None)
+            )
+        log.info(
+            "snapshot v%s loaded: %d placements, %.1f ms (%s)",
+            version,
+            len(index.placements_by_key),
+            (time.perf_counter() - started) * 1000,
+            "full" if delta is None else f"patched: {len(delta)} items changed",
+        )
+        return True
+
+    async def _load(
+        self, version: int
+    ) -> tuple[Index, dict[str, Part], Delta | None, float] | None:
+        """The index of `version`, from the parts this process already holds and those it
+        fetches (one MGET) and decodes, with the change it applied (None: built in full);
+        None when the version has expired meanwhile."""
+        raw = await self.redis.get(self.keys.snapshot_manifest(version))
+        if raw is None:
+            return None
+        manifest = decode_manifest(raw)
+        wanted = manifest.parts()
+        missing = [h for h in dict.fromkeys(wanted) if h not in self._parts]
+        blobs = (
+            await self.redis.mget([self.keys.snapshot_part(h) for h in missing]) if missing else []
+        )
+        present = [blob for blob in blobs if blob is not None]
+        if len(present) != len(missing):
+            log.warning("snapshot v%s: parts expired before they were read", version)
+            return None
         started = time.perf_counter()
         # No collection while the index grows: a full pass over hundreds of thousands of new
         # objects would stall the loop for tens of ms. They are frozen right after.
         gc.disable()
         try:
-            index = await compile_index_async(raw)
+            fresh: dict[str, Part] = {}
+            for digest, blob in zip(missing, present, strict=True):
+                await asyncio.sleep(0)
+                fresh[digest] = decode_part(blob)
+            parts = {h: fresh[h] if h in fresh else self._parts[h] for h in wanted}
+            header = parts[manifest.header]
+            if not isinstance(header, SnapshotHeader):
+                raise ValueError(f"snapshot v{version}: part {manifest.header} is no header")
+            patched = await self._patched(version, header, parts, fresh)
+            if patched is not None:
+                index, delta = patched
+            else:
+                items = [p for p in parts.values() if not isinstance(p, SnapshotHeader)]
+                index, delta = await compile_index_async(version, header, items), None
         finally:
+            # Freeze before enabling: the first collection after a build would otherwise
+            # walk every object it made (tens of ms). Freezing resets the count instead.
+            gc.freeze()
             gc.enable()
-        header = msgspec.json.decode(raw.split(b"\n", 1)[0], type=SnapshotHeader)
-        self.campaigns = {c.id: c for c in header.campaigns}
-        previous, self.index = self.index, index
-        # The index lives until the next version: keep the collector from rescanning it.
-        gc.freeze()
-        if previous is not None:
-            # Dropping the old index at once frees ~10^5-10^6 objects in one go (100+ ms at
-            # 10,000 line items): take it apart in slices instead, once requests that
-            # started on it have finished.
-            self._retiring = asyncio.get_running_loop().create_task(_retire(previous))
-        log.info(
-            "snapshot v%s loaded: %d placements, %.1f ms",
-            version,
-            len(index.placements_by_key),
-            (time.perf_counter() - started) * 1000,
-        )
-        return True
+        return index, parts, delta, started
+
+    async def _patched(
+        self, version: int, header: SnapshotHeader, parts: dict[str, Part], fresh: dict[str, Part]
+    ) -> tuple[Index, Delta] | None:
+        """The current index patched with what changed, unless a full build is cheaper."""
+        old = self.index
+        if old is None or not self._parts:
+            return None
+        left = [
+            p
+            for h, p in self._parts.items()
+            if h not in parts and not isinstance(p, SnapshotHeader)
+        ]
+        arrived = [p for p in fresh.values() if not isinstance(p, SnapshotHeader)]
+        limit = FULL_REBUILD_SHARE * (len(old.line_items) + len(old.creatives))
+        delta = await delta_between(old, left, arrived, limit)
+        if delta is None:
+            return None
+        try:
+            return await patch_index(old, version, header, delta), delta
+        except IndexMismatch:
+            log.exception("snapshot v%s: the index could not be patched; rebuilding", version)
+            return None
 
     @staticmethod
     def _recent(

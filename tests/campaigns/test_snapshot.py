@@ -3,6 +3,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -13,13 +14,17 @@ from redis import Redis
 from campaigns import services
 from campaigns.snapshot import (
     PUBLISH_SCRIPT,
+    VERSION_TTL_SECONDS,
     build_snapshot,
     publish_snapshot,
     published_version,
+    read_snapshot,
     redis_keys,
+    write_snapshot,
 )
 from creatives.models import Creative
-from serving.snapshot import decode_snapshot
+from serving import snapshot as serving_snapshot
+from serving.snapshot import Manifest, decode_manifest, encode_snapshot
 from tests.conftest import wait_for
 from tests.factories import make_campaign, make_line_item, make_placement
 
@@ -57,14 +62,117 @@ def test_publishing_makes_a_new_current_version(redis_client: Redis) -> None:
 
     assert (first, second) == (1, 2)
     assert published_version() == 2
-    data = redis_client.get(redis_keys().snapshot_data(2))
-    assert decode_snapshot(data).version == 2  # type: ignore[arg-type]
+    snapshot = read_snapshot(redis_client, redis_keys(), 2)
+    assert snapshot is not None
+    assert snapshot.version == 2
+    assert len(snapshot.line_items) == 1
+
+
+def _manifest(client: Redis, version: int) -> Manifest:
+    raw = client.get(redis_keys().snapshot_manifest(version))
+    assert raw is not None
+    return decode_manifest(raw)
+
+
+def test_versions_share_the_parts_an_edit_did_not_change(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serving_snapshot, "PART_TARGET", 4)  # several parts from a few items
+    campaign = make_campaign()
+    items = [make_line_item(campaign, "1.00") for _ in range(24)]
+    publish_snapshot()
+    first = _manifest(redis_client, 1)
+
+    services.update_line_item(items[10], bid=Decimal("1.50"))
+    publish_snapshot()
+
+    second = _manifest(redis_client, 2)
+    assert second.header == first.header
+    assert second.creatives == first.creatives
+    assert len(first.line_items) >= 3
+    assert len(set(second.line_items) - set(first.line_items)) == 1
+    snapshot = read_snapshot(redis_client, redis_keys(), 2)
+    assert snapshot is not None
+    assert {li.id: li.bid for li in snapshot.line_items}[items[10].pk] == Decimal("1.50")
+
+
+def test_publishing_writes_only_the_parts_redis_lacks(redis_client: Redis) -> None:
+    keys = redis_keys()
+    make_line_item(make_campaign(), "2.00")
+    snapshot = build_snapshot(1, timezone.now())
+    encoded = encode_snapshot(snapshot)
+
+    assert write_snapshot(redis_client, keys, encoded) == (
+        True,
+        encoded.size - len(encoded.manifest),
+    )
+    again = encode_snapshot(msgspec.structs.replace(snapshot, version=2))
+    assert write_snapshot(redis_client, keys, again) == (True, 0)
+    assert published_version() == 2
+
+
+def test_a_version_whose_parts_are_missing_is_never_made_current(redis_client: Redis) -> None:
+    keys = redis_keys()
+    make_line_item(make_campaign(), "2.00")
+    encoded = encode_snapshot(build_snapshot(1, timezone.now()))
+    digests = list(encoded.parts)
+
+    # given a publisher that believes the parts are stored when they are not
+    reply = redis_client.eval(
+        PUBLISH_SCRIPT, 2 + len(digests), keys.snapshot_version, keys.snapshot_manifest(1),
+        *[keys.snapshot_part(d) for d in digests], 1, encoded.manifest, 60,
+        *[b"" for _ in digests],
+    )  # fmt: skip
+
+    # then nothing is published and it learns which parts to send
+    assert reply == list(range(len(digests)))
+    assert published_version() == 0
+    assert redis_client.get(keys.snapshot_manifest(1)) is None
+
+
+def test_a_part_that_expired_since_the_last_version_is_sent_again(redis_client: Redis) -> None:
+    keys = redis_keys()
+    make_line_item(make_campaign(), "2.00")
+    publish_snapshot()
+    header = _manifest(redis_client, 1).header
+    redis_client.delete(keys.snapshot_part(header))
+
+    publish_snapshot()
+
+    assert published_version() == 2
+    assert redis_client.exists(keys.snapshot_part(header))
+    assert read_snapshot(redis_client, keys, 2) is not None
+
+
+def test_old_versions_expire_and_shared_parts_live_as_long_as_the_newest(
+    redis_client: Redis,
+) -> None:
+    keys = redis_keys()
+    make_line_item(make_campaign(), "2.00")
+    publish_snapshot()
+    parts = _manifest(redis_client, 1).parts()
+    for digest in parts:
+        redis_client.expire(keys.snapshot_part(digest), 5)
+    redis_client.expire(keys.snapshot_manifest(1), 5)
+
+    publish_snapshot()
+
+    assert 0 < redis_client.ttl(keys.snapshot_manifest(1)) <= 5  # the old version goes
+    assert redis_client.ttl(keys.snapshot_manifest(2)) > VERSION_TTL_SECONDS - 60
+    for digest in parts:  # its parts stay, since version 2 holds them too
+        assert redis_client.ttl(keys.snapshot_part(digest)) > VERSION_TTL_SECONDS - 60
+    assert redis_client.ttl(keys.snapshot_version) == -1  # the pointer never expires
 
 
 def test_a_slow_publisher_never_moves_the_version_backwards(redis_client: Redis) -> None:
     keys = redis_keys()
-    redis_client.eval(PUBLISH_SCRIPT, 2, keys.snapshot_version, keys.snapshot_data(5), 5, "{}", 60)
-    redis_client.eval(PUBLISH_SCRIPT, 2, keys.snapshot_version, keys.snapshot_data(4), 4, "{}", 60)
+    make_line_item(make_campaign(), "2.00")
+    snapshot = build_snapshot(0, timezone.now())
+    newer = encode_snapshot(msgspec.structs.replace(snapshot, version=5))
+    older = encode_snapshot(msgspec.structs.replace(snapshot, version=4))
+
+    assert write_snapshot(redis_client, keys, newer)[0] is True
+    assert write_snapshot(redis_client, keys, older)[0] is False
 
     assert published_version() == 5
 

@@ -104,7 +104,8 @@ def test_the_sink_writes_runs_scripts_and_reads_in_one_batch(
 
     total, read, replies, dropped = run(go(), loop_kind)
     assert (total, read, replies, dropped) == (2, [b"n", b"3"], [42], 0)
-    (entry,) = redis_client.xrange(stream)
+    entries: Any = redis_client.xrange(stream)
+    (entry,) = entries
     assert decode_events(entry[1][b"v"]) == [Event(t="req", ts=1, pl=7, d="r1")]
 
 
