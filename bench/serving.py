@@ -92,6 +92,11 @@ def pin(cpu: int, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd] if shutil.which("taskset") else cmd
 
 
+def pin_all(cmd: list[str]) -> list[str]:
+    cpus = f"0-{(os.cpu_count() or 1) - 1}"
+    return ["taskset", "-c", cpus, *cmd] if shutil.which("taskset") else cmd
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -240,7 +245,9 @@ class Server:
         # INFO, so the serving app logs "snapshot vN loaded: ... ms" for each version.
         env = {**os.environ, "LOG_LEVEL": "INFO"}
         started = time.monotonic()
-        cmd = pin(0, self.cmd()) if WORKERS == 1 else self.cmd()
+        # This script pins itself to CPU 1 and its children inherit that: a multi-worker
+        # server is given every core explicitly.
+        cmd = pin(0, self.cmd()) if WORKERS == 1 else pin_all(self.cmd())
         self.proc = spawn(cmd, self.log_path, env)
         probe = "/" if self.app == HELLO_APP else "/v1/health"
         deadline = started + 300
