@@ -9,8 +9,10 @@ spend, its impression or click goal, or a line item's own budget. Each tick:
    (pass-through in effect * traffic share elapsed). Traffic share, not time, so the night
    and the noon peak measure the same thing, and the estimate survives the diurnal curve.
    A second, fast estimate watches for a change (a competitor ran out of budget, traffic
-   stopped or came back): when the two differ by more than `SHIFT`, the slow one restarts
-   from the fast one instead of taking its whole memory to catch up.
+   stopped or came back): when the two differ by more than the fast one's own Poisson noise
+   (from the wins behind it) allows, the slow one restarts from the fast one instead of
+   taking its whole memory to catch up. Both memories are capped in time too, so the night's
+   thin traffic does not stretch them to hours.
 2. Plan: the schedule's spend by `CATCH_UP` from now, minus what is spent, is what should be
    spent over the next `CATCH_UP`; the demand says how much that much traffic would bring at
    full rate; their ratio is the pass-through, clamped to [0, 1]. Being ahead lowers it,
@@ -32,13 +34,27 @@ from typing import Any
 # How far ahead the plan aims: errors are corrected over about this much of the day.
 CATCH_UP = timedelta(minutes=30)
 # The demand estimate forgets with this much of the day's traffic (about 45 minutes at an
-# average hour's traffic); the fast one with about six minutes'.
+# average hour's traffic), or this much time if that is shorter (the night's traffic would
+# otherwise stretch the memory to hours); the fast one with about six minutes'.
 DEMAND_MEMORY = 0.03
 FAST_MEMORY = 0.004
-# A fast estimate this many times above or below the slow one is a change, not noise.
+DEMAND_MEMORY_TIME = 45 * 60.0
+FAST_MEMORY_TIME = 6 * 60.0
+# A fast estimate this many times above or below the slow one is a change, not noise (when
+# the number of events behind the estimates is not known).
 SHIFT = 2.0
-# Less information than this (rate * traffic share) and an estimate is not updated.
+# With the events known (impressions or clicks won), a change is a fast estimate more than
+# `SHIFT_SIGMAS` of its own Poisson noise away from the slow one, and at least `MIN_SHIFT`.
+SHIFT_SIGMAS = 3.0
+MIN_SHIFT = 0.15
+MIN_SHIFT_EVENTS = 20.0
+# Less information than this (rate * traffic share) and an estimate is not updated; a day
+# with less than DAY_EVIDENCE does not set the next day's starting estimate.
 MIN_EVIDENCE = 0.0001
+DAY_EVIDENCE = 0.01
+# A new day (every budget fresh, others back in the auction) weighs what was learnt before
+# it this much: today's first evidence takes over quickly.
+NEW_DAY_WEIGHT = 0.25
 # A rate reaches the serving processes at their next read (once a second), part of the way
 # into the interval it is meant for: this much of each interval still ran on the rate
 # before it.
@@ -65,6 +81,11 @@ class Track:
     den: float = 0.0
     fast_num: float = 0.0
     fast_den: float = 0.0
+    fast_events: float = 0.0  # events (impressions, clicks) behind the fast estimate
+    events: float = 0.0  # the day's events at the last tick
+    # the same two sums over the whole of the current day, without forgetting
+    day_num: float = 0.0
+    day_den: float = 0.0
     anchor_spent: float = 0.0
     anchor_fraction: float = 0.0
     target: float = 0.0
@@ -92,6 +113,7 @@ class Tick:
     traffic: float  # the day's traffic share so far
     traffic_ahead: float  # ... by CATCH_UP from now
     fraction: Callable[[float], float]  # traffic share → scheduled share of the target
+    events: float | None = None  # impressions (or clicks) won today: the estimates' noise
 
 
 def plan(track: Track, tick: Tick, traffic: float) -> float:
@@ -104,26 +126,43 @@ def plan(track: Track, tick: Tick, traffic: float) -> float:
 
 
 def learn(track: Track, tick: Tick) -> None:
-    """Fold the interval since the last tick into the demand estimate (a new day starts
-    from zero spend but keeps what was learnt)."""
+    """Fold the interval since the last tick into the demand estimate. A new day starts from
+    zero spend and from yesterday's average demand (the last minutes of a day, budgets
+    finishing and others out, say less about the next morning than the whole day does),
+    weighed lightly (`NEW_DAY_WEIGHT`): today's first evidence soon decides."""
     if track.at == 0:  # a budget seen for the first time: a baseline, nothing to learn yet
         track.day, track.spent, track.traffic = tick.day, tick.spent, tick.traffic
+        track.events = tick.events or 0.0
     elif track.day != tick.day:
-        track.day, track.spent, track.traffic = tick.day, 0.0, 0.0
+        track.day, track.spent, track.traffic, track.events = tick.day, 0.0, 0.0, 0.0
         track.anchor_spent = track.anchor_fraction = 0.0
+        if track.day_den >= DAY_EVIDENCE:
+            track.demand = track.day_num / track.day_den
+        track.den *= NEW_DAY_WEIGHT
+        track.fast_den *= NEW_DAY_WEIGHT
+        track.fast_events *= NEW_DAY_WEIGHT
+        if track.demand is not None:
+            track.num = track.demand * track.den
+            track.fast_num = track.demand * track.fast_den
+        track.day_num = track.day_den = 0.0
     elapsed = tick.traffic - track.traffic
     gained = tick.spent - track.spent
+    seconds = max(0.0, tick.at - track.at)
     if elapsed > 0 and gained >= 0:
+        events = max(0.0, (tick.events or 0.0) - track.events)
         evidence = ((1 - LAG_SHARE) * track.applied + LAG_SHARE * track.previous) * elapsed
-        forget = math.exp(-elapsed / DEMAND_MEMORY)
+        forget = math.exp(-max(elapsed / DEMAND_MEMORY, seconds / DEMAND_MEMORY_TIME))
         track.num = track.num * forget + gained
         track.den = track.den * forget + evidence
-        forget = math.exp(-elapsed / FAST_MEMORY)
+        forget = math.exp(-max(elapsed / FAST_MEMORY, seconds / FAST_MEMORY_TIME))
         track.fast_num = track.fast_num * forget + gained
         track.fast_den = track.fast_den * forget + evidence
+        track.fast_events = track.fast_events * forget + events
+        track.day_num += gained
+        track.day_den += evidence
         if track.fast_den >= MIN_EVIDENCE and track.den >= MIN_EVIDENCE:
             fast, slow = track.fast_num / track.fast_den, track.num / track.den
-            if fast > slow * SHIFT or fast * SHIFT < slow:
+            if _shifted(fast, slow, track.fast_events if tick.events is not None else None):
                 track.num, track.den = track.fast_num, track.fast_den
         if track.den >= MIN_EVIDENCE:
             track.demand = track.num / track.den
@@ -133,6 +172,22 @@ def learn(track: Track, tick: Tick) -> None:
         tick.traffic,
         tick.target,
     )
+    if tick.events is not None:
+        track.events = tick.events
+
+
+def _shifted(fast: float, slow: float, events: float | None) -> bool:
+    """Whether the fast estimate says the demand changed: by more than `SHIFT` when the
+    events behind it are not known; by more than its own noise (`SHIFT_SIGMAS` standard
+    deviations of a Poisson count) and `MIN_SHIFT` when they are."""
+    if events is None:
+        return fast > slow * SHIFT or fast * SHIFT < slow
+    if events < MIN_SHIFT_EVENTS:
+        return False  # too few to tell a change from noise
+    if slow <= 0:
+        return fast > 0
+    threshold = 1.0 + max(MIN_SHIFT, SHIFT_SIGMAS / math.sqrt(max(events, 1.0)))
+    return fast > slow * threshold or fast * threshold < slow
 
 
 def desired_rate(track: Track, tick: Tick, parent: float = 1.0) -> float:
@@ -184,12 +239,15 @@ def predicted_end_of_day(track: Track, tick: Tick, parent: float = 1.0) -> float
 
 
 # Dynamic-down bids: the bid drifts down while the budget is held well below full rate
-# (`LOWER_BELOW`), back up while it cannot get what it wants at full rate, and stays put in
-# between, so bid and rate do not chase each other. The drift is measured in traffic, not
-# ticks: halving the bid takes `HALVING` of the day's traffic (about an hour and a quarter
-# at an average hour's), however often the controller runs.
-LOWER_BELOW = 0.5
-HALVING = 0.05
+# (`LOWER_BELOW`), back up while it wants clearly more than full rate (`RAISE_ABOVE`), and
+# stays put in between. The band is wide on purpose: what a bid wins moves in steps as it
+# crosses competitors' bids, and a narrow band would have bid and rate chase each other
+# across a step. The drift is measured in traffic, not ticks: halving the bid takes
+# `HALVING` of the day's traffic (about two and a half hours at an average hour's), however
+# often the controller runs.
+LOWER_BELOW = 0.3
+RAISE_ABOVE = 1.2
+HALVING = 0.1
 
 
 def next_multiplier(multiplier: float, desired: float, lowest: float, elapsed: float) -> float:
@@ -199,6 +257,6 @@ def next_multiplier(multiplier: float, desired: float, lowest: float, elapsed: f
     step = 0.5 ** (max(0.0, elapsed) / HALVING)
     if desired < LOWER_BELOW:
         multiplier *= step
-    elif desired > 1.0 + SLACK:
+    elif desired > RAISE_ABOVE:
         multiplier /= step
     return min(1.0, max(lowest, multiplier))

@@ -206,13 +206,17 @@ class Ledger:
         pipe.expire(key, DAY_TTL_SECONDS)
         pipe.execute()
 
-    def read_states(self) -> dict[str, dict[str, Any]]:
-        raw: dict[bytes, bytes] = self.client.hgetall(self.keys.pacing_state)  # type: ignore[assignment]
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+    def read_states(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The controller's states: all of them, or the named ones (`c12`, `v12`...)."""
+        if names is None:
+            raw: Any = self.client.hgetall(self.keys.pacing_state)
+            return {k.decode(): json.loads(v) for k, v in raw.items()}
+        values: Any = self.client.hmget(self.keys.pacing_state, names)
+        return {n: json.loads(v) for n, v in zip(names, values, strict=True) if v is not None}
 
     def exhausted(self, day: str) -> set[str]:
         """Members of a day's exhausted set: campaign ids and `li:{id}`."""
-        raw: set[bytes] = self.client.smembers(self.keys.exhausted(day))  # type: ignore[assignment]
+        raw: Any = self.client.smembers(self.keys.exhausted(day))
         return {m.decode() for m in raw}
 
     def write(
@@ -238,12 +242,25 @@ class Ledger:
             )
         pipe.execute()
 
-    def read_rates(self) -> tuple[dict[int, float], dict[int, float]]:
+    def read_rates(
+        self, line_item_ids: list[int] | None = None
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """(pass-through rates, bid multipliers): all, or the given line items' that are set."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.keys.pacing_rates)
-        pipe.hgetall(self.keys.bid_multipliers)
-        rates, multipliers = pipe.execute()
+        if line_item_ids is None:
+            pipe.hgetall(self.keys.pacing_rates)
+            pipe.hgetall(self.keys.bid_multipliers)
+            rates, multipliers = pipe.execute()
+            return (
+                {int(k): float(v) for k, v in rates.items()},
+                {int(k): float(v) for k, v in multipliers.items()},
+            )
+        if not line_item_ids:
+            return {}, {}
+        pipe.hmget(self.keys.pacing_rates, line_item_ids)
+        pipe.hmget(self.keys.bid_multipliers, line_item_ids)
+        rate_values, multiplier_values = pipe.execute()
         return (
-            {int(k): float(v) for k, v in rates.items()},
-            {int(k): float(v) for k, v in multipliers.items()},
+            {li: float(v) for li, v in zip(line_item_ids, rate_values, strict=True) if v},
+            {li: float(v) for li, v in zip(line_item_ids, multiplier_values, strict=True) if v},
         )

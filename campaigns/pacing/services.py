@@ -3,10 +3,11 @@ each campaign's pacing state (API, admin, reports). Every function takes `now`: 
 tasks pass the wall clock, the simulator its compressed one.
 """
 
+import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -124,11 +125,18 @@ def _shape_placements(campaign: Campaign) -> list[int]:
     return sorted(placements)
 
 
-def schedule_for(campaign: Campaign, now: datetime) -> DaySchedule:
+def schedule_for(
+    campaign: Campaign, now: datetime, shapes: dict[Any, tuple[float, ...]] | None = None
+) -> DaySchedule:
+    """The campaign's day around `now`; `shapes` remembers traffic shapes within one tick."""
     zone = campaign.advertiser.time_zone
     start, _ = day_bounds(now, zone)
-    shape = cached_shape(redis_client(), redis_keys(), zone, start, _shape_placements(campaign))
-    return day_schedule(now, zone, campaign.pacing_mode, shape)
+    placements = tuple(_shape_placements(campaign))
+    memo = {} if shapes is None else shapes
+    key = (zone, start, placements)
+    if key not in memo:
+        memo[key] = cached_shape(redis_client(), redis_keys(), zone, start, placements)
+    return day_schedule(now, zone, campaign.pacing_mode, memo[key])
 
 
 # -- the controller's tick ------------------------------------------------------------------
@@ -149,7 +157,6 @@ class _Tick:
     today: Counters
     life: Counters
     days: int | None
-    states: dict[str, Any] = field(default_factory=dict)
 
 
 def run_pacing(now: datetime) -> PacingRun:
@@ -168,7 +175,8 @@ def run_pacing(now: datetime) -> PacingRun:
 
 
 def _read_day(led: Ledger, campaigns: list[Campaign], now: datetime) -> dict[int, _Tick]:
-    schedules = {c.pk: schedule_for(c, now) for c in campaigns}
+    shapes: dict[Any, tuple[float, ...]] = {}
+    schedules = {c.pk: schedule_for(c, now, shapes) for c in campaigns}
     counters = led.read(
         [(c.pk, schedules[c.pk].day) for c in campaigns] + [(c.pk, "life") for c in campaigns]
     )
@@ -231,9 +239,11 @@ def _step_campaign(
 
     spent_before = to_money(life.spend - today.spend)
     target = spend_target(c, spent_before, tick.days)
-    budgets = [
-        (f"c{c.pk}", ctl.Tick(sched.day, at, today.spend, to_nanos(target), traffic, ahead, frac))
-    ]
+    spend = ctl.Tick(
+        sched.day, at, today.spend, to_nanos(target), traffic, ahead, frac,
+        events=today.impressions,
+    )  # fmt: skip
+    budgets = [(f"c{c.pk}", spend)]
     goal = goal_target(
         c,
         (life.impressions - today.impressions)
@@ -243,7 +253,8 @@ def _step_campaign(
     )
     if goal is not None and tick.days is not None:
         done = today.impressions if c.goal_type == GoalType.IMPRESSIONS else today.clicks
-        budgets.append((f"g{c.pk}", ctl.Tick(sched.day, at, done, goal, traffic, ahead, frac)))
+        t = ctl.Tick(sched.day, at, done, goal, traffic, ahead, frac, events=done)
+        budgets.append((f"g{c.pk}", t))
     tracks = [(name, ctl.Track.from_json(previous.get(name)), t) for name, t in budgets]
     first = tracks[0][1]
     elapsed = traffic - (first.traffic if first.day == sched.day else 0.0)
@@ -280,7 +291,7 @@ def _step_campaign(
             track = ctl.Track.from_json(previous.get(name))
             t = ctl.Tick(
                 sched.day, at, today.line_spend.get(li.pk, 0), to_nanos(li_target),
-                traffic, ahead, frac,
+                traffic, ahead, frac, events=today.line_impressions.get(li.pk, 0),
             )  # fmt: skip
             ctl.learn(track, t)
             wanted_here = ctl.desired_rate(track, t, parent=rate)
@@ -351,39 +362,82 @@ class _Truth:
     clicks: int = 0
 
 
+# Rollups of an hour can still arrive after it ends (ingestion lags seconds, a backlog more):
+# hours this long before the start of today are settled and summed once a day; the rest are
+# read at every reconciliation.
+SETTLED = timedelta(hours=2)
+
+
 def _truth(
     campaigns: list[Campaign], now: datetime
 ) -> tuple[dict[int, dict[int, _Truth]], dict[int, dict[int, _Truth]]]:
-    """(today, lifetime) per campaign and line item, from the rollups."""
+    """(today, lifetime) per campaign and line item, from the rollups. The recent rows (from
+    `SETTLED` before the start of today on; the hour is the rollups' leading index column)
+    are read each time; what came before them is summed once a day per campaign and kept in
+    Redis."""
     today: dict[int, dict[int, _Truth]] = defaultdict(lambda: defaultdict(_Truth))
     life: dict[int, dict[int, _Truth]] = defaultdict(lambda: defaultdict(_Truth))
-    ids = [c.pk for c in campaigns]
     bounds = {c.pk: day_bounds(now, c.advertiser.time_zone) for c in campaigns}
-    earliest = min(start for start, _ in bounds.values())
-    totals = (Sum("spend"), Sum("impressions"), Sum("clicks"))
+    for campaign_id, base in _settled(bounds).items():
+        for li, (s, i, k) in base.items():
+            t = life[campaign_id][li]
+            t.spend, t.impressions, t.clicks = s, i, k
+    earliest = min(start for start, _ in bounds.values()) - SETTLED
     rows = (
-        HourlyRollup.objects.filter(campaign_id__in=ids, hour__gte=earliest)
+        HourlyRollup.objects.filter(campaign_id__in=list(bounds), hour__gte=earliest)
         .values("campaign_id", "line_item_id", "hour")
-        .annotate(s=totals[0], i=totals[1], k=totals[2])
+        .annotate(s=Sum("spend"), i=Sum("impressions"), k=Sum("clicks"))
         .order_by()
     )
     for row in rows:
-        start, end = bounds[row["campaign_id"]]
+        campaign_id, li = row["campaign_id"], row["line_item_id"]
+        start, end = bounds[campaign_id]
+        if row["hour"] < start - SETTLED:
+            continue  # in the settled sum already
+        spend, impressions, clicks = to_nanos(row["s"]), row["i"] or 0, row["k"] or 0
+        tallies = [life[campaign_id][li]]
         if start <= row["hour"] < end:
-            t = today[row["campaign_id"]][row["line_item_id"]]
-            t.spend += to_nanos(row["s"])
-            t.impressions += row["i"] or 0
-            t.clicks += row["k"] or 0
-    lifetime = (
-        HourlyRollup.objects.filter(campaign_id__in=ids)
-        .values("campaign_id", "line_item_id")
-        .annotate(s=totals[0], i=totals[1], k=totals[2])
-        .order_by()
-    )
-    for total in lifetime:
-        t = life[total["campaign_id"]][total["line_item_id"]]
-        t.spend, t.impressions, t.clicks = to_nanos(total["s"]), total["i"] or 0, total["k"] or 0
+            tallies.append(today[campaign_id][li])
+        for t in tallies:
+            t.spend += spend
+            t.impressions += impressions
+            t.clicks += clicks
     return today, life
+
+
+def _settled(
+    bounds: dict[int, tuple[datetime, datetime]],
+) -> dict[int, dict[int, tuple[int, int, int]]]:
+    """Each campaign's rollups of the hours before `SETTLED` before the start of its local
+    today, per line item: (spend, impressions, clicks), summed once a day and kept in Redis
+    (two days)."""
+    client, keys = redis_client(), redis_keys()
+    names = {c: keys.lifetime_base(c, start.strftime("%Y%m%d")) for c, (start, _) in bounds.items()}
+    cached = dict(zip(names, client.mget(list(names.values())), strict=True))
+    out: dict[int, dict[int, tuple[int, int, int]]] = {}
+    missing: dict[datetime, list[int]] = defaultdict(list)
+    for campaign_id, raw in cached.items():
+        if raw is None:
+            missing[bounds[campaign_id][0] - SETTLED].append(campaign_id)
+        else:
+            out[campaign_id] = {int(li): tuple(v) for li, v in json.loads(raw).items()}
+    for before, ids in missing.items():
+        found: dict[int, dict[int, tuple[int, int, int]]] = {c: {} for c in ids}
+        for row in (
+            HourlyRollup.objects.filter(campaign_id__in=ids, hour__lt=before)
+            .values("campaign_id", "line_item_id")
+            .annotate(s=Sum("spend"), i=Sum("impressions"), k=Sum("clicks"))
+            .order_by()
+        ):
+            found[row["campaign_id"]][row["line_item_id"]] = (
+                to_nanos(row["s"]), row["i"] or 0, row["k"] or 0,
+            )  # fmt: skip
+        pipe = client.pipeline(transaction=False)
+        for campaign_id, base in found.items():
+            pipe.set(names[campaign_id], json.dumps(base), ex=2 * 86400)
+        pipe.execute()
+        out.update(found)
+    return out
 
 
 def reconcile_spend(
@@ -485,10 +539,10 @@ def campaign_pacing(campaign: Campaign, now: datetime) -> dict[str, Any]:
     sched = schedule_for(campaign, now)
     counters = led.read([(campaign.pk, sched.day), (campaign.pk, "life")])
     today, life = counters[(campaign.pk, sched.day)], counters[(campaign.pk, "life")]
-    states = led.read_states()
-    rates, multipliers = led.read_rates()
+    line_item_ids = [li.pk for li in campaign.line_items.all()]
+    view = led.read_states([f"v{campaign.pk}"]).get(f"v{campaign.pk}") or {}
+    rates, multipliers = led.read_rates(line_item_ids)
     exhausted = led.exhausted(sched.day)
-    view = states.get(f"v{campaign.pk}") or {}
     fresh = view.get("day") == sched.day
     days = days_left(campaign, sched)
     target = spend_target(campaign, to_money(life.spend - today.spend), days)

@@ -108,6 +108,23 @@ def test_a_win_never_rendered_is_released_after_the_token_lifetime(
     assert counters(redis_client, campaign, "life").spend == 10_250_000_000
 
 
+def test_yesterday_s_late_rollups_still_count_in_the_lifetime_totals(
+    booked: tuple[Campaign, LineItem, datetime], redis_client: Redis
+) -> None:
+    campaign, li, now = booked
+    midnight = now.replace(hour=0, minute=30)
+    reconcile_spend(midnight)  # the day's first reconciliation sums the settled days once
+    assert counters(redis_client, campaign, "life").spend == 10_250_000_000
+    # yesterday's last hour rolled up only after that (ingestion lags): it still counts
+    rollup(li, now.replace(hour=0) - timedelta(hours=1), "0.50", 100)
+    redis_client.delete(redis_keys().lifetime_spend(campaign.pk))  # Redis lost it meanwhile
+
+    reconcile_spend(now)
+
+    assert counters(redis_client, campaign, "life").spend == 10_750_000_000  # + 0.50
+    assert counters(redis_client, campaign, now.strftime("%Y%m%d")).spend == 3_250_000_000
+
+
 def test_the_budget_is_marked_spent_when_the_rollups_say_so_and_freed_when_it_is_raised(
     booked: tuple[Campaign, LineItem, datetime], redis_client: Redis
 ) -> None:
