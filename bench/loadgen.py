@@ -9,16 +9,19 @@ asyncio streams, would be the bottleneck), each with at most one request in flig
   request goes out on a free connection; when none is free it is counted late and waits
   for the first connection that frees. Its latency runs from the time it was due, not from
   when it went out, so queueing in front of a slow server shows (no coordinated omission).
-  The schedule is kept to well under a millisecond by spinning the event loop between
-  due times (epoll sleeps in whole milliseconds); the generator has its own core for that.
+  With a core of its own the schedule is kept to well under a millisecond by spinning the
+  event loop between due times (epoll sleeps in whole milliseconds); sharing a core with
+  the server ("spin": 0) it sleeps instead, and requests leave up to a millisecond late, a
+  delay that counts in their latency (pessimistic by that much).
   `lag` reports how late requests left when a connection was free: the generator's own
   error, already inside the latencies.
 
     python -m bench.loadgen SPEC.json  ->  one JSON line of results on stdout
 
 SPEC: "port", "requests" (raw request texts, used in turn), "seconds", "warmup",
-"connections", "rate" (0: closed loop). The run prints "MEASURE start" and "MEASURE end"
-lines when the measured window opens and closes (the caller samples CPU counters then).
+"connections", "rate" (0: closed loop), "spin" (seconds; default 1.2 ms). The run prints
+"MEASURE start" and "MEASURE end" lines when the measured window opens and closes (the
+caller samples CPU counters then).
 Only 127.0.0.1 is contacted; the run ends by itself (the schedule stops at warm-up + seconds
 and unanswered requests are given up `DRAIN` seconds later).
 """
@@ -110,6 +113,9 @@ class Generator:
         self.warmup: float = spec["warmup"]
         self.n_conns: int = spec["connections"]
         self.rate: float = spec.get("rate", 0)
+        # Spin (busy-wait) for due times closer than this; 0 when the generator shares its
+        # core with the server: it would take that core's time from the server.
+        self.spin: float = spec.get("spin", SPIN)
         self.next_req = 0
         self.latencies: list[float] = []
         self.lags: list[float] = []
@@ -227,7 +233,7 @@ class Generator:
             while (t := now()) < self.stop_at:
                 self.pump(t)
                 wait = self.next_due - now()
-                await asyncio.sleep(0 if wait < SPIN else wait - SPIN)
+                await asyncio.sleep(0 if wait < self.spin else wait - self.spin)
         else:
             await asyncio.sleep(max(0.0, self.stop_at - now()))
         deadline = self.stop_at + DRAIN

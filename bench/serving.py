@@ -336,7 +336,7 @@ class Load:
             return self._wrk(server, case, path, bodies, seconds)
         warmup = OPEN_WARMUP if rate else SATURATION_WARMUP
         spec = {"port": server.port, "seconds": seconds, "warmup": warmup,
-                "connections": connections, "rate": rate,
+                "connections": connections, "rate": rate, "spin": 0.0012 if WORKERS == 1 else 0,
                 "requests": self.raw(server.port, path, bodies)}  # fmt: skip
         spec_path = self.tmp / "loadgen.json"
         spec_path.write_text(json.dumps(spec))
