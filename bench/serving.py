@@ -92,6 +92,14 @@ def pin(cpu: int, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd] if shutil.which("taskset") else cmd
 
 
+def boost(cmd: list[str]) -> list[str]:
+    """The load generator at a higher priority than the server, when we may (root): it stands
+    for clients on other machines, and when it shares a core with a busy worker the kernel
+    would otherwise let its replies wait a time slice, a delay that is the bench's, not the
+    server's, yet would count in the measured latency."""
+    return ["nice", "-n", "-10", *cmd] if os.geteuid() == 0 and shutil.which("nice") else cmd
+
+
 def pin_all(cmd: list[str]) -> list[str]:
     cpus = f"0-{(os.cpu_count() or 1) - 1}"
     return ["taskset", "-c", cpus, *cmd] if shutil.which("taskset") else cmd
@@ -286,6 +294,8 @@ class Run:
     case: str  # hello, /v1/ad, /openrtb2/auction
     offered: float = 0.0  # 0: closed loop
     load: str = ""  # "25 %" ... for open loop
+    # The run the verdict reads: half the aim (2,500/s), or half the saturation if lower.
+    target: bool = False
     rps: float = 0.0
     p50: float = 0.0
     p90: float = 0.0
@@ -340,7 +350,7 @@ class Load:
                 "requests": self.raw(server.port, path, bodies)}  # fmt: skip
         spec_path = self.tmp / "loadgen.json"
         spec_path.write_text(json.dumps(spec))
-        cmd = pin(1, [sys.executable, "-m", "bench.loadgen", str(spec_path)])
+        cmd = boost(pin(1, [sys.executable, "-m", "bench.loadgen", str(spec_path)]))
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
         )
@@ -389,7 +399,7 @@ class Load:
             cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "-s", str(script)]
             marks.append((server.cpu(), self.redis.cpu(), machine_busy(), children_cpu()))
             run = subprocess.run(
-                pin(1, [*cmd, url]), capture_output=True, text=True, timeout=duration + 30,
+                boost(pin(1, [*cmd, url])), capture_output=True, text=True, timeout=duration + 30,
                 check=True,
             )  # fmt: skip
             line = next(x for x in run.stdout.splitlines() if x.startswith("BENCH "))
@@ -676,28 +686,34 @@ def bench_server(
         fractions = LOADS if primary and not args.quick else (0.50,)
         ad_sat = sat["/v1/ad"].rps
         for fraction in fractions:
-            rate = round(ad_sat * fraction)
+            # "p99 under 10 ms at half that load": half of the 5,000/s aimed at, or half of
+            # what the server reached if that is less.
+            target = fraction == 0.50
+            rate = round(half_load(ad_sat) if target else ad_sat * fraction)
             run = load.run(app, "/v1/ad", "/v1/ad", bodies["v1"], secs, rate=rate)
-            run.load = f"{fraction:.0%}"
+            run.load, run.target = f"{rate / ad_sat:.0%}", target
             base = load.run(hello, "hello", "/", [], secs, rate=rate) if not args.quick else None
             if base is not None:
                 base.load = run.load
             res.fixed.append((run, base))
             log(f"  {kind} /v1/ad at {rate:,}/s: p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms")
             trim_events(redis, prefix)
-        rate = round(sat["/openrtb2/auction"].rps * 0.5)
+        rtb_sat = sat["/openrtb2/auction"].rps
+        rate = round(half_load(rtb_sat))
         run = load.run(app, "/openrtb2/auction", "/openrtb2/auction", bodies["openrtb"], secs,
                        rate=rate)  # fmt: skip
-        run.load = "50%"
+        run.load, run.target = f"{rate / rtb_sat:.0%}", True
         res.fixed.append((run, None))
         log(f"  {kind} /openrtb2/auction at {rate:,}/s: p99 {run.p99:.1f} ms")
         if primary:
             res.losses = loss_reasons(redis, prefix)
         trim_events(redis, prefix)
         if primary:
-            # The same load as the 50 % run, now with a new snapshot version every 2 s.
-            rate = round(ad_sat * 0.5)
-            calm = next(r for r, _ in res.fixed if r.server == kind and r.load == "50%")
+            # The same load as the half-load run, now with a new snapshot version every 2 s.
+            calm = next(
+                r for r, _ in res.fixed if r.server == kind and r.case == "/v1/ad" and r.target
+            )
+            rate = round(calm.offered)
             count = int((OPEN_WARMUP + secs) / SWAP_EVERY) + 1
             republisher = Republisher(cost10k.snapshot, count)
             before = len(app.loads())
@@ -709,7 +725,7 @@ def bench_server(
                 )  # fmt: skip
             finally:
                 republisher.stop()
-            run.load = "50%"
+            run.load, run.target = calm.load, True
             swaps = [ms for _, ms in app.loads()[before:]]
             res.swap.append((run, calm, swaps, len(republisher.published)))
             log(f"  {kind} swaps: {len(republisher.published)} published, {len(swaps)} "
@@ -858,7 +874,7 @@ def print_results(res: Results, args: argparse.Namespace) -> list[str]:
                 f"{published} / {len(swaps)}" if r is run else "-", loaded if r is run else "-",
             ])  # fmt: skip
     table(
-        "Snapshot swaps under load: /v1/ad at 50 % (baseline: the same load without swaps)",
+        "Snapshot swaps under load: /v1/ad at half load (baseline: the same load without swaps)",
         ["server", "case", "offered/s", "achieved/s", "p50", "p99", "p99.9", "max", "late",
          "srv µs/req", "srv CPU", "published/loaded", "decode+index ms each"],
         rows,
@@ -903,7 +919,7 @@ def print_results(res: Results, args: argparse.Namespace) -> list[str]:
     if res.losses:
         total = sum(res.losses.values())
         top = sorted(res.losses.items(), key=lambda kv: -kv[1])
-        log("events of the last 20,000 requests (granian /openrtb2 50 % run): "
+        log("events of the last 20,000 requests (granian /openrtb2 half-load run): "
             + ", ".join(f"{k} {v:,}" for k, v in top[:10]) + f" (of {total:,})")  # fmt: skip
     return verdict(res)
 
@@ -914,7 +930,7 @@ def verdict(res: Results) -> list[str]:
     for case in ("/v1/ad", "/openrtb2/auction"):
         sat = next((r for r in res.saturation if r.server == primary and r.case == case), None)
         half = next(
-            (r for r, _ in res.fixed if r.server == primary and r.case == case and r.load == "50%"),
+            (r for r, _ in res.fixed if r.server == primary and r.case == case and r.target),
             None,
         )
         if sat is None:
@@ -958,6 +974,10 @@ def delete_prefix(redis: Redis, prefix: str) -> None:
     for start in range(0, len(keys), 1000):
         client.delete(*keys[start : start + 1000])
     client.close()
+
+
+def half_load(saturation: float) -> float:
+    return min(AIM_RPS / 2, saturation / 2)
 
 
 def set_workers(n: int) -> None:
