@@ -93,10 +93,11 @@ def pin(cpu: int, cmd: list[str]) -> list[str]:
 
 
 def boost(cmd: list[str]) -> list[str]:
-    """The load generator at a higher priority than the server, when we may (root): it stands
-    for clients on other machines, and when it shares a core with a busy worker the kernel
-    would otherwise let its replies wait a time slice, a delay that is the bench's, not the
-    server's, yet would count in the measured latency."""
+    """The load generator and the embedded Redis at a higher priority than the server, when
+    we may (root). They stand for clients and a Redis on other machines; sharing a core with
+    a busy worker, the kernel would otherwise let them wait out its time slice (Redis's slow
+    log showed single commands taking 3-9 ms of wall time), a delay that is the bench's, not
+    the server's, yet would count in the measured latency."""
     return ["nice", "-n", "-10", *cmd] if os.geteuid() == 0 and shutil.which("nice") else cmd
 
 
@@ -197,7 +198,7 @@ class Redis:
         sock = tmp / "redis.sock"
         cmd = [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
                "--save", "", "--appendonly", "no", "--dir", str(tmp)]  # fmt: skip
-        proc = spawn(pin(1, cmd), tmp / "redis.log")
+        proc = spawn(boost(pin(1, cmd)), tmp / "redis.log")
         url = f"unix://{sock}?db=0"
         import redis
 
