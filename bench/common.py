@@ -1,7 +1,11 @@
 """What the benchmark scripts share."""
 
+import contextlib
 import os
 import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -25,3 +29,33 @@ def configure(tmp: Path) -> str:
         DJANGO_SETTINGS_MODULE="adsplatform.settings",
     )
     return prefix
+
+
+@contextlib.contextmanager
+def django_bench(name: str) -> Iterator[Path]:
+    """For an in-process benchmark: a temporary directory, the embedded Redis (or REDIS_URL),
+    `configure`, Django set up and migrated. On the way out every key of the run's prefix
+    is deleted, the embedded Redis stopped and the directory removed."""
+    from bench.serving import Redis, delete_prefix, stop
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    redis = None
+    prefix = ""
+    try:
+        redis = Redis.start(tmp)
+        os.environ["REDIS_URL"] = redis.url
+        prefix = configure(tmp)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        yield tmp
+    finally:
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                delete_prefix(redis, prefix)
+            if redis.proc is not None:
+                stop(redis.proc)
+        shutil.rmtree(tmp, ignore_errors=True)

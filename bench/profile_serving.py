@@ -16,14 +16,11 @@ per request without the profiler first, then the profile.
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import io
 import pstats
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,8 +30,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.book import RequestMix, load_book, tc_strings  # noqa: E402
-from bench.common import configure  # noqa: E402
-from bench.serving import Redis, delete_prefix, stop  # noqa: E402
+from bench.common import django_bench  # noqa: E402
 
 
 async def drive(
@@ -144,37 +140,17 @@ def main() -> int:
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    redis = None
-    prefix = ""
-    try:
-        redis = Redis.start(tmp)
-        import os
-
-        os.environ["REDIS_URL"] = redis.url
-        prefix = configure(tmp)
-        import django
-
-        django.setup()
+    with django_bench("profile"):
         from django.conf import settings
-        from django.core.management import call_command
 
         from campaigns.snapshot import publish_snapshot
 
-        call_command("migrate", verbosity=0)
         book = load_book(random.Random(42), args.line_items)
         publish_snapshot()
         mix = RequestMix(book, tc_strings(settings.GVL_VENDOR_ID), random.Random(7))
         make = mix.v1 if args.door == "v1" else mix.openrtb
         bodies = [make().encode() for _ in range(1000)]
         asyncio.run(profile(args, bodies))
-    finally:
-        if redis is not None:
-            with contextlib.suppress(Exception):
-                delete_prefix(redis, prefix)
-            if redis.proc is not None:
-                stop(redis.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

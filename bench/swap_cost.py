@@ -21,10 +21,8 @@ import asyncio
 import contextlib
 import functools
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +35,8 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.book import load_book  # noqa: E402
-from bench.common import configure  # noqa: E402
-from bench.serving import Redis, delete_prefix, publish_timed, stop  # noqa: E402
+from bench.common import django_bench  # noqa: E402
+from bench.serving import publish_timed  # noqa: E402
 
 TICK = 0.001
 DEFAULT_SHARE = 0.25  # serving.store.FULL_REBUILD_SHARE, read at startup
@@ -269,23 +267,9 @@ def main() -> int:
     parser.add_argument("--swaps", type=int, default=5, help="swaps per case and path")
     parser.add_argument("--build-budget", type=float, default=600)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-swap-"))
-    redis = None
-    prefix = ""
-    try:
-        redis = Redis.start(tmp)
-        import os
-
-        os.environ["REDIS_URL"] = redis.url
-        prefix = configure(tmp)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
+    with django_bench("swap"):
         from campaigns.snapshot import redis_keys
 
-        call_command("migrate", verbosity=0)
         book = load_book(random.Random(42), args.line_items)
         print(f"book: {book.line_items:,} line items in {book.seconds:.1f} s", file=sys.stderr)
         cost = publish_timed(book.line_items, budget=args.build_budget)
@@ -313,13 +297,6 @@ def main() -> int:
             "parts cache emptied and patching off (every swap before content-addressed parts, "
             "with today's slicing). took: the path the store took."
         )
-    finally:
-        if redis is not None:
-            with contextlib.suppress(Exception):
-                delete_prefix(redis, prefix)
-            if redis.proc is not None:
-                stop(redis.proc)
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
