@@ -142,9 +142,10 @@ async def measure(
 async def serving_side(args: argparse.Namespace, snapshot: Any, keys: Any) -> list[list[str]]:
     import logging
 
+    from redis.asyncio import Redis as AsyncRedis
+
     from campaigns.snapshot import redis_client, write_snapshot
     from serving import store as store_module
-    from serving.resp import fast_redis
     from serving.snapshot import encode_snapshot
     from serving.store import SnapshotStore
 
@@ -164,7 +165,7 @@ async def serving_side(args: argparse.Namespace, snapshot: Any, keys: Any) -> li
     from django.conf import settings
 
     client = redis_client()
-    store = SnapshotStore(fast_redis(settings.REDIS_URL), keys)
+    store = SnapshotStore(AsyncRedis.from_url(settings.REDIS_URL), keys)
     await store.refresh()  # the first version: a full load
     assert store.index is not None
     idle = await idle_cpu_per_second()

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
+from redis.asyncio import Redis
 
 from compliance.anonymise import truncate_ip
 from compliance.policy import PrivacySignals, evaluate
@@ -44,7 +45,6 @@ from serving.index import Index
 from serving.keys import RedisKeys, day_of
 from serving.macros import macro_values, substitute
 from serving.ratelimit import RateLimiter
-from serving.resp import fast_redis
 from serving.schema import RequestError, ad_request_decoder, to_context
 from serving.snapshot import LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
@@ -155,8 +155,10 @@ class ServingApp:
         self.config = config
         self.keys = RedisKeys(config.key_prefix)
         self.signer = TokenSigner(config.signing_key)
-        # Connections open lazily, on the first command inside the server's event loop.
-        self.redis = fast_redis(config.redis_url)
+        # Connections open lazily, on the first command inside the server's event loop. This
+        # client serves the once-a-second snapshot and rate reads; the hot path's batches go
+        # through the sink's own connection (`serving.wire`).
+        self.redis = Redis.from_url(config.redis_url)
         self.store = SnapshotStore(self.redis, self.keys)
         self.sink = EventSink(config.redis_url, self.keys.events)
         self.limiter = RateLimiter(self.sink, config.key_prefix, config.rate_limit)
