@@ -25,15 +25,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from serving.openrtb.codes import (
+    LOSS_BELOW_DEAL_FLOOR,
+    LOSS_BELOW_FLOOR,
+    LOSS_NOT_IN_DEAL,
+    LOSS_OUTBID,
+    LOSS_OUTBID_BY_DEAL,
+)
+
 ONE_CENT = Decimal("0.01")
 BOOKED_TIERS = frozenset({0, 1})  # sponsorship, guaranteed
-
-# OpenRTB 2.6 loss reason codes used here (serving.openrtb has the full list).
-LOSS_BELOW_FLOOR = 100
-LOSS_BELOW_DEAL_FLOOR = 101
-LOSS_OUTBID = 102
-LOSS_OUTBID_BY_DEAL = 103
-LOSS_NOT_IN_DEAL = 213
 
 
 @dataclass(frozen=True, slots=True)
