@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
-from bench.common import configure  # noqa: E402
+from bench.common import configure, delete_keys  # noqa: E402
 
 LINE_ITEMS, ASSIGNMENTS = 10, 9  # per campaign
 MIB = 1024 * 1024
@@ -228,10 +228,7 @@ def main() -> int:
         finally:
             from django_redis import get_redis_connection
 
-            client = get_redis_connection("default")
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
+            delete_keys(get_redis_connection("default"), prefix)
     print(f"\n{'phase':<18} {'rows':>7} {'seconds':>8} {'traced peak MiB':>16} {'max RSS MiB':>12}")
     for label, rows, seconds, peak, rss in results:
         print(f"{label:<18} {rows:>7,} {seconds:>8.2f} {peak:>16.1f} {rss:>12.1f}")

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def configure(tmp: Path) -> str:
@@ -29,6 +30,13 @@ def configure(tmp: Path) -> str:
         DJANGO_SETTINGS_MODULE="adsplatform.settings",
     )
     return prefix
+
+
+def delete_keys(client: Any, prefix: str) -> None:
+    """Delete every key of a run's prefix (a redis-py client), in slices of a thousand."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from adsplatform.launch import start_embedded_redis, stop  # noqa: E402
-from bench.common import configure  # noqa: E402
+from bench.common import configure, delete_keys  # noqa: E402
 
 MIB = 1024 * 1024
 OTHER_USERS = 50_000
@@ -211,10 +211,7 @@ def main() -> int:
             finally:
                 from django_redis import get_redis_connection
 
-                client = get_redis_connection("default")
-                keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-                for n in range(0, len(keys), 1000):
-                    client.delete(*keys[n : n + 1000])
+                delete_keys(get_redis_connection("default"), prefix)
     finally:
         if procs:
             stop(procs)

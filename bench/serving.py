@@ -35,7 +35,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.book import Book, RequestMix, check_consent, load_book, tc_strings  # noqa: E402
-from bench.common import configure  # noqa: E402
+from bench.common import configure, delete_keys  # noqa: E402
 
 BIN = Path(sys.executable).parent
 # Serving worker processes (`--workers`): one per core by default, as in production. With
@@ -971,9 +971,7 @@ def verdict(res: Results) -> list[str]:
 
 def delete_prefix(redis: Redis, prefix: str) -> None:
     client = redis.client()
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
+    delete_keys(client, prefix)
     client.close()
 
 
