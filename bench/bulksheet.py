@@ -20,11 +20,8 @@ for the second under tracemalloc (which slows Python down), for its peak of trac
 import argparse
 import csv
 import io
-import resource
 import sys
 import tempfile
-import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,10 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
-from bench.common import configure, delete_keys  # noqa: E402
+from bench.common import (  # noqa: E402
+    configure,
+    delete_keys,
+    timed_and_traced,
+)
 
 LINE_ITEMS, ASSIGNMENTS = 10, 9  # per campaign
-MIB = 1024 * 1024
 Phase = Callable[[], tuple[Any, int]]  # runs a phase; returns its value and its rows
 Row = tuple[str, int, float, float, float]  # phase, rows, seconds, traced peak, max RSS
 
@@ -110,22 +110,9 @@ def raise_bids(export: str) -> bytes:
     return out.getvalue().encode()
 
 
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def measure(label: str, timed: Phase, traced: Phase) -> tuple[Any, Row]:
     """Time one run of a phase, and take the traced peak of another (on the other data)."""
-    started = time.perf_counter()
-    value, rows = timed()
-    seconds = time.perf_counter() - started
-    rss = max_rss_mib()
-    tracemalloc.start()
-    try:
-        traced()
-        peak = tracemalloc.get_traced_memory()[1] / MIB
-    finally:
-        tracemalloc.stop()
+    (value, rows), seconds, rss, peak = timed_and_traced(timed, traced)
     print(
         f"  {label:<18} {rows:>7,} rows {seconds:7.2f} s  traced peak {peak:6.1f} MiB  "
         f"max RSS {rss:6.1f} MiB",

@@ -2,10 +2,13 @@
 
 import contextlib
 import os
+import resource
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,32 @@ def configure(tmp: Path) -> str:
         DJANGO_SETTINGS_MODULE="adsplatform.settings",
     )
     return prefix
+
+
+MIB = 1024 * 1024
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def timed_and_traced[T](
+    timed: Callable[[], T], traced: Callable[[], object]
+) -> tuple[T, float, float, float]:
+    """Run `timed` for the clock and `traced` (the same work on other data) under tracemalloc,
+    whose bookkeeping would slow the timed run: (timed's value, seconds, max RSS MiB after the
+    timed run, traced peak MiB)."""
+    started = time.perf_counter()
+    value = timed()
+    seconds = time.perf_counter() - started
+    rss = max_rss_mib()
+    tracemalloc.start()
+    try:
+        traced()
+        peak = tracemalloc.get_traced_memory()[1] / MIB
+    finally:
+        tracemalloc.stop()
+    return value, seconds, rss, peak
 
 
 def delete_keys(client: Any, prefix: str) -> None:

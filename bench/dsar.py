@@ -24,12 +24,10 @@ the timed run (ru_maxrss; it only grows).
 import argparse
 import os
 import random
-import resource
 import secrets
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,17 +37,17 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from adsplatform.launch import start_embedded_redis, stop  # noqa: E402
-from bench.common import configure, delete_keys  # noqa: E402
+from bench.common import (  # noqa: E402
+    MIB,
+    configure,
+    delete_keys,
+    timed_and_traced,
+)
 
-MIB = 1024 * 1024
 OTHER_USERS = 50_000
 SUBJECT_SHARE = 1 / 10_000  # of all events, per subject
 BATCH = 5_000
 Row = tuple[str, int, int, float, float, float]  # phase, events found, entries, s, peak, RSS
-
-
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def fill(total_events: int, subjects: dict[str, str]) -> tuple[int, dict[str, int], str]:
@@ -125,16 +123,7 @@ def fill(total_events: int, subjects: dict[str, str]) -> tuple[int, dict[str, in
 def measure(label: str, timed: Callable[[], Any], traced: Callable[[], Any]) -> Row:
     from compliance.models import DataSubjectRequest
 
-    started = time.perf_counter()
-    pk = timed()
-    seconds = time.perf_counter() - started
-    rss = max_rss_mib()
-    tracemalloc.start()
-    try:
-        traced()
-        peak = tracemalloc.get_traced_memory()[1] / MIB
-    finally:
-        tracemalloc.stop()
+    pk, seconds, rss, peak = timed_and_traced(timed, traced)
     request = DataSubjectRequest.objects.get(pk=pk)
     counts = request.counts
     found = counts.get("events", 0) + counts.get("events_deleted", 0)
