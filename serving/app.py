@@ -22,30 +22,44 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs
 
 import msgspec
 from redis.asyncio import Redis
 
 from compliance.anonymise import truncate_ip
-from compliance.policy import PrivacySignals, evaluate
+from compliance.policy import evaluate
 from compliance.pseudonym import Pseudonymiser
 from serving import clock as spend_clock
 from serving import openrtb
 from serving.buyers import BuyerPool, ExternalBid
-from serving.context import AUDIO, VIDEO, AdContext, DeviceInfo, Imp, VideoSpec
-from serving.engine import Decision, Outcome, decide
+from serving.context import AdContext
+from serving.engine import Outcome, decide
 from serving.enrich import Enricher
 from serving.events import Event, EventSink
+from serving.http import (
+    GIF,
+    JSON,
+    NO_STORE,
+    XML,
+    HttpError,
+    Receive,
+    Scope,
+    Send,
+    all_headers,
+    header,
+    query_params,
+    read_body,
+    respond,
+)
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
-from serving.macros import macro_values, substitute
 from serving.ratelimit import RateLimiter
-from serving.schema import RequestError, ad_request_decoder, to_context
+from serving.render import MICROS, Renderer, auction_macros, costs, v1_decision
+from serving.schema import RequestError, ad_request_decoder, to_context, vast_context
 from serving.snapshot import LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
 from serving.targeting import RequestState, cap_fields
@@ -53,26 +67,11 @@ from serving.tokens import InvalidToken, TokenKind, TokenSigner, TrackingToken
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-MAX_BODY = 256 * 1024
-MICROS = Decimal(1_000_000)
-GIF = (
-    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
-    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
-)
-JSON = (b"content-type", b"application/json")
-XML = (b"content-type", b"application/xml")
-NO_STORE = (b"cache-control", b"no-store")
 EMPTY_VAST = b'<VAST version="4.2"/>'
 # Margin kept between the buyers' deadline and the caller's tmax for our own work.
 TMAX_MARGIN_MS = 20
 # Frequency counters of a pseudonymous id outlive no pseudonym period by more than this.
 CAP_TTL_SECONDS = 31 * 86400
-MTYPES = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
 _json = msgspec.json.Encoder(decimal_format="number")
 # A caller's own request id is echoed when it is short and plain; otherwise we make one.
@@ -123,12 +122,6 @@ class ServingConfig:
         )
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, error: str, detail: str = "") -> None:
-        super().__init__(detail or error)
-        self.status, self.error, self.detail = status, error, detail
-
-
 class NoAd(Exception):
     """Nothing is served, for a stated reason (a 204, an empty VAST, an OpenRTB no-bid)."""
 
@@ -137,24 +130,12 @@ class NoAd(Exception):
         self.reason, self.nbr = reason, nbr
 
 
-@dataclass(slots=True)
-class Served:
-    """One decision, rendered."""
-
-    decision: Decision
-    decision_id: str
-    format: str
-    markup: str
-    imp_url: str
-    click_url: str
-    native: str = ""
-
-
 class ServingApp:
     def __init__(self, config: ServingConfig) -> None:
         self.config = config
         self.keys = RedisKeys(config.key_prefix)
         self.signer = TokenSigner(config.signing_key)
+        self.renderer = Renderer(self.signer, config.public_url)
         # Connections open lazily, on the first command inside the server's event loop. This
         # client serves the once-a-second snapshot and rate reads; the hot path's batches go
         # through the sink's own connection (`serving.wire`).
@@ -224,7 +205,7 @@ class ServingApp:
         if scope["type"] != "http":
             return
         await self.startup()
-        request_id = _header(scope, b"x-request-id") or ""
+        request_id = header(scope, b"x-request-id") or ""
         if not _REQUEST_ID_RE.match(request_id):
             request_id = os.urandom(16).hex()
         try:
@@ -233,7 +214,7 @@ class ServingApp:
             body = (
                 {"error": exc.error, "detail": exc.detail} if exc.detail else {"error": exc.error}
             )
-            await _respond(send, exc.status, _json.encode(body), request_id, [JSON])
+            await respond(send, exc.status, _json.encode(body), request_id, [JSON])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -276,7 +257,7 @@ class ServingApp:
     # -- the three doors ------------------------------------------------------------------
 
     async def _ad(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         now = time.time()
         try:
             request = ad_request_decoder.decode(body)
@@ -284,7 +265,7 @@ class ServingApp:
                 request,
                 request_id=request_id,
                 now=now,
-                sec_gpc=_header(scope, b"sec-gpc"),
+                sec_gpc=header(scope, b"sec-gpc"),
                 explain=_explain_asked(scope),
             )
         except msgspec.ValidationError as exc:
@@ -296,24 +277,24 @@ class ServingApp:
         try:
             placement, outcome = await self._decide(ctx, scope)
         except NoAd as no_ad:
-            await _respond(
+            await respond(
                 send, 204, b"", request_id, [(b"x-no-fill-reason", no_ad.reason.encode())]
             )
             return
-        served = self._render_all(ctx, placement, outcome)
+        served = self.renderer.render_all(ctx, placement, outcome)
         if not served and outcome.explain is None:
-            await _respond(send, 204, b"", request_id, [(b"x-no-fill-reason", b"no_eligible")])
+            await respond(send, 204, b"", request_id, [(b"x-no-fill-reason", b"no_eligible")])
             return
         payload: dict[str, Any] = {
             "id": request_id,
-            "decisions": [_v1_decision(s) for s in served],
+            "decisions": [v1_decision(s) for s in served],
         }
         if outcome.explain is not None:
             payload["explain"] = outcome.explain
-        await _respond(send, 200, _json.encode(payload), request_id, [JSON, NO_STORE])
+        await respond(send, 200, _json.encode(payload), request_id, [JSON, NO_STORE])
 
     async def _openrtb(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         now = time.time()
         try:
             request = openrtb.decode_bid_request(body)
@@ -323,8 +304,8 @@ class ServingApp:
                 now=now,
                 currency=self.config.currency,
                 fx=self.config.fx,
-                sec_gpc=_header(scope, b"sec-gpc"),
-                placement_key=_query(scope).get("placement"),
+                sec_gpc=header(scope, b"sec-gpc"),
+                placement_key=query_params(scope).get("placement"),
                 explain=_explain_asked(scope),
             )
         except openrtb.OpenRtbError as exc:
@@ -332,38 +313,38 @@ class ServingApp:
         headers = [(b"x-openrtb-version", b"2.6")]
         reply_currency = self._reply_currency(ctx)
         if reply_currency is None:
-            await _respond(send, 204, b"", request_id, [*headers, (b"x-no-bid-reason", b"cur")])
+            await respond(send, 204, b"", request_id, [*headers, (b"x-no-bid-reason", b"cur")])
             return
         try:
             placement, outcome = await self._decide(ctx, scope)
         except NoAd as no_ad:
             reason = [(b"x-no-bid-reason", f"{no_ad.nbr}:{no_ad.reason}".encode())]
-            await _respond(send, 204, b"", request_id, headers + reason)
+            await respond(send, 204, b"", request_id, headers + reason)
             return
-        served = self._render_all(ctx, placement, outcome)
+        served = self.renderer.render_all(ctx, placement, outcome)
         if not served:
-            await _respond(send, 204, b"", request_id, headers)
+            await respond(send, 204, b"", request_id, headers)
             return
         rate = self.config.fx[reply_currency]
-        bids = [self._openrtb_bid(s, rate) for s in served]
+        bids = [self.renderer.openrtb_bid(s, rate) for s in served]
         response = openrtb.encode_bid_response(
             request_id=request.id, bids=bids, currency=reply_currency
         )
-        await _respond(send, 200, response, request_id, [JSON, NO_STORE, *headers])
+        await respond(send, 200, response, request_id, [JSON, NO_STORE, *headers])
 
     async def _vast(self, scope: Scope, send: Send, request_id: str) -> None:
-        query = _query(scope)
+        query = query_params(scope)
         try:
-            ctx = _vast_context(query, request_id, scope)
+            ctx = vast_context(query, request_id, scope)
         except ValueError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from exc
         try:
             placement, outcome = await self._decide(ctx, scope)
-            served = self._render_all(ctx, placement, outcome)
+            served = self.renderer.render_all(ctx, placement, outcome)
         except NoAd:
             served = []
         body = served[0].markup.encode() if served else EMPTY_VAST
-        await _respond(send, 200, body, request_id, [XML, NO_STORE])
+        await respond(send, 200, body, request_id, [XML, NO_STORE])
 
     def _reply_currency(self, ctx: AdContext) -> str | None:
         if not ctx.cur or self.config.currency in ctx.cur:
@@ -384,7 +365,7 @@ class ServingApp:
             raise HttpError(429, "rate_limited", "too many requests for this placement key")
         if ctx.explain and not _staff(scope, index):
             raise HttpError(403, "forbidden", "explain=1 needs a staff API token")
-        self.enricher.enrich(ctx, _headers(scope))
+        self.enricher.enrich(ctx, all_headers(scope))
         if ctx.device.is_crawler:
             self._emit_no_ad(placement, ctx, "crawler", None)
             raise NoAd("crawler", openrtb.NBR_KNOWN_SPIDER)
@@ -430,8 +411,9 @@ class ServingApp:
         for d in outcome.decisions:
             ext: ExternalBid | None = d.external
             if ext is not None and not ext.adm and ext.nurl:
+                values = auction_macros(ctx, ext, d.price, None)
                 markup = await self.pool.fetch_markup(
-                    ext.nurl, _macros(ctx, ext, d.price, None), deadline, buyer_id=ext.buyer_id
+                    ext.nurl, values, deadline, buyer_id=ext.buyer_id
                 )
                 if markup is None:
                     continue
@@ -560,96 +542,13 @@ class ServingApp:
         for d in outcome.decisions:
             ext: ExternalBid | None = d.external
             if ext is not None and ext.nurl:
-                self.pool.notify(ext.nurl, _macros(ctx, ext, d.price, None), buyer_id=ext.buyer_id)
+                values = auction_macros(ctx, ext, d.price, None)
+                self.pool.notify(ext.nurl, values, buyer_id=ext.buyer_id)
             for bid, code in d.losses:
                 loser = bid.payload
                 if isinstance(loser, ExternalBid) and loser.lurl:
-                    values = _macros(ctx, loser, None, code)
+                    values = auction_macros(ctx, loser, None, code)
                     self.pool.notify(loser.lurl, values, buyer_id=loser.buyer_id)
-
-    # -- rendering ----------------------------------------------------------------------
-
-    def _render_all(
-        self, ctx: AdContext, placement: PlacementSnap, outcome: Outcome
-    ) -> list[Served]:
-        now = int(ctx.now)
-        return [
-            self._render(ctx, d, placement, f"{ctx.request_id}-{n}", now)
-            for n, d in enumerate(outcome.decisions)
-        ]
-
-    def _render(
-        self, ctx: AdContext, d: Decision, placement: PlacementSnap, decision_id: str, now: int
-    ) -> Served:
-        if d.line_item is None:
-            return self._render_external(ctx, d, placement, decision_id, now)
-        li, creative = d.line_item, d.creative
-        assert creative is not None  # noqa: S101 - set with line_item
-        cpm_micros, click_micros = _costs(li, d.price)
-        token = TrackingToken(
-            kind="imp",
-            decision_id=decision_id,
-            placement_id=placement.id,
-            line_item_id=li.id,
-            campaign_id=li.campaign_id,
-            advertiser_id=li.advertiser_id,
-            creative_id=creative.id,
-            cpm_micros=cpm_micros,
-            issued_at=now,
-            landing_url=creative.click_url,
-            click_micros=click_micros,
-        )
-        # One signed token per decision, for its impression, click, error and event URLs
-        # alike (the path says which): one HMAC per decision on the hot path.
-        signed = self.signer.sign(token)
-        base = self.config.public_url
-        imp_url = f"{base}/v1/imp/{signed}"
-        click_url = f"{base}/v1/click/{signed}"
-        markup = _fill(creative.markup, imp_url, click_url, decision_id)
-        native = _fill(creative.native, imp_url, click_url, decision_id)
-        return Served(d, decision_id, creative.format, markup, imp_url, click_url, native)
-
-    def _render_external(
-        self, ctx: AdContext, d: Decision, placement: PlacementSnap, decision_id: str, now: int
-    ) -> Served:
-        ext: ExternalBid = d.external
-        token = TrackingToken(
-            kind="imp",
-            decision_id=decision_id,
-            placement_id=placement.id,
-            line_item_id=0,
-            campaign_id=0,
-            advertiser_id=0,
-            creative_id=0,
-            cpm_micros=int(d.price * MICROS),
-            issued_at=now,
-            buyer_id=ext.buyer_id,
-            notice=substitute(ext.burl, _macros(ctx, ext, d.price, None)) if ext.burl else "",
-        )
-        imp_url = f"{self.config.public_url}/v1/imp/{self.signer.sign(token)}"
-        markup = substitute(ext.adm or "", _macros(ctx, ext, d.price, None))
-        fmt = {1: "banner", 2: "video", 3: "audio", 4: "native"}.get(ext.mtype or 1, "banner")
-        return Served(d, decision_id, fmt, markup, imp_url, "")
-
-    def _openrtb_bid(self, s: Served, rate: Decimal) -> openrtb.ResponseBid:
-        d = s.decision
-        w, h = _wh(d.size)
-        crid: str | None
-        cid: str | None
-        mtype: int | None
-        if d.line_item is not None and d.creative is not None:
-            adomain, cat = tuple(d.creative.adomain), tuple(d.creative.categories)
-            crid, cid = str(d.creative.id), str(d.line_item.campaign_id)
-            adm, mtype = s.native or s.markup, MTYPES.get(s.format, 1)
-        else:
-            ext: ExternalBid = d.external
-            adomain, cat, crid, cid = ext.adomain, ext.cat, ext.crid, ext.cid
-            adm, mtype = s.markup, ext.mtype
-        return openrtb.ResponseBid(
-            id=s.decision_id, impid=d.imp.id, price=(d.price / rate).quantize(Decimal("0.0001")),
-            adm=adm, adomain=adomain, crid=crid, cid=cid, cat=cat, w=w, h=h, mtype=mtype,
-            dealid=d.deal_id, burl=s.imp_url,
-        )  # fmt: skip
 
     # -- tracking -----------------------------------------------------------------------
 
@@ -661,7 +560,7 @@ class ServingApp:
         new = await self._record_billable(token, "imp", cost=0, pending=token.cpm_micros)
         if new and token.notice:
             self.pool.notify(token.notice, {}, buyer_id=token.buyer_id)
-        await _respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
+        await respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
 
     async def _click(self, text: str, send: Send, request_id: str) -> None:
         # The decision's token ("clk" tokens were issued before one token served all URLs).
@@ -673,14 +572,14 @@ class ServingApp:
             # CPC is charged on the click (micros per click, in billionths like all spend).
             await self._record_billable(token, "clk", cost=token.click_micros * 1000, pending=0)
         location = token.landing_url.encode()
-        await _respond(send, 302, b"", request_id, [(b"location", location), NO_STORE])
+        await respond(send, 302, b"", request_id, [(b"location", location), NO_STORE])
 
     async def _creative_event(
         self, text: str, kind: TokenKind, scope: Scope, send: Send, request_id: str
     ) -> None:
         """A VAST error or tracking event, or an HTML render failure: counted, not billed."""
-        token = self._verify(text, "imp")  # the impression's token, see _fill
-        query = _query(scope)
+        token = self._verify(text, "imp")  # the impression's token, see fill
+        query = query_params(scope)
         detail = (query.get("code") if kind == "err" else query.get("e")) or ""
         if self._fresh(token) and len(detail) <= 32:
             self.sink.emit(
@@ -692,13 +591,13 @@ class ServingApp:
                     )
                 ]
             )  # fmt: skip
-        await _respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
+        await respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
 
     async def _health(self, send: Send, request_id: str) -> None:
         version = self.store.version
         status = 200 if version else 503
         body = _json.encode({"status": "ok" if version else "no_snapshot", "snapshot": version})
-        await _respond(send, status, body, request_id, [JSON, NO_STORE])
+        await respond(send, status, body, request_id, [JSON, NO_STORE])
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -719,7 +618,7 @@ class ServingApp:
         for d in outcome.decisions:
             li = d.line_item
             if li is not None:
-                cpm_micros, _ = _costs(li, d.price)
+                cpm_micros, _ = costs(li, d.price)
                 self.store.spend.charge_win(self.sink, li, cpm_micros, issued_at)
 
     async def _record_billable(
@@ -753,80 +652,8 @@ class ServingApp:
         )
 
 
-def _costs(li: LineItemSnap, price: Decimal) -> tuple[int, int]:
-    """(CPM charged per impression, price of a click), micros of the campaign currency."""
-    if li.bid_type == "cpc":
-        ctr = Decimal(repr(li.predicted_ctr)) if li.predicted_ctr else Decimal("0.001")
-        per_click = min(li.bid, price / (ctr * 1000))
-        return 0, int(per_click / li.fx_rate * MICROS)
-    return int(price / li.fx_rate * MICROS), 0
-
-
-def _fill(template: str, imp_url: str, click_url: str, decision_id: str) -> str:
-    if not template:
-        return ""
-    out = template.replace("%%CLICK_URL%%", click_url).replace("%%IMP_URL%%", imp_url)
-    # Error and player-event URLs reuse the impression's signed token (they record, never
-    # bill): one HMAC fewer per placeholder on the hot path.
-    if "%%ERROR_URL%%" in out:
-        out = out.replace("%%ERROR_URL%%", imp_url.replace("/v1/imp/", "/v1/err/", 1))
-    if "%%EVENT_URL%%" in out:
-        out = out.replace("%%EVENT_URL%%", imp_url.replace("/v1/imp/", "/v1/ev/", 1))
-    if "%%" in out:
-        out = out.replace("%%AD_SERVING_ID%%", decision_id).replace(
-            "%%CACHEBUSTER%%",
-            str(random.randrange(10**8, 10**9)),  # noqa: S311 - not a secret
-        )
-    return out
-
-
-def _macros(
-    ctx: AdContext, ext: ExternalBid, price: Decimal | None, loss: int | None
-) -> dict[str, str]:
-    return macro_values(
-        auction_id=ctx.request_id,
-        bid_id=ext.bid_id,
-        imp_id=ext.imp_id,
-        seat_id=ext.seat,
-        ad_id=ext.crid,
-        price=ext.in_buyer_currency(price) if price is not None else None,
-        currency=ext.currency,
-        loss=loss,
-        imp_ts=int(ctx.now * 1000),
-        bid_price=ext.original_price,
-    )
-
-
-def _v1_decision(s: Served) -> dict[str, Any]:
-    d = s.decision
-    out: dict[str, Any] = {
-        "slot": d.imp.id,
-        "id": s.decision_id,
-        "format": s.format,
-        "size": d.size,
-        "markup": s.markup,
-        "impression_url": s.imp_url,
-    }
-    if d.line_item is not None and d.creative is not None:
-        out["line_item"] = d.line_item.id
-        out["creative"] = d.creative.id
-        out["click_url"] = s.click_url
-    else:
-        out["buyer"] = d.external.buyer_id
-    if s.native:
-        out["native"] = s.native
-    if d.deal_id:
-        out["deal"] = d.deal_id
-    return out
-
-
-def _wh(size: str) -> tuple[int | None, int | None]:
-    w, _, h = size.partition("x")
-    return (int(w), int(h)) if w.isdigit() and h.isdigit() and w != "0" else (None, None)
-
-
 def _staff(scope: Scope, index: Index) -> bool:
-    auth = _header(scope, b"authorization") or ""
+    auth = header(scope, b"authorization") or ""
     scheme, _, key = auth.partition(" ")
     if scheme.lower() != "bearer" or not key:
         return False
@@ -834,115 +661,4 @@ def _staff(scope: Scope, index: Index) -> bool:
 
 
 def _explain_asked(scope: Scope) -> bool:
-    return _query(scope).get("explain") == "1"
-
-
-def _query(scope: Scope) -> dict[str, str]:
-    raw = scope.get("query_string") or b""
-    if not raw:
-        return {}
-    return {k: v[0] for k, v in parse_qs(raw.decode("latin-1")).items()}
-
-
-def _int_param(query: Mapping[str, str], name: str) -> int | None:
-    value = query.get(name)
-    if value is None or value == "":
-        return None
-    if not value.isdigit() or len(value) > 6:
-        raise ValueError(f"`{name}` must be a whole number, got {value!r}")
-    return int(value)
-
-
-def _vast_context(query: Mapping[str, str], request_id: str, scope: Scope) -> AdContext:
-    """A video (or `format=audio`) request from a player's query string."""
-    key = query.get("placement") or query.get("key")
-    if not key:
-        raise ValueError("`placement` is required")
-    fmt = query.get("format", VIDEO)
-    if fmt not in (VIDEO, AUDIO):
-        raise ValueError("`format` must be video or audio")
-    w, h = _int_param(query, "w"), _int_param(query, "h")
-    spec = VideoSpec(
-        mimes=tuple(m for m in query.get("mimes", "").split(",") if m),
-        minduration=_int_param(query, "minduration"),
-        maxduration=_int_param(query, "maxduration"),
-        w=w,
-        h=h,
-    )
-    client = scope.get("client")
-    sids = query.get("gpp_sid", "")
-    try:
-        gpp_sid = tuple(int(s) for s in sids.split(",") if s)
-    except ValueError as exc:
-        raise ValueError("`gpp_sid` must be comma-separated numbers") from exc
-    imp = Imp(
-        id="1",
-        sizes=(f"{w}x{h}",) if w and h else (),
-        formats=frozenset({fmt}),
-        video=spec if fmt == VIDEO else None,
-        audio=spec if fmt == AUDIO else None,
-    )
-    return AdContext(
-        request_id=request_id,
-        source="vast",
-        placement_key=key,
-        imps=[imp],
-        device=DeviceInfo(
-            ua=_header(scope, b"user-agent"),
-            ip=query.get("ip") or (client[0] if client else None),
-            ifa=query.get("ifa"),
-            lmt=_int_param(query, "lmt"),
-        ),
-        user_id=query.get("uid"),
-        privacy=PrivacySignals(
-            gdpr=_int_param(query, "gdpr"),
-            tc_string=query.get("gdpr_consent"),
-            us_privacy=query.get("us_privacy"),
-            gpp=query.get("gpp"),
-            gpp_sid=gpp_sid,
-            coppa=_int_param(query, "coppa"),
-            gpc=_header(scope, b"sec-gpc"),
-            lmt=_int_param(query, "lmt"),
-        ),
-        explain=False,
-        now=time.time(),
-    )
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HttpError(413, "body_too_large", f"the body is over {MAX_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    request_id: str,
-    headers: list[tuple[bytes, bytes]],
-) -> None:
-    all_headers = [*headers, (b"x-request-id", request_id.encode())]
-    if status != 204:
-        all_headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": body if status != 204 else b""})
+    return query_params(scope).get("explain") == "1"

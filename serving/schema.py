@@ -5,6 +5,8 @@ It maps onto the same `AdContext` as an OpenRTB request; money in it (floors) is
 platform currency.
 """
 
+import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated
 
@@ -24,6 +26,7 @@ from serving.context import (
     Imp,
     VideoSpec,
 )
+from serving.http import Scope, header, int_param
 
 Size = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,3}x[1-9][0-9]{0,3}$")]
 Flag = Annotated[int, msgspec.Meta(ge=0, le=1)]
@@ -200,4 +203,60 @@ def to_context(
         ),
         explain=explain,
         now=now,
+    )
+
+
+def vast_context(query: Mapping[str, str], request_id: str, scope: Scope) -> AdContext:
+    """A video (or `format=audio`) request from a player's query string."""
+    key = query.get("placement") or query.get("key")
+    if not key:
+        raise ValueError("`placement` is required")
+    fmt = query.get("format", VIDEO)
+    if fmt not in (VIDEO, AUDIO):
+        raise ValueError("`format` must be video or audio")
+    w, h = int_param(query, "w"), int_param(query, "h")
+    spec = VideoSpec(
+        mimes=tuple(m for m in query.get("mimes", "").split(",") if m),
+        minduration=int_param(query, "minduration"),
+        maxduration=int_param(query, "maxduration"),
+        w=w,
+        h=h,
+    )
+    client = scope.get("client")
+    sids = query.get("gpp_sid", "")
+    try:
+        gpp_sid = tuple(int(s) for s in sids.split(",") if s)
+    except ValueError as exc:
+        raise ValueError("`gpp_sid` must be comma-separated numbers") from exc
+    imp = Imp(
+        id="1",
+        sizes=(f"{w}x{h}",) if w and h else (),
+        formats=frozenset({fmt}),
+        video=spec if fmt == VIDEO else None,
+        audio=spec if fmt == AUDIO else None,
+    )
+    return AdContext(
+        request_id=request_id,
+        source="vast",
+        placement_key=key,
+        imps=[imp],
+        device=DeviceInfo(
+            ua=header(scope, b"user-agent"),
+            ip=query.get("ip") or (client[0] if client else None),
+            ifa=query.get("ifa"),
+            lmt=int_param(query, "lmt"),
+        ),
+        user_id=query.get("uid"),
+        privacy=PrivacySignals(
+            gdpr=int_param(query, "gdpr"),
+            tc_string=query.get("gdpr_consent"),
+            us_privacy=query.get("us_privacy"),
+            gpp=query.get("gpp"),
+            gpp_sid=gpp_sid,
+            coppa=int_param(query, "coppa"),
+            gpc=header(scope, b"sec-gpc"),
+            lmt=int_param(query, "lmt"),
+        ),
+        explain=False,
+        now=time.time(),
     )

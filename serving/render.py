@@ -1,0 +1,191 @@
+"""Rendering decisions: signed tracking URLs filled into the creative's markup, external
+demand's markup with the OpenRTB macros substituted, and each door's answer for a decision."""
+
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from serving import openrtb
+from serving.buyers import ExternalBid
+from serving.context import AdContext
+from serving.engine import Decision, Outcome
+from serving.macros import macro_values, substitute
+from serving.snapshot import LineItemSnap, PlacementSnap
+from serving.tokens import TokenSigner, TrackingToken
+
+MICROS = Decimal(1_000_000)
+MTYPES = {"banner": 1, "video": 2, "audio": 3, "native": 4}
+
+
+@dataclass(slots=True)
+class Served:
+    """One decision, rendered."""
+
+    decision: Decision
+    decision_id: str
+    format: str
+    markup: str
+    imp_url: str
+    click_url: str
+    native: str = ""
+
+
+class Renderer:
+    def __init__(self, signer: TokenSigner, public_url: str) -> None:
+        self.signer, self.public_url = signer, public_url
+
+    def render_all(
+        self, ctx: AdContext, placement: PlacementSnap, outcome: Outcome
+    ) -> list[Served]:
+        now = int(ctx.now)
+        return [
+            self._render(ctx, d, placement, f"{ctx.request_id}-{n}", now)
+            for n, d in enumerate(outcome.decisions)
+        ]
+
+    def _render(
+        self, ctx: AdContext, d: Decision, placement: PlacementSnap, decision_id: str, now: int
+    ) -> Served:
+        if d.line_item is None:
+            return self._render_external(ctx, d, placement, decision_id, now)
+        li, creative = d.line_item, d.creative
+        assert creative is not None  # noqa: S101 - set with line_item
+        cpm_micros, click_micros = costs(li, d.price)
+        token = TrackingToken(
+            kind="imp",
+            decision_id=decision_id,
+            placement_id=placement.id,
+            line_item_id=li.id,
+            campaign_id=li.campaign_id,
+            advertiser_id=li.advertiser_id,
+            creative_id=creative.id,
+            cpm_micros=cpm_micros,
+            issued_at=now,
+            landing_url=creative.click_url,
+            click_micros=click_micros,
+        )
+        # One signed token per decision, for its impression, click, error and event URLs
+        # alike (the path says which): one HMAC per decision on the hot path.
+        signed = self.signer.sign(token)
+        base = self.public_url
+        imp_url = f"{base}/v1/imp/{signed}"
+        click_url = f"{base}/v1/click/{signed}"
+        markup = fill(creative.markup, imp_url, click_url, decision_id)
+        native = fill(creative.native, imp_url, click_url, decision_id)
+        return Served(d, decision_id, creative.format, markup, imp_url, click_url, native)
+
+    def _render_external(
+        self, ctx: AdContext, d: Decision, placement: PlacementSnap, decision_id: str, now: int
+    ) -> Served:
+        ext: ExternalBid = d.external
+        values = auction_macros(ctx, ext, d.price, None)
+        token = TrackingToken(
+            kind="imp",
+            decision_id=decision_id,
+            placement_id=placement.id,
+            line_item_id=0,
+            campaign_id=0,
+            advertiser_id=0,
+            creative_id=0,
+            cpm_micros=int(d.price * MICROS),
+            issued_at=now,
+            buyer_id=ext.buyer_id,
+            notice=substitute(ext.burl, values) if ext.burl else "",
+        )
+        imp_url = f"{self.public_url}/v1/imp/{self.signer.sign(token)}"
+        markup = substitute(ext.adm or "", values)
+        fmt = {1: "banner", 2: "video", 3: "audio", 4: "native"}.get(ext.mtype or 1, "banner")
+        return Served(d, decision_id, fmt, markup, imp_url, "")
+
+    def openrtb_bid(self, s: Served, rate: Decimal) -> openrtb.ResponseBid:
+        d = s.decision
+        w, h = wh(d.size)
+        crid: str | None
+        cid: str | None
+        mtype: int | None
+        if d.line_item is not None and d.creative is not None:
+            adomain, cat = tuple(d.creative.adomain), tuple(d.creative.categories)
+            crid, cid = str(d.creative.id), str(d.line_item.campaign_id)
+            adm, mtype = s.native or s.markup, MTYPES.get(s.format, 1)
+        else:
+            ext: ExternalBid = d.external
+            adomain, cat, crid, cid = ext.adomain, ext.cat, ext.crid, ext.cid
+            adm, mtype = s.markup, ext.mtype
+        return openrtb.ResponseBid(
+            id=s.decision_id, impid=d.imp.id, price=(d.price / rate).quantize(Decimal("0.0001")),
+            adm=adm, adomain=adomain, crid=crid, cid=cid, cat=cat, w=w, h=h, mtype=mtype,
+            dealid=d.deal_id, burl=s.imp_url,
+        )  # fmt: skip
+
+
+def costs(li: LineItemSnap, price: Decimal) -> tuple[int, int]:
+    """(CPM charged per impression, price of a click), micros of the campaign currency."""
+    if li.bid_type == "cpc":
+        ctr = Decimal(repr(li.predicted_ctr)) if li.predicted_ctr else Decimal("0.001")
+        per_click = min(li.bid, price / (ctr * 1000))
+        return 0, int(per_click / li.fx_rate * MICROS)
+    return int(price / li.fx_rate * MICROS), 0
+
+
+def fill(template: str, imp_url: str, click_url: str, decision_id: str) -> str:
+    if not template:
+        return ""
+    out = template.replace("%%CLICK_URL%%", click_url).replace("%%IMP_URL%%", imp_url)
+    # Error and player-event URLs reuse the impression's signed token (they record, never
+    # bill): one HMAC fewer per placeholder on the hot path.
+    if "%%ERROR_URL%%" in out:
+        out = out.replace("%%ERROR_URL%%", imp_url.replace("/v1/imp/", "/v1/err/", 1))
+    if "%%EVENT_URL%%" in out:
+        out = out.replace("%%EVENT_URL%%", imp_url.replace("/v1/imp/", "/v1/ev/", 1))
+    if "%%" in out:
+        out = out.replace("%%AD_SERVING_ID%%", decision_id).replace(
+            "%%CACHEBUSTER%%",
+            str(random.randrange(10**8, 10**9)),  # noqa: S311 - not a secret
+        )
+    return out
+
+
+def auction_macros(
+    ctx: AdContext, ext: ExternalBid, price: Decimal | None, loss: int | None
+) -> dict[str, str]:
+    return macro_values(
+        auction_id=ctx.request_id,
+        bid_id=ext.bid_id,
+        imp_id=ext.imp_id,
+        seat_id=ext.seat,
+        ad_id=ext.crid,
+        price=ext.in_buyer_currency(price) if price is not None else None,
+        currency=ext.currency,
+        loss=loss,
+        imp_ts=int(ctx.now * 1000),
+        bid_price=ext.original_price,
+    )
+
+
+def v1_decision(s: Served) -> dict[str, Any]:
+    d = s.decision
+    out: dict[str, Any] = {
+        "slot": d.imp.id,
+        "id": s.decision_id,
+        "format": s.format,
+        "size": d.size,
+        "markup": s.markup,
+        "impression_url": s.imp_url,
+    }
+    if d.line_item is not None and d.creative is not None:
+        out["line_item"] = d.line_item.id
+        out["creative"] = d.creative.id
+        out["click_url"] = s.click_url
+    else:
+        out["buyer"] = d.external.buyer_id
+    if s.native:
+        out["native"] = s.native
+    if d.deal_id:
+        out["deal"] = d.deal_id
+    return out
+
+
+def wh(size: str) -> tuple[int | None, int | None]:
+    w, _, h = size.partition("x")
+    return (int(w), int(h)) if w.isdigit() and h.isdigit() and w != "0" else (None, None)
