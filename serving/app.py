@@ -9,7 +9,7 @@ The request path (DESIGN.md):
 2. orchestrator: enrichment (geo, device, crawlers), the consent policy, a pseudonymous
    user id where consent allows;
 3-5. candidates from the index, external buyers in parallel, the auction (`serving.engine`);
-6. rendering with signed tracking URLs;
+6. rendering with signed tracking URLs (`serving.render`);
 7. one batch of events and counters, never waited on.
 """
 
