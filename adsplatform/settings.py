@@ -10,6 +10,10 @@ from pathlib import Path
 
 import environ
 from celery.schedules import schedule
+from django.core.exceptions import ImproperlyConfigured
+
+from compliance.geography import GDPR_COUNTRIES as DEFAULT_GDPR_COUNTRIES
+from compliance.geography import parse_country_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -250,6 +254,16 @@ PSEUDONYM_SECRET = env.str(
         str(SECRET_KEY).encode(), b"adsplatform:pseudonym-secret", hashlib.sha256
     ).hexdigest(),
 )
+# Where a request without regs.gdpr is treated as gdpr = 1 (ISO 3166-1 alpha-2 codes, comma
+# separated): by default the EU, the rest of the EEA, the UK and Switzerland.
+try:
+    GDPR_COUNTRIES = sorted(
+        parse_country_list(
+            env.list("GDPR_COUNTRIES", default=sorted(DEFAULT_GDPR_COUNTRIES)), "GDPR_COUNTRIES"
+        )
+    )
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
 # The pseudonym key changes every this many days (counted from the Unix epoch, in UTC).
 PSEUDONYM_ROTATION_DAYS = env.int("PSEUDONYM_ROTATION_DAYS", default=30)
 # Data-subject request jobs read the raw event stream this many entries at a time.

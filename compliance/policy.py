@@ -3,7 +3,8 @@
 Serving asks only `evaluate`. The rules are DESIGN.md's; where it is silent we follow what
 Prebid Server does:
 
-- GDPR applies (`regs.gdpr = 1`, or a GPP string carrying tcfeuv2 in `gpp_sid`): without a
+- GDPR applies (`regs.gdpr = 1`, a GPP string carrying tcfeuv2 in `gpp_sid`, or no
+  `regs.gdpr` and a country in `GDPR_COUNTRIES`, see `apply_gdpr_by_geography`): without a
   valid TC string, no ad. An ad needs a legal basis for purpose 2 (basic ads) for our vendor
   id: purpose consent and vendor consent, or purpose LI and vendor LI, and no publisher
   restriction against it. Personalisation needs consent for purposes 3 and 4 (TCF 2.2 allows
@@ -15,7 +16,7 @@ Prebid Server does:
 - Each external buyer is judged the same way with its own vendor id.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from compliance.bits import DecodeError
@@ -41,6 +42,21 @@ class PrivacySignals:
     coppa: int | None = None
     gpc: str | None = None
     lmt: int | None = None
+    # regs.gdpr was absent and the request's country is one where GDPR applies (see
+    # `apply_gdpr_by_geography`); `gdpr` is then 1 and the ledger says why.
+    gdpr_by_geo: bool = False
+
+
+def apply_gdpr_by_geography(
+    signals: PrivacySignals, country: str | None, countries: frozenset[str]
+) -> PrivacySignals:
+    """The signals with gdpr = 1 when the request did not say and comes from a GDPR country.
+
+    An explicit `regs.gdpr` (0 or 1) always wins: the publisher knows its legal position
+    better than a geo lookup. Prebid Server does the same with its EEA country list."""
+    if signals.gdpr is not None or not country or country.upper() not in countries:
+        return signals
+    return replace(signals, gdpr=1, gdpr_by_geo=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +175,7 @@ def evaluate(signals: PrivacySignals, our_vendor_id: int) -> Permissions:
     tcf: TCString | None = None
     gdpr = signals.gdpr == 1 or (gpp is not None and GPP_TCFEUV2 in gpp.section_ids)
     if gdpr:
-        ledger.append("gdpr=1")
+        ledger.append("gdpr=1" + ("(geo)" if signals.gdpr_by_geo else ""))
         text = signals.tc_string
         if text:
             try:

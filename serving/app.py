@@ -31,7 +31,8 @@ import msgspec
 from redis.asyncio import Redis
 
 from compliance.anonymise import truncate_ip
-from compliance.policy import evaluate
+from compliance.geography import GDPR_COUNTRIES
+from compliance.policy import apply_gdpr_by_geography, evaluate
 from compliance.pseudonym import Pseudonymiser
 from serving import clock as spend_clock
 from serving import openrtb
@@ -96,6 +97,8 @@ class ServingConfig:
     region_header: str | None = None
     pseudonym_secret: bytes = b"test"
     pseudonym_rotation_seconds: int = 30 * 86400
+    # Countries where a request without regs.gdpr is treated as gdpr = 1.
+    gdpr_countries: frozenset[str] = GDPR_COUNTRIES
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -119,6 +122,7 @@ class ServingConfig:
             region_header=settings.SERVING_REGION_HEADER,
             pseudonym_secret=str(settings.PSEUDONYM_SECRET).encode(),
             pseudonym_rotation_seconds=settings.PSEUDONYM_ROTATION_DAYS * 86400,
+            gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
         )
 
 
@@ -366,6 +370,9 @@ class ServingApp:
         if ctx.explain and not _staff(scope, index):
             raise HttpError(403, "forbidden", "explain=1 needs a staff API token")
         self.enricher.enrich(ctx, all_headers(scope))
+        ctx.privacy = apply_gdpr_by_geography(
+            ctx.privacy, ctx.geo.country, self.config.gdpr_countries
+        )
         if ctx.device.is_crawler:
             self._emit_no_ad(placement, ctx, "crawler", None)
             raise NoAd("crawler", openrtb.NBR_KNOWN_SPIDER)

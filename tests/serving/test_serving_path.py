@@ -146,7 +146,9 @@ def test_a_cdn_country_header_drives_geo_targeting(book: dict[str, Any]) -> None
     publish_snapshot()
 
     async def scenario(client: httpx.AsyncClient, app: ServingApp) -> list[int]:
-        de = await client.post("/v1/ad", json=ad_body(book["key"]), headers={"cf-ipcountry": "DE"})
+        # regs.gdpr = 0: without it, German traffic is GDPR traffic and needs a TC string.
+        not_gdpr = ad_body(book["key"], regs={"gdpr": 0})
+        de = await client.post("/v1/ad", json=not_gdpr, headers={"cf-ipcountry": "DE"})
         us = await client.post("/v1/ad", json=ad_body(book["key"]), headers={"cf-ipcountry": "US"})
         return [de.json()["decisions"][0]["line_item"], us.json()["decisions"][0]["line_item"]]
 
