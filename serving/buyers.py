@@ -479,7 +479,6 @@ class BuyerPool:
                 ctx,
                 imps=priced[currency],
                 permission=permission,
-                permissions=ctx.permissions,
                 tmax_ms=max(1, int(timeout * 1000)),
                 currency=currency,
                 request_id=ctx.request_id,

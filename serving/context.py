@@ -12,6 +12,7 @@ currency are converted when the context is built.
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from compliance.policy import Permissions, PrivacySignals
 
@@ -116,6 +117,9 @@ class AdContext:
     user_id: str | None = None  # as sent; serving pseudonymises it before any use
     buyer_uid: str | None = None
     segments: tuple[str, ...] = ()
+    # Extended ids (OpenRTB `user.eids`) as received, as JSON objects; forwarded only to
+    # buyers whose permission allows ids.
+    eids: tuple[dict[str, Any], ...] = ()
     badv: frozenset[str] = frozenset()  # blocked advertiser domains
     bcat: frozenset[str] = frozenset()  # blocked IAB categories (tier 1 blocks its children)
     bapp: frozenset[str] = frozenset()

@@ -1,5 +1,11 @@
 """Our OpenRTB 2.6 requests to external buyers, carrying only what each buyer's permission
-allows: no ids without `send_ids`, coarse geo and truncated IPs without `send_precise_geo`."""
+allows: no ids (user.id, buyeruid, ifa, eids, segments, user keywords) without `send_ids`,
+coarse geo and truncated IPs without `send_precise_geo`.
+
+Each buyer's request is built from that buyer's permission alone: a publisher restriction or
+a missing consent for our own vendor id decides what we do, not what another vendor may
+receive. COPPA (`regs.coppa = 1`) is applied on top of any permission, as Prebid Server
+does: no ids, no lat/lon, city, zip or metro, and a truncated IP. Rounding is not enough."""
 
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
@@ -7,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from compliance.anonymise import coarse_coordinate, truncate_ip
-from compliance.policy import BuyerPermission, Permissions, PrivacySignals
+from compliance.policy import BuyerPermission, PrivacySignals
 from serving import context
 from serving.context import AdContext, VideoSpec
 from serving.openrtb.codes import GEO_TYPE_IP
@@ -26,7 +32,6 @@ def build_outbound_request(
     *,
     imps: Sequence[context.Imp],
     permission: BuyerPermission,
-    permissions: Permissions,
     tmax_ms: int,
     currency: str,
     request_id: str,
@@ -44,15 +49,15 @@ def build_outbound_request(
         raise ValueError("an outbound request needs at least one imp")
     if not fx_rate.is_finite() or fx_rate <= 0:
         raise ValueError(f"not an exchange rate: {fx_rate}")
-    precise = permission.send_precise_geo
+    coppa = ctx.privacy.coppa == 1
+    ids = permission.send_ids and not coppa
+    precise = permission.send_precise_geo and not coppa
     body = {
         "id": request_id,
         "imp": [_outbound_imp(imp, currency, fx_rate) for imp in imps],
-        **_outbound_property(ctx, with_keywords=permission.send_ids),
-        "device": _outbound_device(
-            ctx, permission, truncate=not precise or not permissions.personalise
-        ),
-        "user": _outbound_user(ctx, permission),
+        **_outbound_property(ctx, with_keywords=ids),
+        "device": _outbound_device(ctx, ids=ids, precise=precise, coppa=coppa),
+        "user": _outbound_user(ctx, ids=ids),
         "regs": _outbound_regs(ctx.privacy),
         "at": ctx.at,
         "tmax": tmax_ms,
@@ -180,47 +185,53 @@ def _outbound_property(ctx: AdContext, *, with_keywords: bool) -> dict[str, Any]
 
 
 def _outbound_device(
-    ctx: AdContext, permission: BuyerPermission, *, truncate: bool
+    ctx: AdContext, *, ids: bool, precise: bool, coppa: bool
 ) -> dict[str, Any]:
     device = ctx.device
     lmt = device.lmt if device.lmt is not None else ctx.privacy.lmt
+    # The IP locates the user as well as the coordinates do: both follow `precise`.
     return _compact(
         {
             "ua": device.ua,
-            "ip": _truncated_ip(device.ip) if truncate else device.ip,
-            "ipv6": _truncated_ip(device.ipv6) if truncate else device.ipv6,
+            "ip": device.ip if precise else _truncated_ip(device.ip),
+            "ipv6": device.ipv6 if precise else _truncated_ip(device.ipv6),
             "devicetype": device.devicetype,
             "make": device.make,
             "model": device.model,
             "os": device.os,
             "osv": device.osv,
-            "ifa": device.ifa if permission.send_ids else None,
+            "ifa": device.ifa if ids else None,
             "lmt": lmt,
             "language": device.language,
-            "geo": _outbound_geo(ctx.geo, precise=permission.send_precise_geo),
+            "geo": _outbound_geo(ctx.geo, precise=precise, coppa=coppa),
         }
     )
 
 
-def _outbound_geo(geo: context.Geo, *, precise: bool) -> dict[str, Any]:
+def _outbound_geo(geo: context.Geo, *, precise: bool, coppa: bool) -> dict[str, Any]:
     region = geo.region
     if region and geo.country and region.startswith(f"{geo.country}-"):
         region = region[len(geo.country) + 1 :]
+    if coppa:  # country and region only (we never send metro)
+        lat = lon = None
+    elif precise:
+        lat, lon = geo.lat, geo.lon
+    else:
+        lat, lon = coarse_coordinate(geo.lat), coarse_coordinate(geo.lon)
     return _compact(
         {
-            "lat": geo.lat if precise else coarse_coordinate(geo.lat),
-            "lon": geo.lon if precise else coarse_coordinate(geo.lon),
+            "lat": lat,
+            "lon": lon,
             "type": GEO_TYPE_IP if geo.source in ("geoip", "header") else None,
             "country": _TO_ALPHA3.get(geo.country) if geo.country else None,
             "region": region,
-            "city": geo.city,
+            "city": None if coppa else geo.city,
             "zip": geo.zip if precise else None,
         }
     )
 
 
-def _outbound_user(ctx: AdContext, permission: BuyerPermission) -> dict[str, Any]:
-    ids = permission.send_ids
+def _outbound_user(ctx: AdContext, *, ids: bool) -> dict[str, Any]:
     segments = [{"id": segment} for segment in ctx.segments] if ids else []
     return _compact(
         {
@@ -228,6 +239,7 @@ def _outbound_user(ctx: AdContext, permission: BuyerPermission) -> dict[str, Any
             "buyeruid": ctx.buyer_uid if ids else None,
             "consent": ctx.privacy.tc_string,
             "data": [{"segment": segments}] if segments else None,
+            "eids": list(ctx.eids) if ids else None,
         }
     )
 

@@ -172,6 +172,23 @@ class Data(_Wire, frozen=True):
     segment: list[Segment] = []
 
 
+class Uid(_Wire, frozen=True):
+    id: NonEmpty
+    atype: int | None = None
+    ext: Ext = None
+
+
+class Eid(_Wire, frozen=True):
+    """An extended id (2.6 `user.eids[]`; 2.5 `user.ext.eids[]`): ids from one source."""
+
+    source: NonEmpty
+    uids: list[Uid] = []
+    inserter: str | None = None
+    matcher: str | None = None
+    mm: int | None = None
+    ext: Ext = None
+
+
 class User(_Wire, frozen=True):
     id: str | None = None
     buyeruid: str | None = None
@@ -179,6 +196,8 @@ class User(_Wire, frozen=True):
     kwarray: list[str] = []
     consent: str | None = None
     data: list[Data] = []
+    # None: absent, so that the 2.5 location is read (an empty 2.6 list still wins).
+    eids: Annotated[list[Eid], msgspec.Meta(max_length=50)] | None = None
     ext: Ext = None
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compliance.policy import BuyerPermission, Permissions, PrivacySignals
+from compliance.policy import BuyerPermission, PrivacySignals
 from serving import openrtb
 from serving.context import AdContext, DealRequest, Imp, VideoSpec
 from serving.openrtb import (
@@ -637,14 +637,12 @@ def _outbound(
     *,
     send_ids: bool = True,
     precise: bool = True,
-    personalise: bool = True,
     imps: list[Imp] | None = None,
 ) -> dict[str, Any]:
     raw = build_outbound_request(
         ctx,
         imps=ctx.imps if imps is None else imps,
         permission=BuyerPermission(call=True, send_ids=send_ids, send_precise_geo=precise),
-        permissions=Permissions(serve=True, personalise=personalise),
         tmax_ms=180,
         currency="USD",
         request_id="out-1",
@@ -714,17 +712,15 @@ def test_outbound_request_with_every_permission() -> None:
 
 @pytest.mark.parametrize("send_ids", [True, False])
 @pytest.mark.parametrize("precise", [True, False])
-@pytest.mark.parametrize("personalise", [True, False])
-def test_outbound_anonymisation(send_ids: bool, precise: bool, personalise: bool) -> None:
-    out = _outbound(
-        _context(FULL_REQUEST), send_ids=send_ids, precise=precise, personalise=personalise
-    )
+def test_outbound_anonymisation(send_ids: bool, precise: bool) -> None:
+    # Only the buyer's own permission counts: whether we may personalise is not its business.
+    out = _outbound(_context(FULL_REQUEST), send_ids=send_ids, precise=precise)
     user, device, geo = out["user"], out["device"], out["device"]["geo"]
 
     assert ("id" in user, "buyeruid" in user, "data" in user) == (send_ids, send_ids, send_ids)
     assert ("ifa" in device) is send_ids
     assert user["consent"] == "CO-TC"  # the TC string always travels
-    full_ip = precise and personalise
+    full_ip = precise
     assert device["ip"] == ("203.0.113.77" if full_ip else "203.0.113.0")
     assert device["ipv6"] == ("2001:db8:abcd:12ff:1:2:3:4" if full_ip else "2001:db8:abcd:1200::")
     assert (geo["lat"], geo["lon"]) == ((37.774929, -122.419416) if precise else (37.77, -122.42))
@@ -739,7 +735,6 @@ def test_outbound_refuses_a_buyer_that_may_not_be_called() -> None:
             _context(FULL_REQUEST),
             imps=[],
             permission=BuyerPermission(call=False, send_ids=False, send_precise_geo=False),
-            permissions=Permissions(serve=True),
             tmax_ms=100,
             currency="USD",
             request_id="o",
@@ -763,7 +758,7 @@ def test_outbound_25_privacy_is_forwarded_in_26_locations() -> None:
         user={"ext": {"consent": "CO-25"}},
         device={"lmt": 1},
     )
-    out = _outbound(_context(body), send_ids=False, precise=False, personalise=False)
+    out = _outbound(_context(body), send_ids=False, precise=False)
 
     assert out["regs"] == {"gdpr": 1, "us_privacy": "1YYN", "ext": {"gpc": "1"}}
     assert out["user"] == {"consent": "CO-25"}
@@ -777,7 +772,6 @@ def test_outbound_floor_is_an_exact_json_number() -> None:
         ctx,
         imps=[imp, Imp(id="10", sizes=(), bidfloor=Decimal("1E+1"))],
         permission=BuyerPermission(True, True, True),
-        permissions=Permissions(serve=True, personalise=True),
         tmax_ms=100,
         currency="EUR",
         request_id="o",
@@ -805,7 +799,6 @@ def test_outbound_floors_in_the_buyers_currency(
         _context(FULL_REQUEST),
         imps=[Imp(id="1", sizes=("300x250",), bidfloor=floor, deals=(deal,))],
         permission=BuyerPermission(True, True, True),
-        permissions=Permissions(serve=True, personalise=True),
         tmax_ms=100,
         currency="EUR",
         request_id="o",
@@ -824,7 +817,6 @@ def test_outbound_refuses_a_bad_rate(fx_rate: Decimal) -> None:
             _context(FULL_REQUEST),
             imps=[Imp(id="1", sizes=())],
             permission=BuyerPermission(True, True, True),
-            permissions=Permissions(serve=True),
             tmax_ms=100,
             currency="EUR",
             request_id="o",
@@ -913,7 +905,6 @@ def test_outbound_request_is_one_we_can_decode() -> None:
         ctx,
         imps=ctx.imps,
         permission=BuyerPermission(True, False, False),
-        permissions=Permissions(serve=True),
         tmax_ms=150,
         currency="USD",
         request_id="o-1",
