@@ -344,8 +344,7 @@ def _eids(user: User | None) -> tuple[dict[str, Any], ...]:
 
 def _plain_eid(eid: Eid) -> dict[str, Any]:
     uids = [
-        {k: v for k, v in msgspec.structs.asdict(uid).items() if v is not None}
-        for uid in eid.uids
+        {k: v for k, v in msgspec.structs.asdict(uid).items() if v is not None} for uid in eid.uids
     ]
     fields = msgspec.structs.asdict(eid)
     fields["uids"] = uids

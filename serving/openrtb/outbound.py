@@ -184,9 +184,7 @@ def _outbound_property(ctx: AdContext, *, with_keywords: bool) -> dict[str, Any]
     return {"site": _compact({**shared, "page": ctx.page})}
 
 
-def _outbound_device(
-    ctx: AdContext, *, ids: bool, precise: bool, coppa: bool
-) -> dict[str, Any]:
+def _outbound_device(ctx: AdContext, *, ids: bool, precise: bool, coppa: bool) -> dict[str, Any]:
     device = ctx.device
     lmt = device.lmt if device.lmt is not None else ctx.privacy.lmt
     # The IP locates the user as well as the coordinates do: both follow `precise`.
