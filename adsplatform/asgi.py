@@ -10,6 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
 # Django must be set up before anything imports models.
 django_application = get_asgi_application()
 
+from adsplatform.secret_keys import require_secrets  # noqa: E402
+
+# A web server without its secrets would sign forgeable tokens: refuse to start instead.
+require_secrets()
+
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from serving.app import ServingApp  # noqa: E402

@@ -7,6 +7,7 @@ is stopped on Ctrl-C.
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -14,7 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
+
+from adsplatform.secret_keys import REQUIRED_SECRETS, export_demo_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -89,7 +93,7 @@ def run_tests(args: list[str]) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         _ensure_env(procs, f"redis-test-{os.getpid()}")  # concurrent runs do not collide
-        os.environ.setdefault("DJANGO_SECRET_KEY", f"test-{secrets.token_hex(16)}")
+        _set_test_secrets(os.environ)
         # Tests delete every key under this prefix; keep them off a deployment's keys.
         os.environ.setdefault("REDIS_KEY_PREFIX", "test:")
         # Tests never collectstatic; an empty static root keeps WhiteNoise from warning.
@@ -104,6 +108,38 @@ def run_tests(args: list[str]) -> int:
             leftover.unlink(missing_ok=True)
 
 
+def _set_test_secrets(environ: MutableMapping[str, str]) -> None:
+    # Random per run: tests never depend on a secret's value, and CI may set its own.
+    for name in REQUIRED_SECRETS:
+        environ.setdefault(name, secrets.token_urlsafe(48))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def configure_demo_security(host: str, environ: MutableMapping[str, str]) -> None:
+    """DEBUG only on loopback, and the demo's random secrets from var/ (never constants)."""
+    debug = environ.get("DJANGO_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    if not is_loopback(host):
+        if debug:
+            raise SystemExit(
+                f"refusing to run with DJANGO_DEBUG=true on {host}: DEBUG shows tracebacks and "
+                "settings to anyone who can reach it; bind to 127.0.0.1 or unset DJANGO_DEBUG"
+            )
+        environ["DJANGO_DEBUG"] = "false"
+        # Without DEBUG nothing else serves the demo's uploads.
+        environ.setdefault("SERVE_MEDIA", "true")
+    else:
+        environ.setdefault("DJANGO_DEBUG", "true")
+    export_demo_secrets(VAR_DIR, environ)
+
+
 def _manage(*args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, check=True)
 
@@ -116,7 +152,7 @@ def run_demo(host: str, port: int) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops it like Ctrl-C
     try:
-        os.environ.setdefault("DJANGO_DEBUG", "true")
+        configure_demo_security(host, os.environ)
         os.environ.setdefault("SERVING_PUBLIC_URL", f"http://{host}:{port}")
         _ensure_env(procs, "redis")
         _manage("migrate", "--noinput", "-v", "0")

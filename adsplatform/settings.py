@@ -4,14 +4,13 @@ Without DATABASE_URL and REDIS_URL the project runs on the embedded default: SQL
 var/ and the Redis server that `adsplatform.launch` starts on a socket in var/.
 """
 
-import hashlib
-import hmac
 from pathlib import Path
 
 import environ
 from celery.schedules import schedule
 from django.core.exceptions import ImproperlyConfigured
 
+from adsplatform.secret_keys import REQUIRED_SECRETS, demo_secrets
 from compliance.geography import GDPR_COUNTRIES as DEFAULT_GDPR_COUNTRIES
 from compliance.geography import parse_country_list
 
@@ -23,8 +22,13 @@ if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# No secret default outside DEBUG: a production deployment must set its own.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-only" if DEBUG else None)
+# No secret default outside DEBUG, and none derived from a constant: a deployment sets
+# DJANGO_SECRET_KEY, SERVING_SIGNING_KEY and PSEUDONYM_SECRET, and the web server, worker and
+# beat refuse to start without them (adsplatform.secret_keys). A DEBUG run without them uses
+# random ones generated once into var/ (the demo's).
+_ALL_SECRETS_SET = all(env.str(name, default="") for name in REQUIRED_SECRETS)
+_DEMO_SECRETS = demo_secrets(VAR_DIR) if DEBUG and not _ALL_SECRETS_SET else {}
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEMO_SECRETS.get("DJANGO_SECRET_KEY"))
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -212,8 +216,7 @@ CELERY_BEAT_SCHEDULE = {
 # Serving: the public base of tracking URLs and the key that signs them.
 SERVING_PUBLIC_URL = env.str("SERVING_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 SERVING_SIGNING_KEY = env.str(
-    "SERVING_SIGNING_KEY",
-    default=hashlib.sha256(f"serving:{SECRET_KEY}".encode()).hexdigest(),
+    "SERVING_SIGNING_KEY", default=_DEMO_SECRETS.get("SERVING_SIGNING_KEY")
 )
 # Impression and click tokens older than this are not billed.
 SERVING_TOKEN_TTL_SECONDS = env.int("SERVING_TOKEN_TTL_SECONDS", default=3600)
@@ -245,15 +248,10 @@ SERVING_REGION_HEADER = env.str("SERVING_REGION_HEADER", default="") or None
 RAW_EVENT_RETENTION_SECONDS = env.int("RAW_EVENT_RETENTION_SECONDS", default=24 * 3600)
 
 # --- Privacy (issue #6; docs/privacy.md explains each setting) -------------------------------
-# The secret behind pseudonymous user ids. By default derived from SECRET_KEY under its own
-# HMAC label, so it is never the secret key itself. Changing it makes everything stored
+# The secret behind pseudonymous user ids: its own secret, not derived from SECRET_KEY, so
+# rotating the session key never changes pseudonyms. Changing it makes everything stored
 # before unlinkable to anyone, and unreachable by data-subject requests.
-PSEUDONYM_SECRET = env.str(
-    "PSEUDONYM_SECRET",
-    default=hmac.new(
-        str(SECRET_KEY).encode(), b"adsplatform:pseudonym-secret", hashlib.sha256
-    ).hexdigest(),
-)
+PSEUDONYM_SECRET = env.str("PSEUDONYM_SECRET", default=_DEMO_SECRETS.get("PSEUDONYM_SECRET"))
 # Where a request without regs.gdpr is treated as gdpr = 1 (ISO 3166-1 alpha-2 codes, comma
 # separated): by default the EU, the rest of the EEA, the UK and Switzerland.
 try:

@@ -22,7 +22,8 @@ def configure(tmp: Path) -> str:
     prefix = f"bench:{secrets.token_hex(4)}:"
     (tmp / "static").mkdir(parents=True, exist_ok=True)  # no warning from WhiteNoise
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(32))
+    for name in ("DJANGO_SECRET_KEY", "SERVING_SIGNING_KEY", "PSEUDONYM_SECRET"):
+        os.environ.setdefault(name, secrets.token_urlsafe(48))
     os.environ.update(
         DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
         REDIS_KEY_PREFIX=prefix,
