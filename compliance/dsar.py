@@ -219,8 +219,9 @@ def _iso_ms(ts_ms: int) -> str:
 # Event fields under names a person can read; a field not named here keeps its own name.
 EXPORT_NAMES = {
     "t": "type", "ts": "time", "pl": "placement", "li": "line_item", "cp": "campaign",
-    "adv": "advertiser", "cr": "creative", "cpm": "price_cpm_micros", "d": "request_id",
+    "adv": "advertiser", "cr": "creative", "cpm": "price_cpm_micros", "d": "decision_id",
     "cs": "consent", "u": "pseudonymous_id", "ip": "ip_truncated", "r": "reason", "b": "buyer",
+    "rq": "correlation_id",
 }  # fmt: skip
 EVENT_TYPES = {"req": "ad_request", "imp": "impression", "clk": "click", "err": "creative_error"}
 
@@ -241,7 +242,7 @@ def _owned(events: list[Event], pseudonyms: frozenset[str]) -> list[bool]:
 
 def _anonymised(event: Event) -> Event:
     # What the rollups count stays; what could tie the event to a person goes.
-    return msgspec.structs.replace(event, u="", ip="", d="")
+    return msgspec.structs.replace(event, u="", ip="", d="", rq="")
 
 
 class EventStream:

@@ -17,11 +17,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import os
-import random
-import re
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -56,6 +52,7 @@ from serving.http import (
     read_body,
     respond,
 )
+from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
 from serving.ratelimit import RateLimiter
@@ -75,8 +72,6 @@ TMAX_MARGIN_MS = 20
 CAP_TTL_SECONDS = 31 * 86400
 
 _json = msgspec.json.Encoder(decimal_format="number")
-# A caller's own request id is echoed when it is short and plain; otherwise we make one.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +204,13 @@ class ServingApp:
         if scope["type"] != "http":
             return
         await self.startup()
-        request_id = header(scope, b"x-request-id") or ""
-        if not _REQUEST_ID_RE.match(request_id):
-            request_id = os.urandom(16).hex()
+        # Our own id for every request; the caller's, when it sent one, is only echoed
+        # (x-request-id) and recorded for correlation (`serving.ids`).
+        ours = new_decision_id()
+        theirs = correlation_id(header(scope, b"x-request-id"))
+        request_id = theirs or ours
         try:
-            await self._route(scope, receive, send, request_id)
+            await self._route(scope, receive, send, request_id, ours)
         except HttpError as exc:
             body = (
                 {"error": exc.error, "detail": exc.detail} if exc.detail else {"error": exc.error}
@@ -231,18 +228,20 @@ class ServingApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, ours: str
+    ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         if path in ("/v1/ad", "/openrtb2/auction"):
             if method != "POST":
                 raise HttpError(405, "method_not_allowed", "use POST")
             if path == "/v1/ad":
-                await self._ad(scope, receive, send, request_id)
+                await self._ad(scope, receive, send, request_id, ours)
             else:
-                await self._openrtb(scope, receive, send, request_id)
+                await self._openrtb(scope, receive, send, request_id, ours)
         elif path == "/v1/vast" and method in ("GET", "HEAD"):
-            await self._vast(scope, send, request_id)
+            await self._vast(scope, send, request_id, ours)
         elif path.startswith("/v1/imp/") and method in ("GET", "HEAD"):
             await self._impression(path.removeprefix("/v1/imp/"), send, request_id)
         elif path.startswith("/v1/click/") and method in ("GET", "HEAD"):
@@ -260,14 +259,17 @@ class ServingApp:
 
     # -- the three doors ------------------------------------------------------------------
 
-    async def _ad(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _ad(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, ours: str
+    ) -> None:
         body = await read_body(receive)
         now = time.time()
         try:
             request = ad_request_decoder.decode(body)
             ctx = to_context(
                 request,
-                request_id=request_id,
+                request_id=ours,
+                correlation_id=request_id if request_id != ours else "",
                 now=now,
                 sec_gpc=header(scope, b"sec-gpc"),
                 explain=_explain_asked(scope),
@@ -290,21 +292,23 @@ class ServingApp:
             await respond(send, 204, b"", request_id, [(b"x-no-fill-reason", b"no_eligible")])
             return
         payload: dict[str, Any] = {
-            "id": request_id,
+            "id": ours,
             "decisions": [v1_decision(s) for s in served],
         }
         if outcome.explain is not None:
             payload["explain"] = outcome.explain
         await respond(send, 200, _json.encode(payload), request_id, [JSON, NO_STORE])
 
-    async def _openrtb(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _openrtb(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, ours: str
+    ) -> None:
         body = await read_body(receive)
         now = time.time()
         try:
             request = openrtb.decode_bid_request(body)
             ctx = openrtb.to_context(
                 request,
-                request_id=request_id,
+                request_id=ours,
                 now=now,
                 currency=self.config.currency,
                 fx=self.config.fx,
@@ -314,6 +318,10 @@ class ServingApp:
             )
         except openrtb.OpenRtbError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from exc
+        # The exchange's BidRequest.id is what its logs know the auction by.
+        ctx.correlation_id = correlation_id(request.id) or (
+            request_id if request_id != ours else ""
+        )
         headers = [(b"x-openrtb-version", b"2.6")]
         reply_currency = self._reply_currency(ctx)
         if reply_currency is None:
@@ -336,12 +344,14 @@ class ServingApp:
         )
         await respond(send, 200, response, request_id, [JSON, NO_STORE, *headers])
 
-    async def _vast(self, scope: Scope, send: Send, request_id: str) -> None:
+    async def _vast(self, scope: Scope, send: Send, request_id: str, ours: str) -> None:
         query = query_params(scope)
         try:
-            ctx = vast_context(query, request_id, scope)
+            ctx = vast_context(query, ours, scope)
         except ValueError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from exc
+        if request_id != ours:
+            ctx.correlation_id = request_id
         try:
             placement, outcome = await self._decide(ctx, scope)
             served = self.renderer.render_all(ctx, placement, outcome)
@@ -396,8 +406,9 @@ class ServingApp:
             now=now,
             exhausted=self.store.exhausted,
             pacing=self.store.pacing,
-            # Seeded by the request: ties and rotation replay exactly under explain=1.
-            rng=random.Random(zlib.crc32(ctx.request_id.encode())),  # noqa: S311 - not a secret
+            # Seeded by our id of the request: ties, rotation and pacing draws replay
+            # exactly given it, and a caller cannot pick them.
+            rng=decision_rng(ctx.request_id),
             caps=caps,
         )
         external: list[ExternalBid] = []
@@ -498,6 +509,7 @@ class ServingApp:
             cs=permissions.ledger_text() if permissions else "",
             u=user,
             ip=truncate_ip(ctx.device.ip or ctx.device.ipv6) or "",
+            rq=ctx.correlation_id,
         )
         losses = list(outcome.rejected)
         for d in outcome.decisions:
@@ -530,7 +542,7 @@ class ServingApp:
         ts = int(ctx.now * 1000)
         events = [Event(t="req", ts=ts, pl=placement.id, d=ctx.request_id) for _ in ctx.imps]
         ledger = ctx.permissions.ledger_text() if ctx.permissions else f"→ none:{reason}"
-        events[0] = msgspec.structs.replace(events[0], cs=ledger)
+        events[0] = msgspec.structs.replace(events[0], cs=ledger, rq=ctx.correlation_id)
         self.sink.emit(events)
 
     def _count_frequency(self, user: str, outcome: Outcome, now: float) -> None:

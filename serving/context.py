@@ -100,6 +100,8 @@ class DeviceInfo:
 
 @dataclass(slots=True)
 class AdContext:
+    # Our id of this request, made by the server (`serving.ids`): the decisions' ids derive
+    # from it, and it seeds their draws. Never the caller's.
     request_id: str
     source: str  # "v1" or "openrtb"
     placement_key: str
@@ -133,3 +135,6 @@ class AdContext:
     now: float = 0.0
     # OpenRTB fields passed through to external buyers as received (source.schain etc.).
     source_ext: dict[str, object] | None = None
+    # The caller's own request id (x-request-id, OpenRTB BidRequest.id): echoed and recorded
+    # for correlation only.
+    correlation_id: str = ""

@@ -35,7 +35,7 @@ class Event(msgspec.Struct, frozen=True):
     # Impressions: the clearing CPM in micros (= the impression's price in billionths);
     # clicks: a CPC click's price in billionths. What the rollups bill.
     cpm: int = 0
-    d: str = ""  # decision or request id
+    d: str = ""  # our request id, or a decision's (`serving.ids`); never the caller's
     cs: str = ""  # consent ledger, on the first event of each ad request
     # Pseudonymous user id (keyed hash, `compliance.pseudonym`), only where consent allows
     # ids; never the id as sent.
@@ -43,6 +43,9 @@ class Event(msgspec.Struct, frozen=True):
     ip: str = ""  # truncated (`compliance.anonymise.truncate_ip`), never the full address
     r: str = ""  # "loss": why the line item was turned away; "err": the error code
     b: int = 0  # external buyer, for "bid" events and wins of external demand
+    # The caller's request id (x-request-id, BidRequest.id), on the first event of an ad
+    # request: for correlation with the caller's logs, never a key.
+    rq: str = ""
 
 
 encode_events = msgspec.json.Encoder().encode

@@ -141,7 +141,13 @@ def _imp(slot: Slot, path: str) -> Imp:
 
 
 def to_context(
-    request: AdRequest, *, request_id: str, now: float, sec_gpc: str | None, explain: bool
+    request: AdRequest,
+    *,
+    request_id: str,
+    now: float,
+    sec_gpc: str | None,
+    explain: bool,
+    correlation_id: str = "",
 ) -> AdContext:
     """The orchestrator's view of a first-party request."""
     if len({slot.id for slot in request.slots}) != len(request.slots):
@@ -203,6 +209,7 @@ def to_context(
         ),
         explain=explain,
         now=now,
+        correlation_id=correlation_id,
     )
 
 

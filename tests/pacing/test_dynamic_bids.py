@@ -2,7 +2,6 @@
 never below its minimum bid and never above its booked bid, and the scan still finds the
 real winner when a lowered bid sits early in a list sorted by booked bids."""
 
-import random
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +14,7 @@ from campaigns.models import BidStrategy
 from campaigns.snapshot import publish_snapshot, redis_keys
 from serving.app import ServingApp
 from serving.engine import Decision, Outcome, decide
+from serving.ids import decision_rng
 from serving.targeting import PacingRates, RequestState
 from tests.factories import make_campaign, make_line_item, make_placement
 from tests.serving.test_app import ad_body, with_client
@@ -32,7 +32,7 @@ def decide_with(
         now=NOW,
         exhausted=frozenset(),
         pacing=PacingRates(multipliers=multipliers, exhausted=exhausted),
-        rng=random.Random(context.request_id),
+        rng=decision_rng(context.request_id),
         caps=None,
     )
     return decide(index, PLACEMENT, context, state)

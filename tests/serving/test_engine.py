@@ -1,6 +1,5 @@
 """The whole-request decision over a compiled index: targeting, gates, deals, explain."""
 
-import random
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 from compliance.policy import Permissions, PrivacySignals
 from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp, VideoSpec
 from serving.engine import decide
+from serving.ids import decision_rng
 from serving.index import compile_index
 from serving.snapshot import (
     CampaignSnap,
@@ -83,7 +83,7 @@ def run(index, context: AdContext, caps=None, exhausted=frozenset(), pacing=None
         now=NOW,
         exhausted=exhausted,
         pacing=pacing or {},
-        rng=random.Random(context.request_id),
+        rng=decision_rng(context.request_id),
         caps=caps,
     )
     return decide(index, PLACEMENT, context, state, external)
