@@ -45,6 +45,34 @@ class VideoSpec:
     linearity: int | None = None
     skip: int | None = None
     startdelay: int | None = None
+    # Exact durations the player accepts (OpenRTB 2.6 `rqddurs`, instead of min/max).
+    rqddurs: tuple[int, ...] = ()
+    # A floor per second of ad (`mincpmpersec`), platform currency.
+    mincpmpersec: Decimal | None = None
+    # Ad pods (OpenRTB 2.6): a dynamic pod has `poddur` (seconds) and `maxseq` (ads); the
+    # imps of a structured pod share `podid`, one ad each. serving.pods fills them.
+    podid: str | None = None
+    podseq: int | None = None
+    slotinpod: int | None = None
+    poddur: int | None = None
+    maxseq: int | None = None
+
+    def allows_duration(self, seconds: int) -> bool:
+        """Whether an ad of this many seconds fits: exactly one of `rqddurs` when given,
+        else within `minduration`..`maxduration` (the same rule for our creatives and for
+        buyers' `dur`)."""
+        if self.rqddurs:
+            return seconds in self.rqddurs
+        if self.maxduration and seconds > self.maxduration:
+            return False
+        return not (self.minduration and seconds < self.minduration)
+
+    def floor_for(self, seconds: int, floor: Decimal) -> Decimal:
+        """The CPM floor of an ad of this many seconds: `mincpmpersec` x seconds where that
+        is higher than the imp's floor (a per-second floor never lowers the imp's own)."""
+        if self.mincpmpersec is None:
+            return floor
+        return max(floor, self.mincpmpersec * seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +94,12 @@ class Imp:
     native_request: str | None = None
     pos: int | None = None
     tagid: str | None = None
+
+    @property
+    def is_pod(self) -> bool:
+        """A video imp that asks for an ad pod (dynamic: `poddur`; structured: `podid`)."""
+        video = self.video
+        return video is not None and (video.poddur is not None or video.podid is not None)
 
 
 @dataclass(slots=True)

@@ -198,9 +198,7 @@ def creative_allowed(creative: CreativeSnap, imp: Imp, ctx: AdContext) -> bool:
     if spec is not None:
         if spec.mimes and not any(m in spec.mimes for m in creative.mimes):
             return False
-        if spec.maxduration and creative.duration > spec.maxduration:
-            return False
-        if spec.minduration and creative.duration < spec.minduration:
+        if not spec.allows_duration(creative.duration):
             return False
     return True
 

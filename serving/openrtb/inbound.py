@@ -165,7 +165,7 @@ def _imp(
         secure=imp.secure == 1 if imp.secure is not None else secure_page,
         private_auction=bool(pmp and pmp.private_auction == 1),
         deals=_deals(pmp.deals, n, currency, fx) if pmp else (),
-        video=_video_spec(imp.video),
+        video=_video_spec(imp.video, n, imp.bidfloorcur, currency, fx),
         audio=_audio_spec(imp.audio),
         native_request=_native_request(imp.native),
         pos=imp.banner.pos if imp.banner else None,
@@ -213,9 +213,19 @@ def _deals(
     return tuple(converted)
 
 
-def _video_spec(video: Video | None) -> VideoSpec | None:
+def _video_spec(
+    video: Video | None, n: int, cur: str, currency: str, fx: Mapping[str, Decimal]
+) -> VideoSpec | None:
     if video is None:
         return None
+    per_second = video.mincpmpersec
+    if per_second is not None:
+        try:  # in the imp's floor currency, like bidfloor
+            per_second = _convert(per_second, cur, currency, fx)
+        except KeyError:
+            raise OpenRtbError(
+                f"Unknown currency {cur!r}", path=f"$.imp[{n}].bidfloorcur"
+            ) from None
     return VideoSpec(
         mimes=tuple(video.mimes),
         minduration=video.minduration,
@@ -226,6 +236,13 @@ def _video_spec(video: Video | None) -> VideoSpec | None:
         linearity=video.linearity,
         skip=video.skip,
         startdelay=video.startdelay,
+        rqddurs=tuple(dict.fromkeys(video.rqddurs)),
+        mincpmpersec=per_second,
+        podid=video.podid,
+        podseq=video.podseq,
+        slotinpod=video.slotinpod,
+        poddur=video.poddur,
+        maxseq=video.maxseq,
     )
 
 

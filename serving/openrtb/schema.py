@@ -61,6 +61,14 @@ class Video(_Wire, frozen=True):
     startdelay: int | None = None
     plcmt: int | None = None
     placement: int | None = None
+    rqddurs: Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(max_length=32)] = []
+    mincpmpersec: Decimal | None = None  # in imp.bidfloorcur
+    # Ad pods: seconds and ads of a dynamic pod; the id, sequence and slot of a structured one.
+    poddur: Annotated[int, msgspec.Meta(ge=1, le=3600)] | None = None
+    maxseq: Annotated[int, msgspec.Meta(ge=1, le=30)] | None = None
+    podid: str | None = None
+    podseq: int | None = None
+    slotinpod: int | None = None
 
 
 class Audio(_Wire, frozen=True):
@@ -319,6 +327,8 @@ def decode_bid_request(body: bytes) -> BidRequest:
                 "An imp needs at least one of banner, video, audio, native", path=f"$.imp[{n}]"
             )
         _check_money(imp.bidfloor, f"$.imp[{n}].bidfloor")
+        if imp.video is not None and imp.video.mincpmpersec is not None:
+            _check_money(imp.video.mincpmpersec, f"$.imp[{n}].video.mincpmpersec")
         for m, deal in enumerate(imp.pmp.deals if imp.pmp else ()):
             _check_money(deal.bidfloor, f"$.imp[{n}].pmp.deals[{m}].bidfloor")
     return request
