@@ -3,14 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from campaigns.views import dashboard, switch_organisation_view, tokens_page
+from campaigns.views import switch_organisation_view, tokens_page
 from reporting.pacing import pacing_chart
 from reporting.views import DeliveryDiagnosticsView, HourlyReportView, report_page
 
 admin.site.site_header = "adsplatform ad ops"
 
 urlpatterns = [
-    path("", dashboard, name="dashboard"),
+    path("", include("campaigns.console.urls")),
     path("reports/", report_page, name="reports"),
     path("reports/pacing/<int:campaign_id>/", pacing_chart, name="pacing-chart"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -1,49 +1,13 @@
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from campaigns.models import ApiToken, Campaign, LineItem
-from campaigns.organisations import current_organisation, switch_organisation
-from reporting.models import HourlyRollup
-
-
-@login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
-    """The advertiser's home: their campaigns and line items with the last day's delivery."""
-    org = current_organisation(request)
-    rows = HourlyRollup.objects.for_user(request.user)
-    campaigns = Campaign.objects.for_user(request.user)
-    if org is not None:
-        campaigns = campaigns.filter(advertiser=org)
-        rows = rows.filter(advertiser_id=org.pk)
-    campaigns = (
-        campaigns.select_related("advertiser")
-        .prefetch_related(
-            Prefetch(
-                "line_items",
-                queryset=LineItem.objects.order_by("name").prefetch_related("creatives"),
-            )
-        )
-        .order_by("advertiser__name", "name")
-    )
-    since = timezone.now() - timedelta(hours=24)
-    delivery = {
-        row["line_item_id"]: row
-        for row in rows.filter(hour__gte=since)
-        .values("line_item_id")
-        .annotate(impressions=Sum("impressions"), clicks=Sum("clicks"), spend=Sum("spend"))
-    }
-    for campaign in campaigns:
-        for li in campaign.line_items.all():
-            li.delivery = delivery.get(li.pk)
-    return render(request, "dashboard/campaigns.html", {"campaigns": campaigns})
+from campaigns.models import ApiToken
+from campaigns.organisations import switch_organisation
 
 
 @login_required

@@ -1,0 +1,31 @@
+"""The console's pages, included at the site root (the dashboard is the campaign list)."""
+
+from django.urls import path
+
+from campaigns.console.views import campaigns, line_items
+
+urlpatterns = [
+    path("", campaigns.campaign_list, name="dashboard"),
+    path("campaigns/new/", campaigns.campaign_create, name="console-campaign-create"),
+    path("campaigns/<int:pk>/", campaigns.campaign_detail, name="console-campaign"),
+    path("campaigns/<int:pk>/edit/", campaigns.campaign_edit, name="console-campaign-edit"),
+    path("campaigns/<int:pk>/<slug:move>/", campaigns.campaign_move, name="console-campaign-move"),
+    path(
+        "campaigns/<int:campaign_pk>/line-items/new/",
+        line_items.line_item_create,
+        name="console-line-item-create",
+    ),
+    path("line-items/<int:pk>/", line_items.line_item_detail, name="console-line-item"),
+    path("line-items/<int:pk>/edit/", line_items.line_item_edit, name="console-line-item-edit"),
+    path(
+        "line-items/<int:pk>/creatives/",
+        line_items.line_item_creatives,
+        name="console-line-item-creatives",
+    ),
+    path(
+        "line-items/<int:pk>/<slug:move>/",
+        line_items.line_item_move,
+        name="console-line-item-move",
+    ),
+    path("targeting/regions/", line_items.regions, name="console-regions"),
+]
