@@ -86,7 +86,11 @@ class EventSink:
     idle_delay: float = 0.010
     max_batch: int = 256
     _ops: list[_Op] = field(default_factory=list)
-    _timer: asyncio.TimerHandle | None = None
+    # The pending flush, and when it is due: kept here, because a loop's call_at hands back a
+    # plain Handle (no `when()`) when the time has already come (uvloop rounds delays to
+    # whole milliseconds, so a 2 ms delay taken late is "now").
+    _timer: asyncio.Handle | None = None
+    _due: float = 0.0
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _wire: Wire | None = None
     _connecting: asyncio.Lock | None = None
@@ -136,10 +140,10 @@ class EventSink:
         # response.
         loop = asyncio.get_running_loop()
         due = loop.time() + (self.flush_delay if op.done is not None else self.idle_delay)
-        if self._timer is None or due < self._timer.when():
+        if self._timer is None or due < self._due:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = loop.call_at(due, self._start_flush)
+            self._timer, self._due = loop.call_at(due, self._start_flush), due
 
     def _start_flush(self) -> None:
         if self._timer is not None:

@@ -148,3 +148,17 @@ def test_the_sink_recovers_after_redis_drops_its_connection(
     # the write that met the dropped connection is counted, or it made it through on a new
     # connection if the server's close had not reached the client yet
     assert dropped == 1 or redis_client.get(key) == b"lost?"
+
+
+def test_a_flush_scheduled_for_now_on_uvloop_does_not_break_the_next_op(
+    redis_client: Redis,
+) -> None:
+    # uvloop's call_at hands back a plain Handle (no `when()`) when the time has come, which
+    # a late 2 ms delay or a zero one is: the next op then met an AttributeError (a 500).
+    async def go() -> list[Any]:
+        sink = EventSink(settings.REDIS_URL, f"{PREFIX}wire:events", flush_delay=0.0)
+        replies = await asyncio.gather(*(sink.fetch("PING") for _ in range(3)))
+        await sink.close()
+        return list(replies)
+
+    assert run(go(), "uvloop") == [b"PONG", b"PONG", b"PONG"]
