@@ -49,7 +49,17 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of canonical unpadded base64url, else ValueError.
+
+    Decoding alone is lenient: the last character's unused bits are ignored (16 spellings of
+    a 16-byte tag all decode alike), and so are characters outside the alphabet and padding.
+    One token must have one spelling (it is a de-duplication and cache key), so the text is
+    encoded again and must come back unchanged.
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 class TokenSigner:
