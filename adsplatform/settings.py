@@ -11,6 +11,7 @@ from celery.schedules import schedule
 from django.core.exceptions import ImproperlyConfigured
 
 from adsplatform.secret_keys import REQUIRED_SECRETS, demo_secrets
+from campaigns.fx.rates import FxError, parse_fx_setting
 from compliance.geography import GDPR_COUNTRIES as DEFAULT_GDPR_COUNTRIES
 from compliance.geography import parse_country_list
 
@@ -226,12 +227,24 @@ CDN_BASE_URL = env.str("CDN_BASE_URL", default=f"{SERVING_PUBLIC_URL}/{MEDIA_URL
 GVL_VENDOR_ID = env.int("GVL_VENDOR_ID", default=9999)
 # --- Serving engine (issue #4; README "Serving") --------------------------------------------
 # Prices, floors and bids are compared in this currency; others convert through FX_RATES
-# ("EUR=1.08,GBP=1.27": one EUR is worth 1.08 of SERVING_CURRENCY). Rates are configured, not
-# fetched: an operator updates them (a changed rate applies at the next snapshot).
-SERVING_CURRENCY = env.str("SERVING_CURRENCY", default="USD")
-FX_RATES = env.dict(
-    "FX_RATES", cast={"value": str}, default={"EUR": "1.08", "GBP": "1.27", "JPY": "0.0067"}
-)
+# ("EUR=1.08,GBP=1.27": one EUR is worth 1.08 of SERVING_CURRENCY). A malformed value stops
+# the server at start, naming the bad item. With FX_SOURCE set (a file path or http(s) URL of
+# an ECB eurofxref XML), the reference rates are loaded every FX_REFRESH_SECONDS and used
+# while younger than FX_MAX_AGE_SECONDS; FX_RATES is the fallback when they are stale.
+SERVING_CURRENCY = env.str("SERVING_CURRENCY", default="USD").upper()
+try:
+    FX_RATES = parse_fx_setting(env.str("FX_RATES", default="EUR=1.08,GBP=1.27,JPY=0.0067"))
+except FxError as error:
+    raise ImproperlyConfigured(str(error)) from None
+FX_SOURCE = env.str("FX_SOURCE", default="")
+FX_REFRESH_SECONDS = env.float("FX_REFRESH_SECONDS", default=3600.0)
+# The ECB publishes on working days: Friday's rates are still the newest on a Monday morning,
+# and a long holiday weekend can span five days.
+FX_MAX_AGE_SECONDS = env.int("FX_MAX_AGE_SECONDS", default=5 * 86400)
+CELERY_BEAT_SCHEDULE["refresh-fx-rates"] = {
+    "task": "campaigns.tasks.refresh_fx_rates_task",
+    "schedule": schedule(FX_REFRESH_SECONDS),
+}
 # Requests per second per placement key, across all serving processes (429 above it).
 SERVING_RATE_LIMIT = env.int("SERVING_RATE_LIMIT", default=20000)
 # Waiting for external buyers: at most this long, and always below an inbound tmax.

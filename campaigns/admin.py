@@ -210,3 +210,7 @@ class PlacementAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "publisher"]
     search_fields = ["name", "publisher__name"]
     readonly_fields = ["key"]
+
+
+# FX rate sets (campaigns/fx/admin.py) register themselves on import.
+from campaigns.fx import admin as fx_admin  # noqa: E402, F401

@@ -5,12 +5,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.db.models import Prefetch
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
 
+from campaigns.fx.services import current_fx_table
 from campaigns.models import (
     ApiToken,
     BidType,
@@ -90,10 +92,9 @@ def redis_client() -> Redis:
 
 
 def fx_rates() -> dict[str, Decimal]:
-    """Units of the platform currency one unit of each currency is worth."""
-    rates = {code.upper(): Decimal(value) for code, value in settings.FX_RATES.items()}
-    rates[settings.SERVING_CURRENCY] = Decimal(1)
-    return rates
+    """Units of the platform currency one unit of each currency is worth, as the next
+    snapshot carries them (`campaigns.fx.services.current_fx_table`)."""
+    return current_fx_table().rates
 
 
 def _dayparts(parts: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
@@ -144,9 +145,31 @@ def _line_item_snap(
     )
 
 
+def _deal_snaps(rates: dict[str, Decimal]) -> tuple[list[DealSnap], set[str]]:
+    """The deals in the platform currency, and the ids of those whose currency has no rate
+    (left out, with a warning: never priced at a made-up rate of 1)."""
+    deals, unpriced = [], set()
+    for d in Deal.objects.order_by("id"):
+        rate = rates.get(d.currency.upper())
+        if rate is None:
+            log.warning("deal %s: no FX rate for %s; not offered", d.deal_id, d.currency)
+            unpriced.add(d.deal_id)
+            continue
+        deals.append(
+            DealSnap(
+                deal_id=d.deal_id,
+                advertiser_id=d.advertiser_id,
+                floor=d.floor * rate,
+                fixed_price=d.fixed_price * rate if d.fixed_price is not None else None,
+            )
+        )
+    return deals, unpriced
+
+
 def build_snapshot(version: int, now: datetime) -> Snapshot:
     """Everything serving needs, read in one consistent pass over the database."""
     rates = fx_rates()
+    deals, unpriced = _deal_snaps(rates)
     serving_line_items = LineItem.objects.filter(status=LineItemStatus.ACTIVE).prefetch_related(
         "placements",
         "deals",
@@ -193,7 +216,15 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
                     shown.append(a)
             if not shown:
                 continue  # nothing to show: not a candidate
-            line_items.append(_line_item_snap(li, campaign, shown, rate))
+            snap_li = _line_item_snap(li, campaign, shown, rate)
+            if unpriced and snap_li.deal_ids:
+                # A deal we cannot price is not offered; a deal-only line item left without
+                # any deal does not serve at all (it would otherwise enter the open auction).
+                kept = [d for d in snap_li.deal_ids if d not in unpriced]
+                if not kept:
+                    continue
+                snap_li = msgspec.structs.replace(snap_li, deal_ids=kept)
+            line_items.append(snap_li)
     used = {i for li in line_items for i in li.creative_ids}
     placements = [
         PlacementSnap(
@@ -205,21 +236,11 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
         )
         for p in Placement.objects.filter(is_active=True).order_by("id")
     ]
-    deals = [
-        DealSnap(
-            deal_id=d.deal_id,
-            advertiser_id=d.advertiser_id,
-            floor=d.floor * rates.get(d.currency, Decimal(1)),
-            fixed_price=d.fixed_price * rates.get(d.currency, Decimal(1))
-            if d.fixed_price is not None
-            else None,
-        )
-        for d in Deal.objects.order_by("id")
-    ]
     return Snapshot(
         version=version,
         built_at=now.isoformat(),
         currency=settings.SERVING_CURRENCY,
+        fx=rates,
         placements=placements,
         campaigns=campaign_snaps,
         creatives=[c for i, c in creatives.items() if i in used],

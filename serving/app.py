@@ -99,7 +99,8 @@ class ServingConfig:
     def from_settings(cls) -> "ServingConfig":
         from django.conf import settings
 
-        from campaigns.snapshot import fx_rates
+        # The constants only: no database at start. The live table comes with each snapshot.
+        from campaigns.fx.services import configured_fx_rates
 
         return cls(
             redis_url=settings.REDIS_URL,
@@ -109,7 +110,7 @@ class ServingConfig:
             token_ttl=settings.SERVING_TOKEN_TTL_SECONDS,
             gvl_vendor_id=settings.GVL_VENDOR_ID,
             currency=settings.SERVING_CURRENCY,
-            fx=fx_rates(),
+            fx=configured_fx_rates(),
             rate_limit=settings.SERVING_RATE_LIMIT,
             buyer_timeout_ms=settings.SERVING_BUYER_TIMEOUT_MS,
             geoip_path=settings.GEOIP_PATH,
@@ -148,6 +149,7 @@ class ServingApp:
             region_header=config.region_header,
         )
         self.pool = BuyerPool(currency=config.currency, fx=config.fx)
+        self._fx_in_use: Mapping[str, Decimal] = config.fx
         self.pseudonyms = Pseudonymiser(config.pseudonym_secret, config.pseudonym_rotation_seconds)
         self._started = asyncio.Event()
         self._starting: asyncio.Lock | None = None
@@ -299,11 +301,23 @@ class ServingApp:
             payload["explain"] = outcome.explain
         await respond(send, 200, _json.encode(payload), request_id, [JSON, NO_STORE])
 
+    def _fx(self) -> Mapping[str, Decimal]:
+        """The FX table of the snapshot in use (the configured constants before the first);
+        the buyer pool follows it when a snapshot brings a new one. No Redis read."""
+        index = self.store.index
+        header = index.header if index is not None else None
+        fx = header.fx if header is not None and header.fx else self.config.fx
+        if fx is not self._fx_in_use:
+            self._fx_in_use = fx
+            self.pool.set_fx(fx)
+        return fx
+
     async def _openrtb(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, ours: str
     ) -> None:
         body = await read_body(receive)
         now = time.time()
+        fx = self._fx()
         try:
             request = openrtb.decode_bid_request(body)
             ctx = openrtb.to_context(
@@ -311,7 +325,7 @@ class ServingApp:
                 request_id=ours,
                 now=now,
                 currency=self.config.currency,
-                fx=self.config.fx,
+                fx=fx,
                 sec_gpc=header(scope, b"sec-gpc"),
                 placement_key=query_params(scope).get("placement"),
                 explain=_explain_asked(scope),
@@ -323,7 +337,7 @@ class ServingApp:
             request_id if request_id != ours else ""
         )
         headers = [(b"x-openrtb-version", b"2.6")]
-        reply_currency = self._reply_currency(ctx)
+        reply_currency = self._reply_currency(ctx, fx)
         if reply_currency is None:
             await respond(send, 204, b"", request_id, [*headers, (b"x-no-bid-reason", b"cur")])
             return
@@ -337,7 +351,7 @@ class ServingApp:
         if not served:
             await respond(send, 204, b"", request_id, headers)
             return
-        rate = self.config.fx[reply_currency]
+        rate = fx[reply_currency]
         bids = [self.renderer.openrtb_bid(s, rate) for s in served]
         response = openrtb.encode_bid_response(
             request_id=request.id, bids=bids, currency=reply_currency
@@ -360,10 +374,10 @@ class ServingApp:
         body = served[0].markup.encode() if served else EMPTY_VAST
         await respond(send, 200, body, request_id, [XML, NO_STORE])
 
-    def _reply_currency(self, ctx: AdContext) -> str | None:
+    def _reply_currency(self, ctx: AdContext, fx: Mapping[str, Decimal]) -> str | None:
         if not ctx.cur or self.config.currency in ctx.cur:
             return self.config.currency
-        return next((c for c in ctx.cur if c in self.config.fx), None)
+        return next((c for c in ctx.cur if c in fx), None)
 
     # -- the decision -------------------------------------------------------------------
 
@@ -392,6 +406,7 @@ class ServingApp:
             self._emit_no_ad(placement, ctx, permissions.reason, None)
             raise NoAd(permissions.reason, openrtb.NBR_UNKNOWN)
 
+        self._fx()  # the buyer pool converts bids with the snapshot's table
         user = self._pseudonym(ctx)
         buyers_round: asyncio.Task[Any] | None = None
         if index.buyers and not ctx.explain:

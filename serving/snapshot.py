@@ -132,6 +132,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     buyers: list[BuyerSnap] = []  # enabled ones only
     deals: list[DealSnap] = []
     currency: str = "USD"
+    # Platform units one unit of each currency is worth, at build time (feed or FX_RATES).
+    fx: dict[str, Decimal] = {}
     # sha256 of active staff API tokens: they may ask serving for `?explain=1`.
     staff_token_hashes: list[str] = []
 
@@ -149,6 +151,7 @@ class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
     buyers: list[BuyerSnap]
     deals: list[DealSnap]
     staff_token_hashes: list[str] = []
+    fx: dict[str, Decimal] = {}
 
 
 class CreativesPart(msgspec.Struct, frozen=True, tag="c"):
@@ -216,6 +219,7 @@ def header_of(snapshot: Snapshot) -> SnapshotHeader:
         buyers=snapshot.buyers,
         deals=snapshot.deals,
         staff_token_hashes=snapshot.staff_token_hashes,
+        fx=snapshot.fx,
     )
 
 

@@ -18,6 +18,7 @@ from campaigns.models.core import (
     Publisher,
     Role,
 )
+from campaigns.models.fx import FxRateSet
 from campaigns.models.tokens import ApiToken
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Campaign",
     "CampaignStatus",
     "Deal",
+    "FxRateSet",
     "GoalType",
     "LineItem",
     "LineItemCreative",

@@ -1,0 +1,1 @@
+"""Exchange rates: the configured constants (`FX_RATES`) and the refreshed reference rates."""
