@@ -5,13 +5,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import switch_organisation_view, tokens_page
 from reporting.pacing import pacing_chart
-from reporting.views import DeliveryDiagnosticsView, HourlyReportView, report_page
+from reporting.reports.views import report_download, report_page
+from reporting.views import DeliveryDiagnosticsView, HourlyReportView
 
 admin.site.site_header = "adsplatform ad ops"
 
 urlpatterns = [
     path("", include("campaigns.console.urls")),
     path("reports/", report_page, name="reports"),
+    path("reports/download/<str:table>.<str:fmt>", report_download, name="report-download"),
     path("reports/pacing/<int:campaign_id>/", pacing_chart, name="pacing-chart"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -21,6 +21,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from reporting.breakdowns import aggregate_creatives, write_creatives
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -230,6 +231,7 @@ def ingest_events(batch_size: int = 5000, max_batches: int = 20) -> IngestResult
                     _write(totals)
                     _write_consent(_aggregate_consent(fresh))
                     _write_diagnostics(_aggregate_diagnostics(fresh))
+                    write_creatives(aggregate_creatives([e for _, evs in fresh for e in evs]))
                     result.rows += len(totals)
                     result.counted += len(fresh)
                     mark.last_id = max((e[0] for e in fresh), key=_stream_id)

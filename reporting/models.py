@@ -118,3 +118,45 @@ class DeliveryDiagnosticHourly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} li {self.line_item_id} {self.reason}: {self.count}"
+
+
+class CreativeHourlyQuerySet(models.QuerySet["CreativeHourly"]):
+    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> "CreativeHourlyQuerySet":
+        """Rows the user may see: all for staff, their organisations' otherwise."""
+        if getattr(user, "is_staff", False):
+            return self
+        from campaigns.organisations import organisations_of
+
+        return self.filter(advertiser_id__in=organisations_of(user).values("pk"))
+
+
+class CreativeHourly(models.Model):
+    """Delivery per line item and creative per hour: the report's creative table.
+
+    Kept beside `HourlyRollup` rather than in its key so billing's rows stay one per
+    placement and line item; the two agree on every total.
+    """
+
+    hour = models.DateTimeField()
+    line_item_id = models.PositiveBigIntegerField()
+    creative_id = models.PositiveBigIntegerField()
+    campaign_id = models.PositiveBigIntegerField()
+    advertiser_id = models.PositiveBigIntegerField()
+    impressions = models.PositiveBigIntegerField(default=0)
+    clicks = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    spend = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+
+    objects = CreativeHourlyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "line_item_id", "creative_id"], name="one_creative_row_per_hour"
+            )
+        ]
+        indexes = [models.Index(fields=["advertiser_id", "hour"])]
+        ordering = ["-hour", "line_item_id", "creative_id"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} li {self.line_item_id} creative {self.creative_id}"

@@ -1,17 +1,12 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.utils import timezone
 from rest_framework import generics
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
-from campaigns.organisations import current_organisation
-from reporting import queries
 from reporting.models import (
     DeliveryDiagnosticHourly,
     DiagnosticQuerySet,
@@ -77,29 +72,3 @@ class DeliveryDiagnosticsView(generics.ListAPIView[DeliveryDiagnosticHourly]):
         if request.query_params.get("reason"):
             rows = rows.filter(reason=request.query_params["reason"])
         return rows.order_by("-hour", "line_item_id", "reason")
-
-
-@login_required
-def report_page(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
-    rows = HourlyRollup.objects.for_user(request.user)
-    org = current_organisation(request)
-    diagnostics = DeliveryDiagnosticHourly.objects.for_user(request.user)
-    if org is not None:
-        rows = rows.filter(advertiser_id=org.pk)
-        diagnostics = diagnostics.filter(advertiser_id=org.pk)
-    last_day = rows.filter(hour__gte=now - timedelta(hours=24))
-    context: dict[str, Any] = {
-        "totals": queries.totals(last_day),
-        "line_items": queries.by_line_item(last_day),
-        "bars": queries.hourly_bars(rows, now),
-        "diagnostics": queries.delivery_diagnostics(
-            diagnostics.filter(hour__gte=now - timedelta(hours=24))
-        ),
-        "chart_height": 120,
-        # Consent is a property of traffic, not of one advertiser: ad ops see it.
-        "consent": queries.consent_coverage(now - timedelta(hours=24))
-        if request.user.is_staff
-        else None,
-    }
-    return render(request, "reporting/report.html", context)

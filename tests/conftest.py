@@ -8,7 +8,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings
-from django.db import connections
+from django.db import OperationalError, connections
 from django_redis import get_redis_connection
 from redis import Redis
 
@@ -71,7 +71,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
     """Poll until predicate() is truthy; fail the test with a clear message otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except OperationalError as exc:
+            # SQLite's in-memory test database refuses a read while a worker thread writes.
+            if "locked" not in str(exc):
+                raise
+            value = None
         if value:
             return value
         time.sleep(interval)

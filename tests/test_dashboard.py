@@ -53,7 +53,7 @@ def test_the_dashboard_shows_the_members_campaigns_and_delivery() -> None:
     assert "Spring hiking boots" in page and "Tent clearance" in page
     assert page.count("Delivering</span>") == 2
     assert 'data-kpi="impressions">7<' in report
-    assert "28.57 %" in report  # CTR
+    assert 'data-kpi="ctr">28.57<' in report
 
 
 def test_outsiders_see_nothing_and_anonymous_users_are_sent_to_log_in() -> None:

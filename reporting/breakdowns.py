@@ -1,0 +1,65 @@
+"""Rollups kept beside `HourlyRollup`, written in the same ingest transaction."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db.models import F
+
+from reporting.models import CreativeHourly
+from serving.events import Event
+
+NANOS = Decimal(1_000_000_000)
+
+
+@dataclass
+class _CreativeTotals:
+    campaign_id: int = 0
+    advertiser_id: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    errors: int = 0
+    spend_nanos: int = 0
+
+
+CreativeKey = tuple[datetime, int, int]
+
+
+def _hour(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
+
+
+def aggregate_creatives(events: list[Event]) -> dict[CreativeKey, _CreativeTotals]:
+    """(hour, line item, creative) totals of impressions, clicks and creative errors."""
+    totals: dict[CreativeKey, _CreativeTotals] = defaultdict(_CreativeTotals)
+    for e in events:
+        if e.t not in ("imp", "clk", "err") or not e.li:
+            continue
+        row = totals[(_hour(e.ts), e.li, e.cr)]
+        row.campaign_id, row.advertiser_id = e.cp, e.adv
+        if e.t == "imp":
+            row.impressions += 1
+            row.spend_nanos += e.cpm
+        elif e.t == "clk":
+            row.clicks += 1
+            row.spend_nanos += e.cpm  # a CPC click's price, as in HourlyRollup
+        else:
+            row.errors += 1
+    return totals
+
+
+def write_creatives(totals: dict[CreativeKey, _CreativeTotals]) -> None:
+    for (hour, line_item_id, creative_id), t in totals.items():
+        row, _ = CreativeHourly.objects.get_or_create(
+            hour=hour,
+            line_item_id=line_item_id,
+            creative_id=creative_id,
+            defaults={"campaign_id": t.campaign_id, "advertiser_id": t.advertiser_id},
+        )
+        CreativeHourly.objects.filter(pk=row.pk).update(
+            impressions=F("impressions") + t.impressions,
+            clicks=F("clicks") + t.clicks,
+            errors=F("errors") + t.errors,
+            spend=F("spend") + Decimal(t.spend_nanos) / NANOS,
+        )

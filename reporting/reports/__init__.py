@@ -1,0 +1,1 @@
+"""The advertiser's report pages: periods, tables, charts and downloads."""
