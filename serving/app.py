@@ -34,7 +34,7 @@ from serving import clock as spend_clock
 from serving import openrtb
 from serving.buyers import BuyerPool, ExternalBid
 from serving.context import AdContext
-from serving.engine import Outcome, decide
+from serving.engine import Decision, Outcome, decide
 from serving.enrich import Enricher
 from serving.events import Event, EventSink
 from serving.http import (
@@ -55,6 +55,9 @@ from serving.http import (
 from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
+from serving.pods.fill import decide_pods
+from serving.pods.response import pod_bids
+from serving.pods.vast import pod_vast
 from serving.ratelimit import RateLimiter
 from serving.render import MICROS, Renderer, auction_macros, costs, v1_decision
 from serving.schema import RequestError, ad_request_decoder, to_context, vast_context
@@ -353,6 +356,8 @@ class ServingApp:
             return
         rate = fx[reply_currency]
         bids = [self.renderer.openrtb_bid(s, rate) for s in served]
+        if ctx.pods:
+            bids = pod_bids(served, bids)
         response = openrtb.encode_bid_response(
             request_id=request.id, bids=bids, currency=reply_currency
         )
@@ -371,7 +376,10 @@ class ServingApp:
             served = self.renderer.render_all(ctx, placement, outcome)
         except NoAd:
             served = []
-        body = served[0].markup.encode() if served else EMPTY_VAST
+        if ctx.pods:
+            body = pod_vast([s.markup for s in served]) if served else EMPTY_VAST
+        else:
+            body = served[0].markup.encode() if served else EMPTY_VAST
         await respond(send, 200, body, request_id, [XML, NO_STORE])
 
     def _reply_currency(self, ctx: AdContext, fx: Mapping[str, Decimal]) -> str | None:
@@ -430,6 +438,8 @@ class ServingApp:
         if buyers_round is not None:
             external = (await buyers_round).bids
         outcome = decide(index, placement, ctx, state, external)
+        if ctx.pods:
+            decide_pods(index, placement, ctx, state, external, outcome)
         if external:
             await self._fetch_missing_markup(ctx, outcome)
         self._record(placement, ctx, outcome, user, external, index.line_items)
@@ -518,6 +528,11 @@ class ServingApp:
                 events.append(Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id))
             else:
                 events.append(Event(t="req", ts=ts, pl=pl, d=rid))
+        if len(won) < len(outcome.decisions):
+            # An ad pod: its ads after the first on one imp, one "req" each like a single ad.
+            for d in outcome.decisions:
+                if won[d.imp.id] is not d:
+                    events.append(_req_event(d, ts, pl, rid))
         permissions = ctx.permissions
         events[0] = msgspec.structs.replace(
             events[0],
@@ -684,6 +699,16 @@ class ServingApp:
             dedupe_key=self.keys.seen(kind, token.decision_id),
             dedupe_ttl=self.config.token_ttl + 3600,
         )
+
+
+def _req_event(d: Decision, ts: int, pl: int, rid: str) -> Event:
+    li = d.line_item
+    if li is not None and d.creative is not None:
+        return Event(
+            t="req", ts=ts, pl=pl, li=li.id, cp=li.campaign_id,
+            adv=li.advertiser_id, cr=d.creative.id, d=rid,
+        )  # fmt: skip
+    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id)
 
 
 def _staff(scope: Scope, index: Index) -> bool:

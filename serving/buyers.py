@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from compliance.policy import BuyerPermission
-from serving.context import AdContext, DealRequest, Imp
+from serving.context import AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
 from serving.macros import substitute
 from serving.openrtb import (
@@ -138,6 +138,7 @@ class ExternalBid:
     seat: str | None
     currency: str = "USD"  # the buyer's, which `original_price` is in
     fx_rate: Decimal = Decimal(1)  # platform units per unit of `currency`
+    dur: int | None = None  # seconds, video and audio (ad pods place by it)
 
     def in_buyer_currency(self, platform_amount: Decimal) -> Decimal:
         """A platform-currency amount (the clearing price) as the buyer's `${AUCTION_PRICE}`."""
@@ -509,6 +510,7 @@ class BuyerPool:
                 imp,
                 bidfloor=convert(imp.bidfloor),
                 deals=tuple(replace(d, bidfloor=convert(d.bidfloor)) for d in imp.deals),
+                video=_per_second_in(imp.video, convert),
             )
             for imp in imps
         ]
@@ -755,6 +757,15 @@ def _answer_of(task: "asyncio.Task[_Answer]") -> _Answer:
     return task.result()
 
 
+def _per_second_in(
+    spec: VideoSpec | None, convert: Callable[[Decimal], Decimal]
+) -> VideoSpec | None:
+    """The video's `mincpmpersec` in the buyer's currency, like the floors."""
+    if spec is None or not spec.mincpmpersec:
+        return spec
+    return replace(spec, mincpmpersec=convert(spec.mincpmpersec))
+
+
 def _deal_problem(bid: Bid, seat: str | None, imp: Imp) -> tuple[str, DealRequest | None]:
     """Whether a bid may use the deal it names (or go without one); returns the deal."""
     if not bid.dealid:
@@ -817,4 +828,5 @@ def _external_bid(
         seat=seat or None,
         currency=buyer.currency.upper(),
         fx_rate=rate,
+        dur=bid.dur,
     )

@@ -169,6 +169,8 @@ class AdContext:
     now: float = 0.0
     # OpenRTB fields passed through to external buyers as received (source.schain etc.).
     source_ext: dict[str, object] | None = None
+    # Whether any imp asks for an ad pod (serving.pods); set where the context is built.
+    pods: bool = False
     # The caller's own request id (x-request-id, OpenRTB BidRequest.id): echoed and recorded
     # for correlation only.
     correlation_id: str = ""

@@ -214,6 +214,8 @@ def decide(
     outcome = Outcome(explain=[] if ctx.explain else None)
     geo, device = ctx.geo, ctx.device
     for imp in ctx.imps:
+        if ctx.pods and imp.is_pod:
+            continue  # filled by serving.pods.fill.decide_pods
         slots = allowed_slots(imp, placement)
         candidates = _ordered(
             index, placement.id, slots, geo.country, device.devicetype, ctx.channel

@@ -34,6 +34,9 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Short = Annotated[str, msgspec.Meta(max_length=200)]
 Format = Annotated[str, msgspec.Meta(pattern=r"^(banner|video|audio|native)$")]
 Channel = Annotated[str, msgspec.Meta(pattern=r"^(web|app|ctv|voice|dooh)$")]
+# An ad pod on /v1/vast: at most an hour, at most 30 ads (as OpenRTB pods are decoded).
+MAX_POD_SECONDS = 3600
+MAX_POD_ADS = 30
 
 
 class Slot(msgspec.Struct, frozen=True):
@@ -213,6 +216,31 @@ def to_context(
     )
 
 
+def _durations(text: str) -> tuple[int, ...]:
+    """`rqddurs=15,30`: the exact ad lengths the player takes, in seconds."""
+    if not text:
+        return ()
+    parts = text.split(",")
+    if len(parts) > 32 or not all(p.isdigit() and 0 < int(p) <= MAX_POD_SECONDS for p in parts):
+        raise ValueError(
+            f"`rqddurs` must be up to 32 comma-separated seconds from 1 to {MAX_POD_SECONDS}"
+        )
+    return tuple(dict.fromkeys(int(p) for p in parts))
+
+
+def _cpm_per_second(text: str | None) -> Decimal | None:
+    """`mincpmpersec=0.5`: a floor per second of ad, platform currency."""
+    if text is None or text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        value = Decimal("NaN")
+    if not value.is_finite() or not 0 <= value < 1_000_000 or len(text) > 20:
+        raise ValueError(f"`mincpmpersec` must be a CPM from 0 to 999999, got {text[:20]!r}")
+    return value
+
+
 def vast_context(query: Mapping[str, str], request_id: str, scope: Scope) -> AdContext:
     """A video (or `format=audio`) request from a player's query string."""
     key = query.get("placement") or query.get("key")
@@ -222,12 +250,25 @@ def vast_context(query: Mapping[str, str], request_id: str, scope: Scope) -> AdC
     if fmt not in (VIDEO, AUDIO):
         raise ValueError("`format` must be video or audio")
     w, h = int_param(query, "w"), int_param(query, "h")
+    poddur, maxseq = int_param(query, "poddur"), int_param(query, "maxseq")
+    if poddur is not None and not 1 <= poddur <= MAX_POD_SECONDS:
+        raise ValueError(f"`poddur` must be 1 to {MAX_POD_SECONDS} seconds")
+    if maxseq is not None and not 1 <= maxseq <= MAX_POD_ADS:
+        raise ValueError(f"`maxseq` must be 1 to {MAX_POD_ADS} ads")
+    if maxseq is not None and poddur is None:
+        raise ValueError("`maxseq` needs `poddur` (the pod's length in seconds)")
+    if poddur is not None and fmt != VIDEO:
+        raise ValueError("ad pods (`poddur`) are for video")
     spec = VideoSpec(
         mimes=tuple(m for m in query.get("mimes", "").split(",") if m),
         minduration=int_param(query, "minduration"),
         maxduration=int_param(query, "maxduration"),
         w=w,
         h=h,
+        rqddurs=_durations(query.get("rqddurs", "")),
+        mincpmpersec=_cpm_per_second(query.get("mincpmpersec")),
+        poddur=poddur,
+        maxseq=maxseq,
     )
     client = scope.get("client")
     sids = query.get("gpp_sid", "")
@@ -247,6 +288,7 @@ def vast_context(query: Mapping[str, str], request_id: str, scope: Scope) -> AdC
         source="vast",
         placement_key=key,
         imps=[imp],
+        pods=imp.is_pod,
         device=DeviceInfo(
             ua=header(scope, b"user-agent"),
             ip=query.get("ip") or (client[0] if client else None),

@@ -79,11 +79,13 @@ def to_context(
     site, app, user, device = req.site, req.app, req.user, req.device
     prop: _Property | None = app or site or req.dooh
     secure_page = bool(site and site.page and site.page[:8].lower() == "https://")
+    imps = [_imp(imp, n, currency, fx, secure_page) for n, imp in enumerate(req.imp)]
     return AdContext(
         request_id=request_id,
         source="openrtb",
         placement_key=key,
-        imps=[_imp(imp, n, currency, fx, secure_page) for n, imp in enumerate(req.imp)],
+        imps=imps,
+        pods=any(imp.is_pod for imp in imps),
         device=_device(device),
         geo=_geo(device.geo if device else None),
         channel=_channel(req),

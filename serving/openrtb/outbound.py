@@ -134,6 +134,14 @@ def _outbound_video(spec: VideoSpec | None, sizes: list[tuple[int, int]]) -> dic
             "linearity": spec.linearity,
             "skip": spec.skip,
             "startdelay": spec.startdelay,
+            "rqddurs": list(spec.rqddurs),
+            "mincpmpersec": _money(spec.mincpmpersec) if spec.mincpmpersec else None,
+            # Ad pods, as the request asked for them (serving.pods places buyers' bids).
+            "podid": spec.podid,
+            "podseq": spec.podseq,
+            "slotinpod": spec.slotinpod,
+            "poddur": spec.poddur,
+            "maxseq": spec.maxseq,
         }
     )
 

@@ -27,6 +27,8 @@ class ResponseBid:
     nurl: str | None = None
     burl: str | None = None
     lurl: str | None = None
+    dur: int | None = None  # seconds, video and audio
+    slotinpod: int | None = None  # a structured pod's slot the bid is for
 
 
 def encode_bid_response(
@@ -55,5 +57,7 @@ def _response_bid(bid: ResponseBid) -> dict[str, Any]:
             "nurl": bid.nurl,
             "burl": bid.burl,
             "lurl": bid.lurl,
+            "dur": bid.dur,
+            "slotinpod": bid.slotinpod,
         }
     )

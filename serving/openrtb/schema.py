@@ -263,6 +263,8 @@ class Bid(_Wire, frozen=True):
     nurl: str | None = None
     burl: str | None = None
     lurl: str | None = None
+    dur: int | None = None  # seconds, video and audio
+    slotinpod: int | None = None
     ext: Ext = None
 
 
