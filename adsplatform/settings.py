@@ -213,6 +213,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": schedule(env.float("INGEST_EVERY_SECONDS", default=5.0)),
     },
 }
+# Ingestion holds a lock this long, renewed while it works, so a killed worker's lock
+# expires within seconds (reporting/lease.py); and reads the stream this many entries a batch.
+INGEST_LOCK_SECONDS = env.float("INGEST_LOCK_SECONDS", default=5.0)
+INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=5000)
 
 # Serving: the public base of tracking URLs and the key that signs them.
 SERVING_PUBLIC_URL = env.str("SERVING_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")

@@ -45,6 +45,7 @@ from redis import Redis
 from redis.exceptions import LockError, RedisError
 
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
+from reporting.lease import Lease
 from reporting.models import StreamWatermark
 from serving.events import Event, decode_events, encode_events
 from serving.keys import RedisKeys
@@ -56,7 +57,7 @@ STATE_TTL = 30 * 86400
 # Ingestion holds its lock for one run of a few seconds; waiting longer means it is stuck.
 INGEST_LOCK_WAIT = 120
 KEY_SCAN_COUNT = 10_000
-LOCK_RENEW_EVERY = 1000  # entries rewritten between renewals of the ingestion lock
+LOCK_RENEW_EVERY = 1000  # entries rewritten between checks that the ingestion lease holds
 
 # Delete an entry and, if it was still there, add its replacement (if any) and count both.
 # KEYS: stream, counts hash. ARGV: entry id, replacement ('' for none), counts' TTL, then
@@ -265,8 +266,10 @@ class EventStream:
             return
         client, stream = job.client, job.keys.events
         rewrite = client.register_script(REWRITE_ENTRY)
-        lock = client.lock(job.keys.ingest_lock, timeout=300, blocking_timeout=INGEST_LOCK_WAIT)
-        if not lock.acquire():
+        # The ingestion lease (renewed while this runs, expiring seconds after a crash), so
+        # ingestion never rolls up an entry while it is being rewritten.
+        lease = Lease(client, job.keys.ingest_lock, settings.INGEST_LOCK_SECONDS)
+        if not lease.acquire(wait=INGEST_LOCK_WAIT):
             raise LockError("ingestion held its lock too long; run the request again")
         try:
             mark = StreamWatermark.objects.filter(stream=stream).values_list("last_id", flat=True)
@@ -289,15 +292,13 @@ class EventStream:
                 rewrite(keys=[stream, job.counts_key], args=args)
                 job.step(f"events:entry:{n}")
                 if n % LOCK_RENEW_EVERY == 0:
-                    lock.reacquire()  # a subject with very many entries outlasts the timeout
+                    lease.check()  # lost (Redis stalled past it): stop, the job retries
         finally:
-            # The lock may have expired if Redis stalled; then there is nothing to release.
-            try:
-                lock.release()
-            except LockError:
+            if lease.lost:
                 log.warning(
                     "data-subject request %s: the ingestion lock had expired", job.request.pk
                 )
+            lease.release()
 
 
 class FrequencyCaps:

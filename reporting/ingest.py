@@ -22,6 +22,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from reporting.breakdowns import aggregate_creatives, write_creatives
+from reporting.lease import Lease, LeaseLost
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -205,18 +206,20 @@ def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
         )
 
 
-def ingest_events(batch_size: int = 5000, max_batches: int = 20) -> IngestResult:
+def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> IngestResult:
     """Roll up what the stream holds now (bounded per call); safe to run concurrently."""
     client: Redis = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     stream = keys.events
+    batch_size = batch_size or settings.INGEST_BATCH_SIZE
     result = IngestResult()
-    lock = client.lock(keys.ingest_lock, timeout=300, blocking_timeout=0)
-    if not lock.acquire():
+    lease = Lease(client, keys.ingest_lock, settings.INGEST_LOCK_SECONDS)
+    if not lease.acquire():
         return result  # another worker is on it
     try:
         _ensure_group(client, stream)
         for _ in range(max_batches):
+            lease.check()
             entries = _read(client, stream, batch_size)
             if not entries:
                 break
@@ -225,21 +228,28 @@ def ingest_events(batch_size: int = 5000, max_batches: int = 20) -> IngestResult
                 mark, _ = StreamWatermark.objects.select_for_update().get_or_create(stream=stream)
                 floor = _stream_id(mark.last_id)
                 fresh = [e for e in entries if _stream_id(e[0]) > floor]
-                result.skipped += len(entries) - len(fresh)
+                rows = 0
                 if fresh:
                     totals = _aggregate(fresh)
                     _write(totals)
                     _write_consent(_aggregate_consent(fresh))
                     _write_diagnostics(_aggregate_diagnostics(fresh))
                     write_creatives(aggregate_creatives([e for _, evs in fresh for e in evs]))
-                    result.rows += len(totals)
-                    result.counted += len(fresh)
+                    rows = len(totals)
                     mark.last_id = max((e[0] for e in fresh), key=_stream_id)
                     mark.save(update_fields=["last_id", "updated_at"])
+                # Last word before the commit: a holder that lost its lease (stalled past it;
+                # another worker may be on these entries) rolls back instead of committing.
+                lease.check()
+            result.skipped += len(entries) - len(fresh)
+            result.rows += rows
+            result.counted += len(fresh)
             client.xack(stream, GROUP, *[e[0] for e in entries])
         _trim(client, stream)
+    except LeaseLost:
+        log.warning("ingest stopped: its lease expired; the next run carries on")
     finally:
-        lock.release()
+        lease.release()
     if result.read:
         log.info("ingested %s", result)
     return result

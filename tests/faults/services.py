@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,97 @@ def private_redis(data_dir: Path, *, appendonly: bool = True) -> Iterator[Privat
         yield server
     finally:
         server.kill()
+
+
+def shared_database_url() -> str | None:
+    """A URL other processes can open the test database with; None for in-memory SQLite.
+
+    The test must commit what workers are to see (`transactional_db`)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return None
+    user = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class CeleryWorker:
+    """A Celery worker process (solo pool: tasks run in that very process, so killing it
+    kills the task) on a private Redis and the test database."""
+
+    def __init__(self, log_dir: Path, name: str, redis_url: str, queue: str, **env: str) -> None:
+        from django.conf import settings
+
+        database_url = shared_database_url()
+        if database_url is None:
+            raise RuntimeError("a worker process needs a database it can reach (Postgres)")
+        self.name = name
+        self.log = log_dir / f"celery-{name}.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+            **env,
+        }
+        self.queue = queue
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        celery = Path(sys.executable).parent / "celery"
+        args = [
+            str(celery), "-A", "adsplatform", "worker", "--pool", "solo", "--loglevel", "info",
+            "--hostname", f"{self.name}@faults", "--queues", self.queue,
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--logfile", str(self.log),
+        ]  # fmt: skip
+        with open(self.log.with_suffix(".out"), "ab") as out:  # the banner, any traceback
+            self.proc = subprocess.Popen(
+                args,
+                env=self.env,
+                start_new_session=True,
+                cwd=Path(__file__).parents[2],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log.exists() and " ready." in self.log.read_text(errors="replace"):
+                return
+            if self.proc is None or self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker {self.name} did not start; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker (a crash: no cleanup, its locks left as they were)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Kill the worker and whatever it forked (teardown)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def celery_workers(workers: list[CeleryWorker]) -> Iterator[list[CeleryWorker]]:
+    """Start the workers together, wait until each is ready, kill them all on exit."""
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -1,6 +1,7 @@
 """Rolling up the event stream: exact counts, acknowledged after commit, never twice."""
 
 import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,8 +23,12 @@ pytestmark = pytest.mark.django_db
 HOUR_MS = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000)
 
 
-def add(client: Redis, kind: str, li: int = 5, cpm: int = 0, ts: int = HOUR_MS + 1000) -> None:
-    event = Event(t=kind, ts=ts, pl=2, li=li, cp=3, adv=1, cr=9, cpm=cpm, d="x")
+def add(
+    client: Redis, kind: str, li: int = 5, cpm: int = 0, ts: int = HOUR_MS + 1000, d: str = ""
+) -> None:
+    # Each event its own decision unless the test says otherwise (billing refuses repeats).
+    d = d or uuid.uuid4().hex
+    event = Event(t=kind, ts=ts, pl=2, li=li, cp=3, adv=1, cr=9, cpm=cpm, d=d)
     client.xadd(RedisKeys(settings.REDIS_KEY_PREFIX).events, {"v": encode_events([event])})
 
 
