@@ -1,15 +1,18 @@
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.contenttypes.admin import GenericTabularInline
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import URLPattern, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from campaigns import audit
+from campaigns import audit, services
 from campaigns.bulk.admin_views import admin_urls as bulksheet_urls
 from campaigns.models import (
     Advertiser,
@@ -68,6 +71,32 @@ class AuditedAdmin(admin.ModelAdmin):
         return obj.advertiser
 
 
+class ArchivedNotDeleted:
+    """What serves has delivery and billing history: it is archived, never deleted (the API
+    refuses DELETE for the same reason). No delete button, no bulk delete."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _archive_each(
+    model_admin: "admin.ModelAdmin[Any]",
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    archive: Callable[..., Any],
+    noun: str,
+) -> None:
+    """Archive through the services (audited, republished), each refusal reported."""
+    archived = 0
+    for obj in queryset:
+        try:
+            archive(obj, by=request.user)
+            archived += 1
+        except ValidationError as exc:
+            model_admin.message_user(request, f"{obj}: {' '.join(exc.messages)}", messages.ERROR)
+    model_admin.message_user(request, f"Archived {archived} {noun}(s).", messages.SUCCESS)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -84,12 +113,13 @@ class AdvertiserAdmin(admin.ModelAdmin):
 class LineItemInline(admin.TabularInline):
     model = LineItem
     extra = 0
+    can_delete = False
     fields = ["name", "status", "bid_type", "bid", "sizes"]
     show_change_link = True
 
 
 @admin.register(Campaign)
-class CampaignAdmin(AuditedAdmin):
+class CampaignAdmin(ArchivedNotDeleted, AuditedAdmin):
     list_display = ["name", "advertiser", "status", "priority_tier", "start_at", "end_at",
                     "daily_budget"]  # fmt: skip
     list_filter = ["status", "priority_tier", "pacing_mode", "advertiser"]
@@ -97,6 +127,11 @@ class CampaignAdmin(AuditedAdmin):
     date_hierarchy = "start_at"
     readonly_fields = ["version", "pacing_state"]
     inlines = (LineItemInline, AuditTrailInline)
+    actions = ["archive_selected"]
+
+    @admin.action(description="Archive selected campaigns (they never serve again)")
+    def archive_selected(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        _archive_each(self, request, queryset, services.archive_campaign, "campaign")
 
     @admin.display(description="Pacing today")
     def pacing_state(self, obj: Campaign) -> str:
@@ -141,7 +176,7 @@ class AssignmentInline(admin.TabularInline):
 
 
 @admin.register(LineItem)
-class LineItemAdmin(AuditedAdmin):
+class LineItemAdmin(ArchivedNotDeleted, AuditedAdmin):
     list_display = ["name", "campaign", "status", "bid_type", "bid", "sizes"]
     list_filter = ["status", "bid_type", "campaign__advertiser"]
     search_fields = ["name", "campaign__name"]
@@ -149,9 +184,14 @@ class LineItemAdmin(AuditedAdmin):
     filter_horizontal = ["placements", "deals"]
     readonly_fields = ["version"]
     inlines = (AssignmentInline, AuditTrailInline)
+    actions = ["archive_selected"]
 
     def organisation(self, obj: Any) -> Advertiser:
         return obj.campaign.advertiser
+
+    @admin.action(description="Archive selected line items (they never serve again)")
+    def archive_selected(self, request: HttpRequest, queryset: QuerySet[LineItem]) -> None:
+        _archive_each(self, request, queryset, services.archive_line_item, "line item")
 
 
 @admin.register(Deal)

@@ -141,7 +141,7 @@ class CreativeAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind", "advertiser"]
     search_fields = ["name", "advertiser__name"]
     list_select_related = ["advertiser", "reviewed_by"]
-    actions = ["approve_selected", "reject_selected"]
+    actions = ["approve_selected", "reject_selected", "archive_selected"]
     inlines = [RenditionInline, AuditTrailInline]
     review_fields: list[str] = [
         "status", "rejection_reason", "check_list", "reviewed_by", "reviewed_at", "adomain",
@@ -258,11 +258,18 @@ class CreativeAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         reason = request.POST.get("reason", "").strip()
         if "apply" in request.POST and reason:
+            # Counted as they go: from the review queue, a rejected creative leaves the
+            # queryset, so counting it afterwards says 0.
+            rejected = 0
             for creative in queryset.select_related("advertiser"):
-                services.reject_creative(creative, by=request.user, reason=reason)
-            self.message_user(
-                request, f"Rejected {queryset.count()} creative(s).", messages.SUCCESS
-            )
+                try:
+                    services.reject_creative(creative, by=request.user, reason=reason)
+                    rejected += 1
+                except ValidationError as exc:
+                    self.message_user(
+                        request, f"{creative.name}: {' '.join(exc.messages)}", messages.ERROR
+                    )
+            self.message_user(request, f"Rejected {rejected} creative(s).", messages.SUCCESS)
             return None
         if "apply" in request.POST:
             self.message_user(request, "Give the reason the advertiser will read.", messages.ERROR)
@@ -278,6 +285,18 @@ class CreativeAdmin(admin.ModelAdmin):
                 "action": "reject_selected",
             },
         )
+
+    @admin.action(description="Archive selected creatives (they never serve again)")
+    def archive_selected(self, request: HttpRequest, queryset: QuerySet[Creative]) -> None:
+        archived = 0
+        for creative in queryset:
+            services.archive_creative(creative, by=request.user)
+            archived += 1
+        self.message_user(request, f"Archived {archived} creative(s).", messages.SUCCESS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Creative | None = None) -> bool:
+        # A creative with delivery history is billing evidence: archive it instead.
+        return False
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name

@@ -150,15 +150,25 @@ def content_security_policy(secure: bool) -> str:
     )
 
 
+# What the creative's document tells the page framing it once it has loaded. A frame's load
+# event fires for an error page too (a refused X-Frame-Options, a 404, a network error), so
+# only a message from the document itself proves the creative is there.
+LOADED_MESSAGE = "ads-frame-loaded"
+
+
 def error_reporter(error_url_js: str) -> str:
-    """A script that reports the creative's first failure to the error URL.
+    """A script that says the creative loaded and reports its first failure to the error URL.
 
     A resource that fails to load counts as 401 (not found), an uncaught script error as 900
     (undefined error): the VAST error codes, so reporting reads one table for every format.
     `error_url_js` is a JavaScript expression for the error URL.
     """
     return (
-        "<script>(function(){var u=" + error_url_js + ",s=0;if(!u)return;"
+        "<script>(function(){addEventListener('load',function(){try{parent.postMessage('"
+        + LOADED_MESSAGE
+        + "','*')}catch(e){}});var u="
+        + error_url_js
+        + ",s=0;if(!u)return;"
         "addEventListener('error',function(e){if(s++)return;"
         "new Image().src=u+'?code='+(e.target&&e.target!==window?401:900)},true)})();</script>"
     )

@@ -25,6 +25,15 @@ def _beacon(code: int) -> str:
 
 
 ON_IMAGE_ERROR = f"this.onerror=null;{_beacon(ph.ERROR_NOT_FOUND)}"
+# The frame counts as loaded when its own document says so (html5.LOADED_MESSAGE): its load
+# event also fires for the error page of a refused or failed load. The listener is set in the
+# frame's onload handler, which runs before the document's message is delivered; markup a
+# publisher inserts with innerHTML runs attribute handlers but not script elements.
+FRAME_LISTENER = (
+    "var f=this;if(f.getAttribute('data-listening'))return;f.setAttribute('data-listening','1');"
+    "addEventListener('message',function(e){if(e.source===f.contentWindow&&e.data==="
+    f"'{html5.LOADED_MESSAGE}')f.setAttribute('data-loaded','1')}})"
+)
 # Armed by the impression pixel: a frame that has not loaded in time is a render failure.
 FRAME_WATCHDOG = (
     "var f=this.previousSibling;setTimeout(function(){if(!f.getAttribute('data-loaded'))"
@@ -60,7 +69,11 @@ def _render_image(creative: Creative) -> str:
 
 
 def _render_html5(creative: Creative) -> str:
-    context = _common(creative) | {"sandbox": html5.SANDBOX, "watchdog": FRAME_WATCHDOG}
+    context = _common(creative) | {
+        "sandbox": html5.SANDBOX,
+        "watchdog": FRAME_WATCHDOG,
+        "listener": FRAME_LISTENER,
+    }
     if creative.html_tag:
         tag = ph.substitute(creative.html_tag, HTML_MACROS)
         context["srcdoc"] = render_to_string(

@@ -86,6 +86,9 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
         response["Cache-Control"] = settings.CREATIVES_CACHE_CONTROL
         response["Access-Control-Allow-Origin"] = "*"
         response["X-Content-Type-Options"] = "nosniff"
+        # Creatives are always framed (publisher pages, previews): X-Frame-Options would
+        # leave the frame blank. The sandbox CSP below is what confines an HTML page.
+        setattr(response, "xframe_options_exempt", True)  # noqa: B010 (not in the stubs)
         if path.lower().endswith(html5.HTML_SUFFIXES):
             # Opened directly rather than in the ad's frame, a page is still sandboxed: it
             # never runs with this site's origin.

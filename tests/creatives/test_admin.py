@@ -192,3 +192,36 @@ def test_the_add_page_and_a_queued_creatives_page_render(staff: Client) -> None:
     assert 'name="media_files"' in add and 'name="html_tag"' in add
     assert f'formaction="{QUEUE}{creative.pk}/review/"' in queued
     assert approved["Location"] == QUEUE  # on to the next creative in the queue
+
+
+def test_rejecting_from_the_queue_says_how_many_were_rejected(staff: Client) -> None:
+    org = make_advertiser()
+    creatives = [make_image_creative(org, approve=False) for _ in range(2)]
+    selected = {"action": "reject_selected", "_selected_action": [c.pk for c in creatives]}
+
+    done = staff.post(QUEUE, {**selected, "apply": "1", "reason": "Wrong season."}, follow=True)
+
+    assert "Rejected 2 creative(s)." in done.content.decode()
+
+
+def test_the_admin_archives_creatives_instead_of_deleting_them(staff: Client) -> None:
+    creative = make_image_creative(make_advertiser())
+    change = f"/admin/creatives/creative/{creative.pk}/change/"
+
+    page = staff.get(change).content.decode()
+    listing = staff.get("/admin/creatives/creative/").content.decode()
+    delete = staff.post(f"/admin/creatives/creative/{creative.pk}/delete/", {"post": "yes"})
+    bulk = staff.post(
+        "/admin/creatives/creative/",
+        {"action": "delete_selected", "_selected_action": [creative.pk], "post": "yes"},
+    )
+    staff.post(
+        "/admin/creatives/creative/",
+        {"action": "archive_selected", "_selected_action": [creative.pk]},
+    )
+
+    creative.refresh_from_db()
+    assert 'class="deletelink"' not in page
+    assert 'value="delete_selected"' not in listing and 'value="archive_selected"' in listing
+    assert delete.status_code == 403 and bulk.status_code == 302  # "no action selected"
+    assert creative.archived_at is not None

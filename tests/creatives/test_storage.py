@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.files.storage import storages
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from creatives import services
 from creatives.files import creative_storage
@@ -137,3 +137,17 @@ def test_the_bundle_directory_changes_with_the_secure_flag() -> None:
 
     assert secure.bundle.name == mixed.bundle.name  # one zip
     assert secure.bundle_root != mixed.bundle_root  # two entry pages, two policies
+
+
+@pytest.mark.urls("tests.media_urls")
+def test_creative_files_may_be_framed_through_the_whole_middleware_stack() -> None:
+    # The HTML5 frame loads its entry page from here: X-Frame-Options would blank it.
+    creative = make_html5_creative(make_advertiser())
+
+    page = Client().get(f"/media/{creative.bundle_root}/index.html")
+    asset = Client().get(f"/media/{creative.bundle_root}/logo.png")
+
+    assert page.status_code == 200 and asset.status_code == 200
+    assert "X-Frame-Options" not in page and "X-Frame-Options" not in asset
+    assert page["Content-Security-Policy"].startswith("sandbox allow-scripts")
+    assert b"parent.postMessage('ads-frame-loaded','*')" in b"".join(page.streaming_content)  # type: ignore[attr-defined]
