@@ -172,6 +172,8 @@ def test_an_openrtb_dynamic_pod_mixes_our_spots_and_a_buyers(
             "w": None,
             "h": None,
         },
+        # A second bid without `dur`: it cannot be placed in a pod.
+        extra_bids=[{"id": "bid-2", "price": 20, "adomain": ["other.example"], "cat": ["IAB10"]}],
     )
     with LoopbackBuyer(behaviour) as buyer:
         Buyer.objects.create(name="dsp", endpoint=buyer.endpoint, timeout_ms=500, currency="USD")
@@ -202,6 +204,7 @@ def test_an_openrtb_dynamic_pod_mixes_our_spots_and_a_buyers(
         sent = buyer.last.body["imp"][0]["video"]
         assert (sent["poddur"], sent["maxseq"]) == (60, 3)
         assert any(p.startswith("/win?price=6.01") for p in buyer.notice_paths())
+        assert [p for p in buyer.notice_paths() if p.startswith("/loss")] == ["/loss?reason=3&min="]
 
 
 def test_an_openrtb_structured_pod_fills_each_slot_with_separation(
