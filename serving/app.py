@@ -587,17 +587,15 @@ class ServingApp:
             self.sink.call("EXPIRE", key, CAP_TTL_SECONDS)
 
     def _notify_buyers(self, ctx: AdContext, outcome: Outcome) -> None:
-        """Win notices (nurl) for external winners, loss notices (lurl) for the others."""
+        """Win notices (nurl) for external winners, loss notices (lurl) for every external
+        bid that lost an auction, whether or not anything won it."""
         for d in outcome.decisions:
             ext: ExternalBid | None = d.external
             if ext is not None and ext.nurl:
                 values = auction_macros(ctx, ext, d.price, None)
                 self.pool.notify(ext.nurl, values, buyer_id=ext.buyer_id)
-            for bid, code in d.losses:
-                loser = bid.payload
-                if isinstance(loser, ExternalBid) and loser.lurl:
-                    values = auction_macros(ctx, loser, None, code)
-                    self.pool.notify(loser.lurl, values, buyer_id=loser.buyer_id)
+        if outcome.lost:
+            self.pool.notify_losses(ctx, outcome.lost)
 
     # -- tracking -----------------------------------------------------------------------
 

@@ -42,10 +42,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from compliance.policy import BuyerPermission
+from serving.blocks import adomain_blocked, domain_keys, normalise_badv
 from serving.context import AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
-from serving.macros import substitute
+from serving.macros import macro_values, substitute
 from serving.openrtb import (
+    LOSS_ADVERTISER_EXCLUSION,
+    LOSS_BELOW_DEAL_FLOOR,
+    LOSS_BELOW_FLOOR,
+    LOSS_CATEGORY_EXCLUSION,
+    LOSS_EXPIRED,
+    LOSS_INVALID_AUCTION_ID,
+    LOSS_INVALID_DEAL,
+    LOSS_INVALID_RESPONSE,
+    LOSS_MISSING_MARKUP,
+    LOSS_NOT_IN_DEAL,
     Bid,
     BidResponse,
     OpenRtbError,
@@ -63,6 +74,10 @@ MIN_CALL_TIME = 0.005
 # An answer larger than this is not a bid response anyone meant to send.
 MAX_RESPONSE_BYTES = 1 << 20
 NOTICE_TIMEOUT = 2.0
+# How long an answer that missed the round is still read, for its loss notices (2, expired),
+# and how many such answers a process follows at once.
+LATE_GRACE = 1.0
+MAX_LATE_IN_FLIGHT = 64
 # How long `close` lets notices in flight finish.
 CLOSE_GRACE = 1.0
 # Buyer counters are kept a little over a month for ad ops and reports.
@@ -102,6 +117,20 @@ NOTICE_DROPPED = "notice_dropped"
 NOTICE_ERROR = "notice_error"
 MARKUP_ERROR = "markup_error"  # fetching a nurl-only bid's markup failed
 
+# The OpenRTB loss reason (`${AUCTION_LOSS}`) a bid dropped for each reason is notified
+# with. A bid without a positive price is not a priced bid: it gets no loss notice.
+LOSS_CODES = {
+    UNKNOWN_IMP: LOSS_INVALID_RESPONSE,
+    NO_MARKUP: LOSS_MISSING_MARKUP,
+    BLOCKED_DOMAIN: LOSS_ADVERTISER_EXCLUSION,
+    BLOCKED_CATEGORY: LOSS_CATEGORY_EXCLUSION,
+    INVALID_DEAL: LOSS_INVALID_DEAL,
+    BELOW_FLOOR: LOSS_BELOW_FLOOR,
+    WRONG_ID: LOSS_INVALID_AUCTION_ID,
+    WRONG_CURRENCY: LOSS_INVALID_RESPONSE,
+    TIMEOUT: LOSS_EXPIRED,
+}
+
 LATENCY_SUM = "latency_ms_sum"
 LATENCY_COUNT = "latency_count"
 
@@ -139,12 +168,50 @@ class ExternalBid:
     currency: str = "USD"  # the buyer's, which `original_price` is in
     fx_rate: Decimal = Decimal(1)  # platform units per unit of `currency`
     dur: int | None = None  # seconds, video and audio (ad pods place by it)
+    # BidResponse.bidid, the buyer's id of its whole answer: `${AUCTION_BID_ID}` (§4.4).
+    response_id: str = ""
+    adid: str | None = None
 
     def in_buyer_currency(self, platform_amount: Decimal) -> Decimal:
         """A platform-currency amount (the clearing price) as the buyer's `${AUCTION_PRICE}`."""
         if self.fx_rate == 1:
             return platform_amount
         return (platform_amount / self.fx_rate).quantize(MICROS)
+
+    def macros(
+        self,
+        *,
+        auction_id: str,
+        imp_ts: int,
+        price: Decimal | None = None,
+        loss: int | None = None,
+        min_to_win: Decimal | None = None,
+    ) -> dict[str, str]:
+        """The OpenRTB macro values for this bid's notices and markup; `price` (the clearing
+        price) and `min_to_win` are in the platform currency and written in the buyer's."""
+        return macro_values(
+            auction_id=auction_id,
+            bid_id=self.response_id or None,
+            imp_id=self.imp_id,
+            seat_id=self.seat,
+            ad_id=self.adid,
+            price=self.in_buyer_currency(price) if price is not None else None,
+            currency=self.currency,
+            loss=loss,
+            min_to_win=self.in_buyer_currency(min_to_win) if min_to_win is not None else None,
+            imp_ts=imp_ts,
+            bid_price=self.original_price,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LostBid:
+    """A priced bid that will not win: its loss reason and, where known, what would have
+    won (platform currency): the floor it missed, or the price it had to beat."""
+
+    bid: ExternalBid
+    loss: int
+    min_to_win: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -183,6 +250,8 @@ class BuyerRound:
 
     bids: list[ExternalBid] = field(default_factory=list)
     outcomes: list[BuyerOutcome] = field(default_factory=list)
+    # Priced bids dropped before the auction, with their loss reasons (already notified).
+    lost: list[LostBid] = field(default_factory=list)
 
     def bids_for(self, imp_id: str) -> list[ExternalBid]:
         """The valid bids on one imp, highest price first."""
@@ -276,6 +345,7 @@ class _Answer:
     bids: list[ExternalBid] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     nbr: int | None = None
+    lost: list[LostBid] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,17 +360,13 @@ class _Blocks:
     def of(cls, ctx: AdContext, imps: Sequence[Imp]) -> "_Blocks":
         return cls(
             imps={imp.id: imp for imp in imps},
-            badv=frozenset(d.strip().lower().rstrip(".") for d in ctx.badv),
+            badv=normalise_badv(ctx.badv),
             bcat=frozenset(c.strip().upper() for c in ctx.bcat),
         )
 
     def blocks_domain(self, adomain: Iterable[str]) -> bool:
-        """A blocked domain blocks its subdomains too (`shop.brand.example`, `brand.example`)."""
-        for domain in adomain:
-            labels = domain.strip().lower().rstrip(".").split(".")
-            if any(".".join(labels[i:]) in self.badv for i in range(len(labels))):
-                return True
-        return False
+        """`serving.blocks`: subdomains blocked too, no `adomain` cannot be checked."""
+        return adomain_blocked(domain_keys(adomain), self.badv)
 
     def blocks_category(self, cats: Iterable[str]) -> bool:
         """A tier-1 block (`IAB7`) also blocks its tier-2 children (`IAB7-39`)."""
@@ -348,6 +414,7 @@ class BuyerPool:
         self._latency_count: Counter[int] = Counter()
         self._notices: set[asyncio.Task[None]] = set()
         self._rounds: set[asyncio.Task[_Answer]] = set()
+        self._late: set[asyncio.Task[tuple[int, bytes]]] = set()
 
     # -- configuration ------------------------------------------------------------------
 
@@ -422,9 +489,7 @@ class BuyerPool:
         if not calls:
             return result
         blocks = _Blocks.of(ctx, imps)
-        tasks = {
-            asyncio.create_task(self._call(call, ctx.request_id, blocks)): call for call in calls
-        }
+        tasks = {asyncio.create_task(self._call(call, ctx, blocks)): call for call in calls}
         try:
             await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.CancelledError:
@@ -434,7 +499,22 @@ class BuyerPool:
             # Still running at the deadline: a timeout, whatever it was waiting on.
             self._settle(result, call, _answer_of(task) if task.done() else _Answer(TIMEOUT))
             self._cancel(task)
+        # Bids that could never win are told so now; the auction's losers after it.
+        self.notify_losses(ctx, result.lost)
         return result
+
+    def notify_losses(self, ctx: AdContext, lost: Iterable[LostBid]) -> None:
+        """A loss notice (lurl) to every lost bid that has one: once, never waited on."""
+        imp_ts = int(ctx.now * 1000)
+        auction_id = auction_id_of(ctx)
+        for item in lost:
+            bid = item.bid
+            if bid.lurl:
+                values = bid.macros(
+                    auction_id=auction_id, imp_ts=imp_ts, loss=item.loss,
+                    min_to_win=item.min_to_win,
+                )  # fmt: skip
+                self.notify(bid.lurl, values, buyer_id=bid.buyer_id)
 
     def _abandon(self, tasks: Mapping["asyncio.Task[_Answer]", _Call]) -> None:
         """The ad request itself was cancelled: keep the verdicts that exist, judge no one
@@ -539,16 +619,23 @@ class BuyerPool:
             return None, QPS_CAP, ""
         return permission, "", ""
 
-    async def _call(self, call: _Call, request_id: str, blocks: _Blocks) -> _Answer:
-        """POST the bid request and judge the answer; never raises but for cancellation."""
+    async def _call(self, call: _Call, ctx: AdContext, blocks: _Blocks) -> _Answer:
+        """POST the bid request and judge the answer; never raises but for cancellation.
+
+        An answer still on its way at the call's timeout is a timeout for the round, but it
+        is read on (up to LATE_GRACE) so that its priced bids get loss notices (2, expired)."""
         started = time.monotonic()
+        fetch = asyncio.create_task(self._fetch(call))
         try:
-            async with asyncio.timeout(call.timeout):
-                async with self._client().post(
-                    call.buyer.endpoint, data=call.body, headers=HEADERS, allow_redirects=False
-                ) as response:
-                    status = response.status
-                    payload = await _read_limited(response)
+            done, _ = await asyncio.wait({fetch}, timeout=call.timeout)
+        except asyncio.CancelledError:
+            fetch.cancel()
+            raise
+        if not done:
+            self._follow_late(fetch, call, ctx, blocks)
+            return _Answer(TIMEOUT)
+        try:
+            status, payload = fetch.result()
         except TimeoutError:
             return _Answer(TIMEOUT)
         except _TooLarge:
@@ -557,9 +644,36 @@ class BuyerPool:
             log.debug("buyer %s: %s", call.buyer.id, exc)
             return _Answer(ERROR)
         latency_ms = (time.monotonic() - started) * 1000
-        answer = self._judge(call.buyer, status, payload, request_id, blocks)
+        answer = self._judge(call.buyer, status, payload, auction_id_of(ctx), blocks)
         answer.status, answer.latency_ms = status, latency_ms
         return answer
+
+    async def _fetch(self, call: _Call) -> tuple[int, bytes]:
+        async with asyncio.timeout(call.timeout + LATE_GRACE):
+            async with self._client().post(
+                call.buyer.endpoint, data=call.body, headers=HEADERS, allow_redirects=False
+            ) as response:
+                return response.status, await _read_limited(response)
+
+    def _follow_late(
+        self, fetch: "asyncio.Task[tuple[int, bytes]]", call: _Call, ctx: AdContext, blocks: _Blocks
+    ) -> None:
+        if len(self._late) >= MAX_LATE_IN_FLIGHT:
+            fetch.cancel()
+            return
+        self._late.add(fetch)
+
+        def arrived(task: "asyncio.Task[tuple[int, bytes]]") -> None:
+            self._late.discard(task)
+            if task.cancelled() or task.exception() is not None:
+                return
+            status, payload = task.result()
+            answer = self._judge(call.buyer, status, payload, auction_id_of(ctx), blocks)
+            # The valid ones came too late; the others have their own reason anyway.
+            late = [LostBid(bid, LOSS_EXPIRED) for bid in answer.bids]
+            self.notify_losses(ctx, [*late, *answer.lost])
+
+        fetch.add_done_callback(arrived)
 
     def _settle(self, result: BuyerRound, call: _Call, answer: _Answer) -> None:
         """Record one call's verdict: counters, breaker, the round's bids and outcome.
@@ -581,6 +695,7 @@ class BuyerPool:
             self._latency_count[buyer.id] += 1
         self._state(buyer.id).breaker.record(_is_failure(answer.reason), time.monotonic())
         result.bids.extend(answer.bids)
+        result.lost.extend(answer.lost)
 
     # -- judging an answer --------------------------------------------------------------
 
@@ -600,12 +715,23 @@ class BuyerPool:
         if not any(seat.bid for seat in response.seatbid or ()):
             return _Answer(NO_BID, nbr=response.nbr)
         if response.id != request_id:
-            return _Answer(WRONG_ID)
+            return self._refuse(buyer, response, WRONG_ID)
         cur = (response.cur or "USD").upper()
         rate = self.rate(cur)
         if cur != buyer.currency.upper() or rate is None:
-            return _Answer(WRONG_CURRENCY)
+            return self._refuse(buyer, response, WRONG_CURRENCY)
         return self._judge_bids(buyer, response, rate, blocks)
+
+    def _refuse(self, buyer: BuyerSnap, response: BidResponse, reason: str) -> _Answer:
+        """A whole answer dropped: each of its priced bids lost for the answer's reason."""
+        answer = _Answer(reason)
+        cur = (response.cur or "USD").upper()
+        for seat in response.seatbid or ():
+            for bid in seat.bid:
+                if bid.price > 0:
+                    ext = _external_bid(buyer, response, bid, seat.seat, Decimal(1), cur)
+                    answer.lost.append(LostBid(ext, LOSS_CODES[reason]))
+        return answer
 
     def _judge_bids(
         self, buyer: BuyerSnap, response: BidResponse, rate: Decimal, blocks: _Blocks
@@ -613,11 +739,18 @@ class BuyerPool:
         answer = _Answer(BID)
         for seat in response.seatbid or ():
             for bid in seat.bid:
-                reason = _bid_problem(bid, seat.seat, rate, blocks)
-                if reason:
-                    answer.dropped[reason] += 1
+                reason, floor = _bid_problem(bid, seat.seat, rate, blocks)
+                if not reason:
+                    answer.bids.append(
+                        _external_bid(buyer, response, bid, seat.seat, rate, buyer.currency.upper())
+                    )
                     continue
-                answer.bids.append(_external_bid(buyer, bid, seat.seat, rate, self.currency))
+                answer.dropped[reason] += 1
+                if reason in LOSS_CODES:
+                    ext = _external_bid(
+                        buyer, response, bid, seat.seat, rate, buyer.currency.upper()
+                    )
+                    answer.lost.append(LostBid(ext, _loss_code(reason, bid, floor), floor))
         if not answer.bids:
             # The most frequent drop names the outcome; ties go to the first seen.
             answer.reason = answer.dropped.most_common(1)[0][0]
@@ -723,7 +856,7 @@ class BuyerPool:
     async def close(self) -> None:
         """Let notices in flight finish briefly, then close every connection."""
         await self.drain_notices(CLOSE_GRACE)
-        for task in (*self._notices, *self._rounds):
+        for task in (*self._notices, *self._rounds, *self._late):
             task.cancel()
         if self._session is not None:
             await self._session.close()
@@ -780,32 +913,55 @@ def _deal_problem(bid: Bid, seat: str | None, imp: Imp) -> tuple[str, DealReques
     return "", deal
 
 
-def _bid_problem(bid: Bid, seat: str | None, rate: Decimal, blocks: _Blocks) -> str:
-    """Why a bid may not compete, or "" when it may. Checks run cheapest and surest first."""
+def _bid_problem(
+    bid: Bid, seat: str | None, rate: Decimal, blocks: _Blocks
+) -> tuple[str, Decimal | None]:
+    """Why a bid may not compete ("" when it may), and for one below its floor that floor
+    (platform currency). Checks run cheapest and surest first."""
     imp = blocks.imps.get(bid.impid)
     if imp is None:
-        return UNKNOWN_IMP
+        return UNKNOWN_IMP, None
     if not bid.price.is_finite() or bid.price <= 0:
-        return BAD_PRICE
+        return BAD_PRICE, None
     if not bid.adm and not bid.nurl:
-        return NO_MARKUP
+        return NO_MARKUP, None
     if blocks.badv and blocks.blocks_domain(bid.adomain or ()):
-        return BLOCKED_DOMAIN
+        return BLOCKED_DOMAIN, None
     if blocks.bcat and blocks.blocks_category(bid.cat or ()):
-        return BLOCKED_CATEGORY
+        return BLOCKED_CATEGORY, None
     problem, deal = _deal_problem(bid, seat, imp)
     if problem:
-        return problem
+        return problem, None
     # The deal's floor takes precedence over the imp's (OpenRTB 2.6), even when lower.
     floor = deal.bidfloor if deal is not None else imp.bidfloor
     if bid.price * rate < floor:
-        return BELOW_FLOOR
-    return ""
+        return BELOW_FLOOR, floor
+    return "", None
+
+
+def _loss_code(reason: str, bid: Bid, floor: Decimal | None) -> int:
+    if reason == BELOW_FLOOR and bid.dealid:
+        return LOSS_BELOW_DEAL_FLOOR
+    if reason == INVALID_DEAL and not bid.dealid:
+        return LOSS_NOT_IN_DEAL  # a private auction, and the bid names no deal
+    return LOSS_CODES[reason]
+
+
+def auction_id_of(ctx: AdContext) -> str:
+    """`${AUCTION_ID}`, and the id of the BidRequest each buyer gets (see docs/openrtb.md)."""
+    return ctx.request_id
 
 
 def _external_bid(
-    buyer: BuyerSnap, bid: Bid, seat: str | None, rate: Decimal, platform_currency: str
+    buyer: BuyerSnap,
+    response: BidResponse,
+    bid: Bid,
+    seat: str | None,
+    rate: Decimal,
+    currency: str,
 ) -> ExternalBid:
+    """The bid as the auction and the notices see it, `currency` being the one it is in (the
+    answer's own for an answer refused whole, whose rate is then taken as 1: unknown)."""
     return ExternalBid(
         buyer_id=buyer.id,
         buyer_name=buyer.name,
@@ -826,7 +982,9 @@ def _external_bid(
         lurl=bid.lurl or None,
         bid_id=bid.id,
         seat=seat or None,
-        currency=buyer.currency.upper(),
+        currency=currency,
         fx_rate=rate,
         dur=bid.dur,
+        response_id=response.bidid or "",
+        adid=bid.adid,
     )

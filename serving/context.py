@@ -156,7 +156,8 @@ class AdContext:
     # Extended ids (OpenRTB `user.eids`) as received, as JSON objects; forwarded only to
     # buyers whose permission allows ids.
     eids: tuple[dict[str, Any], ...] = ()
-    badv: frozenset[str] = frozenset()  # blocked advertiser domains
+    # Blocked advertiser domains, normalised (`serving.blocks.normalise_badv`).
+    badv: frozenset[str] = frozenset()
     bcat: frozenset[str] = frozenset()  # blocked IAB categories (tier 1 blocks its children)
     bapp: frozenset[str] = frozenset()
     at: int = 2  # 1 first price, 2 second price

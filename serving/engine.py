@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from serving.auction import Bid, Deal, run_auction
+from serving.auction import AuctionResult, Bid, Deal, run_auction
+from serving.buyers import ExternalBid, LostBid
 from serving.context import AdContext, Imp
 from serving.index import Candidate, Index, slot_keys
+from serving.openrtb.codes import LOSS_BELOW_DEAL_FLOOR, LOSS_BELOW_FLOOR, LOSS_NOT_IN_DEAL
 from serving.snapshot import PRICE_TIER, CreativeSnap, LineItemSnap, PlacementSnap
 from serving.targeting import (
     CREATIVE_BLOCKED,
@@ -67,6 +69,8 @@ class Outcome:
     # (line item id, reason) for candidates turned away; bounded per slot.
     rejected: list[tuple[int, str]] = field(default_factory=list)
     explain: list[dict[str, Any]] | None = None
+    # Every external bid that lost an auction, with or without a winner (for loss notices).
+    lost: list[LostBid] = field(default_factory=list)
 
 
 def _rank(c: Candidate) -> tuple[int, Decimal, int]:
@@ -231,6 +235,8 @@ def decide(
             private_auction=imp.private_auction,
             rng=st.rng,
         )
+        if external:
+            outcome.lost.extend(_lost_bids(result, floor))
         decision = _decision(imp, result, floor, st.rng)
         if decision is not None:
             outcome.decisions.append(decision)
@@ -239,6 +245,24 @@ def decide(
         if outcome.explain is not None:
             outcome.explain.append(_explain(index, placement, ctx, imp, slots, scan, result))
     return outcome
+
+
+def _lost_bids(result: AuctionResult, floor: Decimal) -> Iterator[LostBid]:
+    """The external losers with what would have won: the floor they missed, or the price
+    they had to beat when the winner was in their tier (a sponsorship is not for sale)."""
+    winner = result.winner
+    for bid, code in result.losses:
+        if not isinstance(bid.payload, ExternalBid):
+            continue
+        if code == LOSS_BELOW_FLOOR:
+            min_to_win: Decimal | None = floor
+        elif code == LOSS_BELOW_DEAL_FLOOR and bid.deal is not None:
+            min_to_win = bid.deal.floor
+        elif winner is not None and winner.tier == bid.tier and code != LOSS_NOT_IN_DEAL:
+            min_to_win = result.price
+        else:
+            min_to_win = None
+        yield LostBid(bid.payload, code, min_to_win)
 
 
 def _decision(imp: Imp, result: Any, floor: Decimal, rng: random.Random) -> Decision | None:

@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 from serving import openrtb
-from serving.buyers import ExternalBid
+from serving.buyers import ExternalBid, auction_id_of
 from serving.context import AdContext
 from serving.engine import Decision, Outcome
-from serving.macros import macro_values, substitute
+from serving.macros import substitute
 from serving.snapshot import LineItemSnap, PlacementSnap
 from serving.tokens import TokenSigner, TrackingToken
 
@@ -149,17 +149,8 @@ def fill(template: str, imp_url: str, click_url: str, decision_id: str) -> str:
 def auction_macros(
     ctx: AdContext, ext: ExternalBid, price: Decimal | None, loss: int | None
 ) -> dict[str, str]:
-    return macro_values(
-        auction_id=ctx.request_id,
-        bid_id=ext.bid_id,
-        imp_id=ext.imp_id,
-        seat_id=ext.seat,
-        ad_id=ext.crid,
-        price=ext.in_buyer_currency(price) if price is not None else None,
-        currency=ext.currency,
-        loss=loss,
-        imp_ts=int(ctx.now * 1000),
-        bid_price=ext.original_price,
+    return ext.macros(
+        auction_id=auction_id_of(ctx), imp_ts=int(ctx.now * 1000), price=price, loss=loss
     )
 
 

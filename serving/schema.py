@@ -13,6 +13,7 @@ from typing import Annotated
 import msgspec
 
 from compliance.policy import PrivacySignals
+from serving.blocks import normalise_badv
 from serving.context import (
     APP,
     AUDIO,
@@ -196,7 +197,7 @@ def to_context(
         keywords=tuple(dict.fromkeys(k.strip().lower() for k in request.keywords if k.strip())),
         user_id=user.id if user else None,
         segments=tuple(user.segments) if user else (),
-        badv=frozenset(request.badv),
+        badv=normalise_badv(request.badv),
         bcat=frozenset(request.bcat),
         tmax=request.tmax,
         test=bool(request.test),

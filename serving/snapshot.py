@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import msgspec
 
+from serving.blocks import domain_keys
+
 
 class CreativeSnap(msgspec.Struct, frozen=True):
     id: int
@@ -31,6 +33,14 @@ class CreativeSnap(msgspec.Struct, frozen=True):
     mimes: list[str] = []  # media types of the renditions, video and audio
     # Native: the OpenRTB Native 1.2 response JSON, with the same placeholders as markup.
     native: str = ""
+    # Derived from `adomain`, recomputed whenever a creative is built or decoded: every
+    # domain a `badv` entry can block it by (`serving.blocks`). Sorted, so that the encoded
+    # snapshot part (content-addressed) is the same from every process.
+    adomain_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        keys = tuple(sorted(domain_keys(self.adomain)))
+        msgspec.structs.force_setattr(self, "adomain_keys", keys)
 
 
 # Priority tiers, in serving order (campaigns.models.PriorityTier).

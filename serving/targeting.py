@@ -14,6 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from serving.blocks import adomain_blocked
 from serving.context import AUDIO, VIDEO, AdContext, Imp
 from serving.index import ECPM_PLACES, Candidate
 from serving.snapshot import CAP_PERIODS, CreativeSnap, LineItemSnap
@@ -186,7 +187,7 @@ def _post_filter(li: LineItemSnap, imp: Imp, st: RequestState) -> str | None:
 
 
 def creative_allowed(creative: CreativeSnap, imp: Imp, ctx: AdContext) -> bool:
-    if ctx.badv and not ctx.badv.isdisjoint(creative.adomain):
+    if ctx.badv and adomain_blocked(creative.adomain_keys, ctx.badv):
         return False
     if category_blocked(creative.categories, ctx.bcat):
         return False

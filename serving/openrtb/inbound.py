@@ -10,6 +10,7 @@ import pycountry
 
 from compliance.policy import PrivacySignals
 from serving import context
+from serving.blocks import normalise_badv
 from serving.context import AdContext, DealRequest, DeviceInfo, VideoSpec
 from serving.openrtb.codes import CTV_DEVICE_TYPES, DOOH_DEVICE_TYPE
 from serving.openrtb.schema import (
@@ -104,7 +105,7 @@ def to_context(
         buyer_uid=user.buyeruid if user else None,
         segments=_segments(user),
         eids=_eids(user),
-        badv=frozenset(req.badv),
+        badv=normalise_badv(req.badv),
         bcat=frozenset(req.bcat),
         bapp=frozenset(req.bapp),
         at=1 if req.at == 1 else 2,

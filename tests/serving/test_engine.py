@@ -7,10 +7,13 @@ import msgspec
 import pytest
 
 from compliance.policy import Permissions, PrivacySignals
+from serving.blocks import normalise_badv
+from serving.buyers import ExternalBid, LostBid
 from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp, VideoSpec
 from serving.engine import decide
 from serving.ids import decision_rng
 from serving.index import compile_index
+from serving.openrtb import LOSS_BELOW_FLOOR, LOSS_OUTBID
 from serving.snapshot import (
     CampaignSnap,
     CreativeSnap,
@@ -23,9 +26,19 @@ from serving.targeting import RequestState
 
 NOW = 1_800_000_000.0  # a Friday, 08:00 UTC
 D = Decimal
+ONE = D("1.00")
 PLACEMENT = PlacementSnap(
     id=7, publisher_id=1, key="k", sizes=["300x250", "728x90"], floor_cpm=D("0")
 )
+
+
+def external_bid(bid_id: str = "b1", price: D = ONE) -> ExternalBid:
+    return ExternalBid(
+        buyer_id=1, buyer_name="buyer", imp_id="s", price=price, original_price=price,
+        adm="<div>", adomain=("brand.example",), crid="c", cid=None, cat=(), w=300, h=250,
+        mtype=1, dealid=None, nurl=None, burl=None, lurl="https://buyer.test/l", bid_id=bid_id,
+        seat=None,
+    )  # fmt: skip
 
 
 def li(id: int, bid: str, **fields: Any) -> LineItemSnap:
@@ -178,11 +191,58 @@ def test_badv_bcat_and_secure_filter_creatives() -> None:
         creative(10, adomain=["shoes.example"]),
         creative(20, categories=["IAB7-39"]),
         creative(30, secure=False),
-        creative(40),
+        creative(40, adomain=["other.example"]),
     ]
     index = index_of(li(1, "9"), li(2, "8"), li(3, "7"), li(4, "1"), creatives=creatives)
     assert winner(index, ctx(badv=frozenset({"shoes.example"}), bcat=frozenset({"IAB7"}))) == 4
     assert winner(index, ctx(Imp(id="s", sizes=("300x250",), secure=False))) == 1
+
+
+@pytest.mark.parametrize(
+    ("adomain", "blocked"),
+    [
+        (["brand.example"], True),
+        (["Shop.BRAND.example."], True),  # a subdomain, in another case, with a root dot
+        (["brand.example.org"], False),  # not a subdomain
+        (["notbrand.example"], False),
+        (["other.example", "www.brand.example"], True),  # any of its domains
+        ([], True),  # no advertiser domain: it cannot be checked against badv
+    ],
+)
+def test_badv_blocks_our_creatives_case_insensitively_with_subdomains(
+    adomain: list[str], blocked: bool
+) -> None:
+    others = creative(20, adomain=["other.example"])
+    index = index_of(li(1, "9"), li(2, "1"), creatives=[creative(10, adomain=adomain), others])
+    badv = normalise_badv(["BRAND.example"])
+
+    assert winner(index, ctx(badv=badv)) == (2 if blocked else 1)
+    assert winner(index, ctx()) == 1  # without badv nothing is checked
+
+
+def test_external_bids_that_lose_with_no_winner_are_listed_for_loss_notices() -> None:
+    placement_floor = msgspec.structs.replace(PLACEMENT, floor_cpm=D("2.00"))
+    bid = external_bid(price=D("1.50"))
+    context = ctx()
+    state = RequestState.of(
+        context, now=NOW, exhausted=frozenset(), pacing={}, rng=random.Random(1), caps=None
+    )
+
+    outcome = decide(index_of(), placement_floor, context, state, [bid])
+
+    assert outcome.decisions == []
+    assert outcome.lost == [LostBid(bid, LOSS_BELOW_FLOOR, D("2.00"))]
+
+
+def test_external_losers_learn_the_price_to_beat_only_from_their_own_tier() -> None:
+    low, high = external_bid("a", D("1.50")), external_bid("b", D("3.00"))
+
+    outcome = run(index_of(li(1, "2.00")), ctx(), external=[low, high])
+
+    assert outcome.decisions[0].external is high
+    assert outcome.lost == [LostBid(low, LOSS_OUTBID, D("2.01"))]
+    sponsored = run(index_of(li(1, "2.00", tier=0)), ctx(), external=[high])
+    assert sponsored.lost == [LostBid(high, LOSS_OUTBID, None)]
 
 
 def test_deals_and_private_auctions() -> None:

@@ -337,10 +337,11 @@ def test_an_external_buyer_competes_and_gets_its_notices(book: dict[str, Any]) -
         assert sent["regs"]["us_privacy"] == "1YYN"
         assert sent["tmax"] < 800
         # Win and billing notices to the winner, a loss notice (102: outbid) to the other,
-        # with the price in the second-price auction: 3.00 + 0.01.
+        # with the price in the second-price auction: 3.00 + 0.01, also the loser's minimum
+        # to win.
         won = rich.notice_paths()
         assert any(p.startswith("/win?price=3.01&cur=USD&imp=top") for p in won), won
         assert any(p.startswith("/bill?price=3.01") for p in won), won
         assert [p for p in poor.notice_paths() if p.startswith("/loss")] == [
-            "/loss?reason=102&min="
+            "/loss?reason=102&min=3.01"
         ]
