@@ -225,7 +225,7 @@ def test_external_bids_that_lose_with_no_winner_are_listed_for_loss_notices() ->
     bid = external_bid(price=D("1.50"))
     context = ctx()
     state = RequestState.of(
-        context, now=NOW, exhausted=frozenset(), pacing={}, rng=random.Random(1), caps=None
+        context, now=NOW, exhausted=frozenset(), pacing={}, rng=decision_rng("r"), caps=None
     )
 
     outcome = decide(index_of(), placement_floor, context, state, [bid])
