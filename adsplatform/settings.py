@@ -253,6 +253,11 @@ CELERY_BEAT_SCHEDULE["refresh-fx-rates"] = {
 SERVING_RATE_LIMIT = env.int("SERVING_RATE_LIMIT", default=20000)
 # Waiting for external buyers: at most this long, and always below an inbound tmax.
 SERVING_BUYER_TIMEOUT_MS = env.int("SERVING_BUYER_TIMEOUT_MS", default=120)
+# A request body that has not fully arrived after this long is a 408 (the connection closes).
+SERVING_BODY_TIMEOUT_SECONDS = env.float("SERVING_BODY_TIMEOUT_SECONDS", default=5.0)
+# Every wait of serving on Redis ends after this long (connect, a batch's replies, the
+# once-a-second reads); a hung Redis then counts as down (README "Redis outage").
+SERVING_REDIS_TIMEOUT_SECONDS = env.float("SERVING_REDIS_TIMEOUT_SECONDS", default=1.0)
 # The predicted click-through rate of a CPC line item until the CTR model exists.
 SERVING_DEFAULT_CTR = env.float("SERVING_DEFAULT_CTR", default=0.002)
 # Geo: a MaxMind GeoIP2/GeoLite2 Country or City database, and/or a CDN's country header

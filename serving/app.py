@@ -42,6 +42,7 @@ from serving.http import (
     JSON,
     NO_STORE,
     XML,
+    BodyReads,
     HttpError,
     Receive,
     Scope,
@@ -49,7 +50,6 @@ from serving.http import (
     all_headers,
     header,
     query_params,
-    read_body,
     respond,
 )
 from serving.ids import correlation_id, decision_rng, new_decision_id
@@ -90,6 +90,8 @@ class ServingConfig:
     fx: Mapping[str, Decimal] = field(default_factory=lambda: {"USD": Decimal(1)})
     rate_limit: int = 0
     buyer_timeout_ms: int = 120
+    body_timeout: float = 5.0
+    redis_timeout: float = 1.0
     geoip_path: str | None = None
     country_header: str | None = None
     region_header: str | None = None
@@ -116,6 +118,8 @@ class ServingConfig:
             fx=configured_fx_rates(),
             rate_limit=settings.SERVING_RATE_LIMIT,
             buyer_timeout_ms=settings.SERVING_BUYER_TIMEOUT_MS,
+            body_timeout=settings.SERVING_BODY_TIMEOUT_SECONDS,
+            redis_timeout=settings.SERVING_REDIS_TIMEOUT_SECONDS,
             geoip_path=settings.GEOIP_PATH,
             country_header=settings.SERVING_COUNTRY_HEADER,
             region_header=settings.SERVING_REGION_HEADER,
@@ -139,6 +143,7 @@ class ServingApp:
         self.keys = RedisKeys(config.key_prefix)
         self.signer = TokenSigner(config.signing_key)
         self.renderer = Renderer(self.signer, config.public_url)
+        self.bodies = BodyReads(config.body_timeout)
         # Connections open lazily, on the first command inside the server's event loop. This
         # client serves the once-a-second snapshot and rate reads; the hot path's batches go
         # through the sink's own connection (`serving.wire`).
@@ -181,6 +186,7 @@ class ServingApp:
             self._tasks = [
                 loop.create_task(self.store.run(self.config.refresh_interval)),
                 loop.create_task(self._flush_buyer_stats()),
+                loop.create_task(self.bodies.watch()),
             ]
             self._started.set()
 
@@ -220,7 +226,7 @@ class ServingApp:
             body = (
                 {"error": exc.error, "detail": exc.detail} if exc.detail else {"error": exc.error}
             )
-            await respond(send, exc.status, _json.encode(body), request_id, [JSON])
+            await respond(send, exc.status, _json.encode(body), request_id, [JSON, *exc.headers])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -267,7 +273,7 @@ class ServingApp:
     async def _ad(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, ours: str
     ) -> None:
-        body = await read_body(receive)
+        body = await self.bodies.read(receive)
         now = time.time()
         try:
             request = ad_request_decoder.decode(body)
@@ -283,6 +289,8 @@ class ServingApp:
             raise HttpError(400, "invalid_request", str(exc)) from exc
         except msgspec.DecodeError as exc:
             raise HttpError(400, "malformed_json", str(exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise _bad_utf8(exc) from exc
         except RequestError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from exc
         try:
@@ -318,7 +326,7 @@ class ServingApp:
     async def _openrtb(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, ours: str
     ) -> None:
-        body = await read_body(receive)
+        body = await self.bodies.read(receive)
         now = time.time()
         fx = self._fx()
         try:
@@ -335,6 +343,8 @@ class ServingApp:
             )
         except openrtb.OpenRtbError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise _bad_utf8(exc) from exc
         # The exchange's BidRequest.id is what its logs know the auction by.
         ctx.correlation_id = correlation_id(request.id) or (
             request_id if request_id != ours else ""
@@ -707,6 +717,14 @@ def _req_event(d: Decision, ts: int, pl: int, rid: str) -> Event:
             adv=li.advertiser_id, cr=d.creative.id, d=rid,
         )  # fmt: skip
     return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id)
+
+
+def _bad_utf8(exc: UnicodeDecodeError) -> HttpError:
+    """msgspec checks UTF-8 only when it decodes a string: name the byte it choked on."""
+    byte = exc.object[exc.start : exc.start + 1].hex() if exc.object else "?"
+    return HttpError(
+        400, "malformed_json", f"a JSON string is not valid UTF-8 (byte 0x{byte}: {exc.reason})"
+    )
 
 
 def _staff(scope: Scope, index: Index) -> bool:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import redis
@@ -207,3 +207,41 @@ def celery_workers(workers: list[CeleryWorker]) -> Iterator[list[CeleryWorker]]:
     finally:
         for worker in workers:
             worker.stop()
+
+
+@contextlib.contextmanager
+def serving_granian(
+    log_path: Path, env: Mapping[str, str], *, timeout: float = 60.0
+) -> Iterator[int]:
+    """A real granian (one worker) serving `tests.faults.serving_asgi` on a private loopback
+    port; yields the port once it accepts connections, stops the whole group on exit."""
+    port = free_port()
+    granian = str(Path(sys.executable).with_name("granian"))
+    args = [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--log-level", "warning",
+            "tests.faults.serving_asgi:app"]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            args, cwd=root, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"granian exited:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"granian not listening:\n{log_path.read_text()[-3000:]}")
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
