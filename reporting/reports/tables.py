@@ -237,13 +237,6 @@ def by_hour(line: Timeline) -> Table:
     return Table("hour", "By hour", ["Hour", "Currency", *METRIC_COLUMNS], rows)
 
 
-def totals_by_currency(rows: QuerySet[Any]) -> dict[str, Sums]:
-    out: dict[str, Sums] = defaultdict(Sums)
-    for g in _grouped(rows):
-        out[g["currency"]].add(g)
-    return dict(out)
-
-
 TABLES = ("campaign", "line_item", "creative", "placement", "day", "hour")
 
 

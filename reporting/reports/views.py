@@ -24,9 +24,10 @@ from reporting.models import (
     HourlyRollup,
     HourlyRollupQuerySet,
 )
+from reporting.reports.charts import chart_data
 from reporting.reports.export import table_csv, table_xlsx
 from reporting.reports.periods import Period, PeriodError, Preset, period_from
-from reporting.reports.tables import TABLES, Sums, build_tables, percent, totals_by_currency
+from reporting.reports.tables import TABLES, Sums, build_tables, percent, timeline
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -56,6 +57,10 @@ def report_scope(request: HttpRequest) -> Scope:
     creatives = CreativeHourly.objects.for_user(user)
     diagnostics = DeliveryDiagnosticHourly.objects.for_user(user)
     note = ""
+    if org is None and not getattr(user, "is_staff", False):
+        # A member of one organisation works in it, whether or not they chose it.
+        mine = list(organisations_of(user)[:2])
+        org = mine[0] if len(mine) == 1 else None
     if org is not None:
         rollups = rollups.filter(advertiser_id=org.pk)
         creatives = creatives.filter(advertiser_id=org.pk)
@@ -127,12 +132,14 @@ def report_page(request: HttpRequest) -> HttpResponse:
         return render(request, "reporting/report.html", {**base, "error": period}, status=400)
     previous = period.previous()
     tables, line = build_tables(_in(scope.rollups, period), _in(scope.creatives, period), period)
+    before = timeline(_in(scope.rollups, previous), previous)
     current_totals = line.totals
     context = {
         **base,
         "period": period,
         "previous": previous,
-        "kpis": _kpis(current_totals, totals_by_currency(_in(scope.rollups, previous))),
+        "kpis": _kpis(current_totals, before.totals),
+        "chart": chart_data(period, line, previous, before),
         "several_currencies": len(current_totals) > 1,
         "tables": tables.values(),
         "diagnostics": queries.delivery_diagnostics(_in(scope.diagnostics, period)),
