@@ -229,6 +229,15 @@ SERVING_TOKEN_TTL_SECONDS = env.int("SERVING_TOKEN_TTL_SECONDS", default=3600)
 CDN_BASE_URL = env.str("CDN_BASE_URL", default=f"{SERVING_PUBLIC_URL}/{MEDIA_URL}").rstrip("/")
 # Our vendor id in the IAB Global Vendor List: GDPR consent is checked against it.
 GVL_VENDOR_ID = env.int("GVL_VENDOR_ID", default=9999)
+# The Global Vendor List judging each buyer (docs/privacy.md): a vendor-list.json on disk,
+# used until a version has been loaded from GVL_URL by the refresh-gvl beat job (the IAB
+# publishes a new version weekly). Neither set: buyers are judged by the TC string alone.
+GVL_PATH = env.str("GVL_PATH", default="")
+GVL_URL = env.str("GVL_URL", default="")
+CELERY_BEAT_SCHEDULE["refresh-gvl"] = {
+    "task": "compliance.tasks.refresh_gvl_task",
+    "schedule": schedule(env.float("GVL_REFRESH_SECONDS", default=6 * 3600.0)),
+}
 # --- Serving engine (issue #4; README "Serving") --------------------------------------------
 # Prices, floors and bids are compared in this currency; others convert through FX_RATES
 # ("EUR=1.08,GBP=1.27": one EUR is worth 1.08 of SERVING_CURRENCY). A malformed value stops

@@ -24,6 +24,7 @@ from campaigns.models import (
     LineItemStatus,
     Placement,
 )
+from compliance.gvl_store import current_gvl
 from creatives.snapshot import creative_snap, servable_creatives
 from serving.buyer_snapshot import buyer_snaps
 from serving.keys import RedisKeys
@@ -245,7 +246,7 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
         campaigns=campaign_snaps,
         creatives=[c for i, c in creatives.items() if i in used],
         line_items=line_items,
-        buyers=buyer_snaps(),
+        buyers=buyer_snaps(current_gvl(), now),
         deals=deals,
         staff_token_hashes=sorted(
             ApiToken.objects.active()

@@ -13,7 +13,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from compliance import services
 from compliance.dsar import progress
-from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
+from compliance.gvl_store import gvl_version_in_force
+from compliance.models import DataSubjectRequest, RequestKind, RequestStatus, VendorList
 
 
 class FileRequestForm(forms.ModelForm):
@@ -198,3 +199,41 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         if not obj.export:
             raise Http404("This request has no export (any more).")
         return export_download(obj)
+
+
+@admin.register(VendorList)
+class VendorListAdmin(admin.ModelAdmin):
+    """The Global Vendor List versions loaded; buyers are judged by the newest."""
+
+    list_display = ["version", "in_force", "tcf_policy_version", "last_updated",
+                    "vendor_count", "source", "fetched_at"]  # fmt: skip
+    readonly_fields = ["version", "tcf_policy_version", "last_updated", "vendor_count",
+                       "source", "fetched_at"]  # fmt: skip
+    exclude = ["data"]
+
+    # Versions come from the refresh job (GVL_URL) only: the admin looks, it does not edit.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        version = gvl_version_in_force()
+        if version is None:
+            self.message_user(
+                request,
+                "No Global Vendor List is loaded (set GVL_PATH or GVL_URL): buyers are judged "
+                "by the TC string alone.",
+                messages.WARNING,
+            )
+        else:
+            self.message_user(request, f"Buyers are judged by GVL version {version}.")
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="in force", boolean=True)
+    def in_force(self, obj: VendorList) -> bool:
+        newest = VendorList.objects.newest()
+        return newest is not None and newest.pk == obj.pk

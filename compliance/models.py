@@ -80,3 +80,31 @@ class DataSubjectRequest(models.Model):
     @property
     def in_progress(self) -> bool:
         return self.status in {RequestStatus.PENDING, RequestStatus.RUNNING}
+
+
+class VendorListQuerySet(models.QuerySet["VendorList"]):
+    def newest(self) -> "VendorList | None":
+        """The highest GVL version loaded: the last good one."""
+        return self.order_by("-version").first()
+
+
+class VendorList(models.Model):
+    """One version of the IAB Europe Global Vendor List as loaded (a good one only: a list
+    that does not parse leaves no row). Buyers are judged by the newest."""
+
+    version = models.PositiveIntegerField(unique=True, help_text="vendorListVersion")
+    tcf_policy_version = models.PositiveIntegerField(null=True, blank=True)
+    last_updated = models.DateTimeField(null=True, blank=True, help_text="As the list says.")
+    vendor_count = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=500)
+    fetched_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField(help_text="The vendor-list.json as loaded.")
+
+    objects = VendorListQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-version"]
+        verbose_name = "Global Vendor List version"
+
+    def __str__(self) -> str:
+        return f"GVL v{self.version}"

@@ -13,7 +13,11 @@ Prebid Server does:
 - US Privacy opt-out of sale, a GPP usnat/usca opt-out of sale, sharing or targeted ads,
   `device.lmt = 1`, `Sec-GPC: 1` and COPPA: no personalisation, no ids and no precise geo
   (DESIGN.md: anonymised outbound requests with coarse geo).
-- Each external buyer is judged the same way with its own vendor id.
+- Each external buyer is judged with its own vendor id. With a Global Vendor List loaded,
+  by what that vendor declares there (`compliance.vendors`): a purpose's basis is the
+  declared one (flexible purposes switched only by a publisher restriction), precise geo
+  needs special feature 1 opted in and declared, and a vendor absent from the list is not
+  called. Without a GVL, by the TC string alone.
 """
 
 from dataclasses import dataclass, field, replace
@@ -23,6 +27,7 @@ from compliance.bits import DecodeError
 from compliance.gpp import GppString, decode_gpp
 from compliance.tcf import RestrictionType, TCString, decode_tc_string
 from compliance.usprivacy import UsPrivacy, parse_us_privacy
+from compliance.vendors import VendorDeclarations, has_basis, legal_basis
 
 PURPOSE_STORE = 1
 PURPOSE_BASIC_ADS = 2
@@ -79,6 +84,8 @@ class Permissions:
     ledger: tuple[str, ...] = ()
     _tcf: TCString | None = field(default=None, repr=False, compare=False)
     _restricted: bool = field(default=False, repr=False, compare=False)
+    # The text the TC string came in (itself, or the GPP string carrying it): a cache key.
+    _tc_key: str = field(default="", repr=False, compare=False)
 
     @property
     def outcome(self) -> str:
@@ -94,18 +101,88 @@ class Permissions:
         decided = f"{self.outcome}:{self.reason}" if self.reason else self.outcome
         return f"{seen} → {decided}" if seen else f"→ {decided}"
 
-    def for_buyer(self, vendor_id: int | None) -> BuyerPermission:
-        """Whether a buyer may be called, and with what."""
+    def for_buyer(
+        self, vendor_id: int | None, claims: VendorDeclarations | None = None
+    ) -> BuyerPermission:
+        """Whether a buyer may be called, and with what. `claims` are its vendor's GVL
+        declarations when a GVL is loaded (None: judged by the TC string alone)."""
         if not self.serve:
             return BuyerPermission(False, False, False, self.reason)
         if self._tcf is None:
             return BuyerPermission(True, self.personalise, self.precise_geo)
         if vendor_id is None:
             return BuyerPermission(False, False, False, "buyer_has_no_gvl_id")
+        if claims is not None:
+            return _cached_buyer_permission(self, vendor_id, claims)
         if not _basic_ads_allowed(self._tcf, vendor_id):
             return BuyerPermission(False, False, False, "buyer_no_purpose_2_basis")
         ids = not self._restricted and _personalised_allowed(self._tcf, vendor_id)
         return BuyerPermission(True, ids, self.precise_geo and ids)
+
+    def explain_buyer(
+        self, vendor_id: int | None, claims: VendorDeclarations | None
+    ) -> dict[str, object]:
+        """The decision for one buyer and, under GDPR with a GVL, the basis found for each
+        purpose that decides it (`?explain=1`)."""
+        permission = self.for_buyer(vendor_id, claims)
+        bases: dict[str, str] = {}
+        if self._tcf is not None and vendor_id is not None and claims is not None:
+            if claims.listed:
+                for purpose in (PURPOSE_BASIC_ADS, *PURPOSES_PERSONALISED):
+                    bases[f"p{purpose}"] = legal_basis(
+                        self._tcf, purpose, vendor_id, claims, li_allowed=purpose == 2
+                    )
+                bases["sf1"] = (
+                    "declared" if FEATURE_PRECISE_GEO in claims.special_features else "undeclared"
+                )
+            else:
+                bases["gvl"] = "absent"
+        return {
+            "call": permission.call,
+            "send_ids": permission.send_ids,
+            "send_precise_geo": permission.send_precise_geo,
+            "reason": permission.reason,
+            "bases": bases,
+        }
+
+
+# (TC string, vendor, its claims, restricted, precise geo) → the buyer's permission. The
+# same strings come back again and again; judging one costs a dozen bit and range lookups.
+_BUYER_CACHE: dict[tuple[str, int, VendorDeclarations, bool, bool], BuyerPermission] = {}
+_BUYER_CACHE_SIZE = 16384
+
+
+def _cached_buyer_permission(
+    permissions: Permissions, vendor_id: int, claims: VendorDeclarations
+) -> BuyerPermission:
+    key = (permissions._tc_key, vendor_id, claims, permissions._restricted, permissions.precise_geo)
+    hit = _BUYER_CACHE.get(key)
+    if hit is None:
+        if len(_BUYER_CACHE) >= _BUYER_CACHE_SIZE:
+            _BUYER_CACHE.clear()
+        assert permissions._tcf is not None  # noqa: S101 - for_buyer checked it
+        hit = _BUYER_CACHE[key] = _judge_buyer(
+            permissions._tcf, vendor_id, claims, permissions._restricted, permissions.precise_geo
+        )
+    return hit
+
+
+def _judge_buyer(
+    tcf: TCString, vendor: int, claims: VendorDeclarations, restricted: bool, precise: bool
+) -> BuyerPermission:
+    """Prebid Server's rules on the GVL: purpose 2 to be called, purposes 3 and 4 (consent
+    only) for ids, special feature 1 opted in *and* declared for precise geo."""
+    if not claims.listed:
+        # Not in the GVL (or deleted from it): it cannot have a legal basis for anything.
+        return BuyerPermission(False, False, False, "buyer_not_in_gvl")
+    if not has_basis(legal_basis(tcf, PURPOSE_BASIC_ADS, vendor, claims)):
+        return BuyerPermission(False, False, False, "buyer_no_purpose_2_basis")
+    ids = not restricted and all(
+        has_basis(legal_basis(tcf, p, vendor, claims, li_allowed=False))
+        for p in PURPOSES_PERSONALISED
+    )
+    geo = precise and ids and FEATURE_PRECISE_GEO in claims.special_features
+    return BuyerPermission(True, ids, geo)
 
 
 @lru_cache(maxsize=8192)
@@ -224,4 +301,5 @@ def evaluate(signals: PrivacySignals, our_vendor_id: int) -> Permissions:
         ledger=tuple(ledger),
         _tcf=tcf,
         _restricted=bool(restricted),
+        _tc_key=(signals.tc_string or f"{signals.gpp}|{signals.gpp_sid}") if tcf else "",
     )

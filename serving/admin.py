@@ -8,11 +8,13 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from campaigns.snapshot import request_snapshot_publish
+from compliance.gvl_store import current_gvl, vendor_summary
 from serving.buyers import LATENCY_COUNT, LATENCY_SUM, REQUEST, parse_buyer_stats
 from serving.keys import RedisKeys, day_of
 from serving.models import Buyer
@@ -55,11 +57,11 @@ class BuyerAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "supports_coppa", "currency"]
     search_fields = ["name", "endpoint"]
     actions = ["enable", "disable"]
-    readonly_fields = ["todays_outcomes", "created_at", "updated_at"]
+    readonly_fields = ["todays_outcomes", "gvl_declarations", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "endpoint", "enabled"]}),
         ("Calling it", {"fields": ["timeout_ms", "qps_cap", "currency"]}),
-        ("Privacy", {"fields": ["gvl_vendor_id", "supports_coppa"]}),
+        ("Privacy", {"fields": ["gvl_vendor_id", "gvl_declarations", "supports_coppa"]}),
         ("Today", {"fields": ["todays_outcomes", "created_at", "updated_at"]}),
     ]
 
@@ -72,6 +74,11 @@ class BuyerAdmin(admin.ModelAdmin):
             return _summary(None if stats is None else stats.get(obj.pk, {}))
 
         return [*self.list_display, today]
+
+    @admin.display(description="declared in the GVL")
+    def gvl_declarations(self, obj: Buyer) -> str:
+        # What its vendor declares decides its legal bases on GDPR traffic (docs/privacy.md).
+        return vendor_summary(current_gvl(), obj.gvl_vendor_id, timezone.now())
 
     @admin.display(description="outcomes today (UTC)")
     def todays_outcomes(self, obj: Buyer) -> str:

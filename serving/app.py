@@ -310,7 +310,25 @@ class ServingApp:
         }
         if outcome.explain is not None:
             payload["explain"] = outcome.explain
+            payload["buyers"] = self._explain_buyers(ctx)
         await respond(send, 200, _json.encode(payload), request_id, [JSON, NO_STORE])
+
+    def _explain_buyers(self, ctx: AdContext) -> list[dict[str, Any]]:
+        """What each buyer would be allowed on this request, and the GVL bases behind it
+        (explain=1 calls no buyer)."""
+        index, permissions = self.store.index, ctx.permissions
+        if index is None or permissions is None:
+            return []
+        return [
+            {
+                "buyer": b.id,
+                "name": b.name,
+                "gvl_vendor_id": b.gvl_vendor_id,
+                "gvl_version": b.gvl.gvl_version if b.gvl is not None else None,
+                **permissions.explain_buyer(b.gvl_vendor_id, b.gvl),
+            }
+            for b in index.buyers
+        ]
 
     def _fx(self) -> Mapping[str, Decimal]:
         """The FX table of the snapshot in use (the configured constants before the first);

@@ -602,7 +602,7 @@ class BuyerPool:
         reason it is skipped and a detail. Consumes a QPS token when it may be called."""
         if ctx.permissions is None:
             return None, CONSENT, "no_permissions"
-        permission = ctx.permissions.for_buyer(buyer.gvl_vendor_id)
+        permission = ctx.permissions.for_buyer(buyer.gvl_vendor_id, buyer.gvl)
         if not permission.call:
             return None, CONSENT, permission.reason
         if ctx.privacy.coppa == 1 and not buyer.supports_coppa:

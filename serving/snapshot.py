@@ -118,6 +118,18 @@ class PlacementSnap(msgspec.Struct, frozen=True):
     floor_cpm: Decimal
 
 
+class VendorClaims(msgspec.Struct, frozen=True):
+    """A buyer's vendor as the Global Vendor List declares it, computed once per snapshot so
+    that serving never reads the GVL (`compliance.vendors.VendorDeclarations`)."""
+
+    gvl_version: int
+    listed: bool  # False: absent from that GVL, or deleted from it
+    purposes: frozenset[int] = frozenset()
+    leg_int_purposes: frozenset[int] = frozenset()
+    flexible_purposes: frozenset[int] = frozenset()
+    special_features: frozenset[int] = frozenset()
+
+
 class BuyerSnap(msgspec.Struct, frozen=True):
     """An external OpenRTB buyer (`serving.models.Buyer`), as serving calls it."""
 
@@ -129,6 +141,8 @@ class BuyerSnap(msgspec.Struct, frozen=True):
     qps_cap: int  # per serving process; 0: no cap
     currency: str
     supports_coppa: bool
+    # None: no GVL loaded (GDPR traffic is judged by the TC string alone).
+    gvl: VendorClaims | None = None
 
 
 class Snapshot(msgspec.Struct, frozen=True):
