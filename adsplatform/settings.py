@@ -125,6 +125,8 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": f"{REDIS_KEY_PREFIX}cache",
+        # A hung Redis must not hang dashboard requests (sessions live in this cache).
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 5, "SOCKET_TIMEOUT": 5},
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -192,8 +194,27 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: Redis is the broker; results are not kept (every task records its own outcome).
 CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
-# The broker's queues and bindings live under our prefix too.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+# The broker's queues and bindings live under our prefix too. Redis outages: every socket
+# has a timeout (a hung Redis cannot hang the worker), a timed-out command is retried, idle
+# connections are health-checked before use, and (below) the worker reconnects for ever
+# with capped backoff, so worker and beat ride out an outage and resume (docs/deploy.md,
+# tests/faults/test_celery_redis_outage.py).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": REDIS_KEY_PREFIX,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # for ever: an outage ends, a dead worker does not
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+# Celery's own consumer exits on a broker outage with tasks in flight (see the module).
+CELERY_WORKER_CONSUMER = "adsplatform.celery_consumer:OutageTolerantConsumer"
+# A task running when the connection drops cannot be acknowledged any more and will be
+# redelivered: stop it rather than let it finish twice (Celery 6's default).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

@@ -245,3 +245,67 @@ def serving_granian(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def project_env(**overrides: str) -> dict[str, str]:
+    """This test run's environment for a project process (secrets, prefix), plus overrides."""
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="adsplatform.settings", DJANGO_DEBUG="false")
+    env.update(overrides)
+    return env
+
+
+class LoggedProcess:
+    """A project process (granian, a Celery worker, beat) whose output goes to a log file the
+    test reads; its own process group, so stopping it stops what it forked."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], log: Path) -> None:
+        self.args, self.log = args, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_for_text(self, needle: str, timeout: float, *, start: int = 0) -> float:
+        """Seconds until `needle` appears in the log past offset `start`; raises on timeout."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            if needle in self.text()[start:]:
+                return time.monotonic() - began
+            if not self.alive():
+                raise RuntimeError(f"{self.args[:3]} exited waiting for {needle!r}:\n{self.text()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{needle!r} not in {self.log} after {timeout}s:\n{self.text()[-3000:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+
+
+def celery_worker_args(*extra: str) -> list[str]:
+    return [str(VENV_BIN / "celery"), "-A", "adsplatform", "worker", "-l", "info",
+            "--concurrency", "2", "-n", "worker@%h", *extra]  # fmt: skip
+
+
+def celery_beat_args(schedule: Path) -> list[str]:
+    return [str(VENV_BIN / "celery"), "-A", "adsplatform", "beat", "-l", "info",
+            "--schedule", str(schedule)]  # fmt: skip
