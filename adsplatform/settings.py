@@ -238,6 +238,11 @@ CELERY_BEAT_SCHEDULE = {
 # expires within seconds (reporting/lease.py); and reads the stream this many entries a batch.
 INGEST_LOCK_SECONDS = env.float("INGEST_LOCK_SECONDS", default=5.0)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=5000)
+# The event stream is never trimmed by length (that would drop entries not rolled up yet);
+# past this many entries it is reported instead: a log line per crossing, a gauge in Redis,
+# the admin's ingestion status (reporting/backlog.py). 5,000,000 entries is about 17 minutes
+# of stalled ingestion at 2,500 requests/s.
+STREAM_BACKLOG_LIMIT = env.int("STREAM_BACKLOG_LIMIT", default=5_000_000)
 
 # Serving: the public base of tracking URLs and the key that signs them.
 SERVING_PUBLIC_URL = env.str("SERVING_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")

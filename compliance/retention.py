@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from compliance.dsar import redis_client, redis_keys
 from compliance.models import DataSubjectRequest
 from compliance.pseudonym import DAY
-from reporting.ingest import GROUP
+from reporting.ingest import GROUP, check_backlog
 from reporting.models import StreamWatermark
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ def purge_personal_data(now: datetime | None = None) -> PurgeResult:
     client, keys = redis_client(), redis_keys()
     result = PurgeResult()
     result.events_trimmed, result.events_held_back = purge_raw_events(client, keys.events, now)
+    check_backlog(client, keys)  # held back for long: the stream's growth is reported
     if result.events_held_back:
         log.warning("raw events past retention are kept: ingestion has not rolled them up")
     result.caps_given_expiry = expire_frequency_caps(

@@ -21,6 +21,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from reporting.backlog import Backlog, measure_backlog
 from reporting.breakdowns import aggregate_creatives, write_creatives
 from reporting.lease import Lease, LeaseLost
 from reporting.models import (
@@ -213,6 +214,8 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
     stream = keys.events
     batch_size = batch_size or settings.INGEST_BATCH_SIZE
     result = IngestResult()
+    # First, before the database is needed: a stalled ingestion still reports its backlog.
+    check_backlog(client, keys)
     lease = Lease(client, keys.ingest_lock, settings.INGEST_LOCK_SECONDS)
     if not lease.acquire():
         return result  # another worker is on it
@@ -253,6 +256,13 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
     if result.read:
         log.info("ingested %s", result)
     return result
+
+
+def check_backlog(client: Redis, keys: RedisKeys) -> Backlog:
+    """Measure the event stream against STREAM_BACKLOG_LIMIT (gauge, log per crossing)."""
+    return measure_backlog(
+        client, keys.events, GROUP, keys.stream_backlog, settings.STREAM_BACKLOG_LIMIT
+    )
 
 
 def _trim(client: Redis, stream: str) -> None:

@@ -51,8 +51,6 @@ class Event(msgspec.Struct, frozen=True):
 encode_events = msgspec.json.Encoder().encode
 decode_events = msgspec.json.Decoder(list[Event]).decode
 
-# A safety cap on memory if ingestion stops for long; sized for hours of traffic.
-STREAM_MAXLEN = 5_000_000
 # Batches in flight at once; more wait for one to finish, so a slow Redis does not pile up
 # connections and tasks.
 MAX_INFLIGHT = 4
@@ -177,10 +175,13 @@ class EventSink:
         use on a connection is preceded by its SCRIPT LOAD)."""
         commands: list[Command] = []
         where: list[int] = []
-        stream, maxlen = self.stream, STREAM_MAXLEN
+        stream = self.stream
         for op in ops:
             if op.kind == XADD:
-                commands.append(("XADD", stream, "MAXLEN", "~", maxlen, "*", "v", op.args[0]))
+                # No MAXLEN: it would drop entries not rolled up yet (billable ones too).
+                # Ingestion and retention trim behind the watermark; a stream past
+                # STREAM_BACKLOG_LIMIT is reported instead (reporting.backlog).
+                commands.append(("XADD", stream, "*", "v", op.args[0]))
             elif op.kind == SCRIPT:
                 script = op.script
                 assert script is not None  # noqa: S101 - set for SCRIPT ops

@@ -109,3 +109,9 @@ class RedisKeys:
     @property
     def ingest_lock(self) -> str:
         return f"{self.prefix}ingest:lock"
+
+    @property
+    def stream_backlog(self) -> str:
+        """A hash: the event stream's length, pending and lag as last measured, the limit,
+        whether it is over it and how often it crossed it (`reporting.backlog`)."""
+        return f"{self.prefix}ingest:backlog"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from serving import clock
-from serving.events import STREAM_MAXLEN, Event, EventSink, encode_events
+from serving.events import Event, EventSink, encode_events
 from serving.keys import RedisKeys, local_day
 from serving.snapshot import CampaignSnap, LineItemSnap
 from serving.wire import Lua
@@ -108,8 +108,8 @@ return charge(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
 )
 
 # An impression or a click, once per decision. KEYS: dedupe key, stream, day hash, lifetime
-# hash, exhausted set. ARGV: dedupe ttl, stream maxlen, encoded events, line item, campaign,
-# cost to charge, clicks, pending field to clear ('' for none), pending amount, then the four
+# hash, exhausted set. ARGV: dedupe ttl, encoded events, line item, campaign, cost to
+# charge, clicks, pending field to clear ('' for none), pending amount, then the four
 # budgets and the ttl as for CHARGE. Returns 0 for a repeat, else {1, spend, flags}.
 RECORD_BILLABLE = (
     _CHARGE_FN
@@ -117,19 +117,20 @@ RECORD_BILLABLE = (
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   return 0
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'v', ARGV[3])
-if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[8]) == 1 then
-  if tonumber(redis.call('HINCRBY', KEYS[3], ARGV[8], '-' .. ARGV[9])) <= 0 then
-    redis.call('HDEL', KEYS[3], ARGV[8])
+-- Never trimmed here: ingestion may not have read what a MAXLEN would drop (reporting.backlog).
+redis.call('XADD', KEYS[2], '*', 'v', ARGV[2])
+if ARGV[7] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1 then
+  if tonumber(redis.call('HINCRBY', KEYS[3], ARGV[7], '-' .. ARGV[8])) <= 0 then
+    redis.call('HDEL', KEYS[3], ARGV[7])
   end
 end
-local clicks = tonumber(ARGV[7])
-if ARGV[5] == '0' or (tonumber(ARGV[6]) == 0 and clicks == 0) then
+local clicks = tonumber(ARGV[6])
+if ARGV[4] == '0' or (tonumber(ARGV[5]) == 0 and clicks == 0) then
   return {1, 0, 0}
 end
-local r = charge(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], 0, clicks, '',
-  tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]),
-  tonumber(ARGV[14]))
+local r = charge(KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[4], ARGV[5], 0, clicks, '',
+  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]),
+  tonumber(ARGV[13]))
 return {1, r[1], r[2]}
 """
 )
@@ -232,8 +233,8 @@ class SpendRecorder:
         clicks = 1 if event.t == "clk" else 0
         pend = pending_field(li_id, issued_at) if pending > 0 and c else ""
         args = (
-            dedupe_ttl, STREAM_MAXLEN, encode_events([event]), li_id, c, cost, clicks, pend,
-            pending, *self._budgets(li, c), DAY_TTL_SECONDS,
+            dedupe_ttl, encode_events([event]), li_id, c, cost, clicks, pend, pending,
+            *self._budgets(li, c), DAY_TTL_SECONDS,
         )  # fmt: skip
         result = await sink.run_script(self._billable, keys, args)
         if not result:
