@@ -6,7 +6,6 @@ automatic checks run, and an edit sends the creative back to review.
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
@@ -18,91 +17,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from campaigns.admin import AuditTrailInline
-from creatives import services, validation
+from creatives import services
 from creatives.files import asset_url
+from creatives.forms import CreativeForm
 from creatives.models import (
     Creative,
-    CreativeKind,
     Rendition,
     ReviewQueueEntry,
     ReviewStatus,
     VerifiedDomain,
 )
-
-
-class MultipleFileInput(forms.ClearableFileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    """Several files in one field (the renditions of a video or audio creative)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("widget", MultipleFileInput())
-        super().__init__(*args, **kwargs)
-
-    def clean(self, data: Any, initial: Any = None) -> list[Any]:
-        files = data if isinstance(data, list | tuple) else [data] if data else []
-        return [super(MultipleFileField, self).clean(f, initial) for f in files]
-
-
-# The form's fields that are model fields, passed to the services by name.
-CONTENT_FIELDS = [
-    "advertiser", "name", "kind", "click_url", "categories", "secure", "image", "alt_text",
-    "html_tag", "bundle", "entry_file", "vast_tag_url", "duration", "universal_ad_id",
-    "title", "body", "call_to_action", "sponsored_by",
-]  # fmt: skip
-
-
-class CreativeForm(forms.ModelForm):
-    size = forms.CharField(
-        required=False,
-        help_text="WIDTHxHEIGHT, like 300x250: the size an image or HTML5 creative is served "
-        "at (an image must match it; empty: read from the image).",
-    )
-    media_files = MultipleFileField(
-        required=False,
-        help_text="Video: MP4 or WebM renditions. Audio: MP3 or AAC. Choose several files; "
-        "uploading replaces the current renditions.",
-    )
-
-    class Meta:
-        model = Creative
-        fields = CONTENT_FIELDS
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk and self.instance.kind in (CreativeKind.IMAGE, CreativeKind.HTML5):
-            self.initial.setdefault("size", self.instance.size)
-        if self.instance.pk:
-            self.fields["kind"].disabled = True
-            self.fields["advertiser"].disabled = True
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        size = data.get("size") or ""
-        if size:
-            try:
-                self.instance.width, self.instance.height = validation.parse_size(size)
-            except ValidationError as exc:
-                self.add_error("size", exc)
-        elif data.get("kind") != CreativeKind.IMAGE or "image" in self.changed_data:
-            self.instance.width = self.instance.height = 0
-        kind, files = data.get("kind"), data.get("media_files") or []
-        if files and kind in (CreativeKind.VIDEO, CreativeKind.AUDIO):
-            try:
-                validation.read_renditions(str(kind), files)
-            except ValidationError as exc:
-                self.add_error("media_files", exc.message_dict["media"])
-        elif files:
-            self.add_error("media_files", "Only video and audio creatives have media files.")
-        elif (
-            kind in (CreativeKind.VIDEO, CreativeKind.AUDIO)
-            and not data.get("vast_tag_url")
-            and not (self.instance.pk and self.instance.renditions.exists())
-        ):
-            self.add_error("media_files", f"A {kind} creative needs media files or a VAST tag URL.")
-        return data
 
 
 class RenditionInline(admin.TabularInline):
@@ -165,20 +89,8 @@ class CreativeAdmin(admin.ModelAdmin):
     # -- saving through the services ------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: Creative, form: Any, change: bool) -> None:
-        data = form.cleaned_data
-        size = data.get("size") or ""
-        if change:
-            fields = {f: data[f] for f in form.changed_data if f in CONTENT_FIELDS}
-            services.update_creative(
-                obj, by=request.user, size=size if "size" in form.changed_data else None,
-                media=data.get("media_files") or None, **fields,
-            )  # fmt: skip
-        else:
-            fields = {f: data[f] for f in CONTENT_FIELDS if f in data}
-            created = services.create_creative(
-                by=request.user, size=size or None, media=data.get("media_files") or (), **fields
-            )
-            obj.pk, obj._state.adding = created.pk, False
+        saved = form.save_through_services(by=request.user)
+        obj.pk, obj._state.adding = saved.pk, False
 
     # -- list columns --------------------------------------------------------------------
 

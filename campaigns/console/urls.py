@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from campaigns.console.views import campaigns, line_items
+from campaigns.console.views import campaigns, creatives, line_items
 
 urlpatterns = [
     path("", campaigns.campaign_list, name="dashboard"),
@@ -28,4 +28,12 @@ urlpatterns = [
         name="console-line-item-move",
     ),
     path("targeting/regions/", line_items.regions, name="console-regions"),
+    # Beside creatives.urls' <id>/preview/, which the library's pages embed.
+    path("creatives/", creatives.creative_list, name="console-creatives"),
+    path("creatives/new/", creatives.creative_create, name="console-creative-create"),
+    path("creatives/<int:pk>/", creatives.creative_detail, name="console-creative"),
+    path("creatives/<int:pk>/edit/", creatives.creative_edit, name="console-creative-edit"),
+    path(
+        "creatives/<int:pk>/archive/", creatives.creative_archive, name="console-creative-archive"
+    ),
 ]

@@ -21,6 +21,7 @@ from campaigns.console.forms import (
 )
 from campaigns.console.summary import targeting_summary
 from campaigns.console.views.common import campaign_for, run_move, safe_next
+from campaigns.console.views.creatives import rejected_notice
 from campaigns.models import AuditEntry, Campaign, CampaignStatus
 from campaigns.organisations import current_organisation
 from campaigns.services import StaleVersion
@@ -83,6 +84,7 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
         "can_create": access.writable(request.user).exists(),
         "multi_org": len({c.advertiser_id for c in rows}) > 1,
         "organisation": organisation,
+        "rejected": rejected_notice(request),
     }
     return render(request, "console/campaigns/list.html", context)
 
