@@ -2,6 +2,7 @@
 API and the admin, errors inline, review status and rejection reasons everywhere."""
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -36,7 +37,7 @@ def test_each_kind_is_uploaded_and_waits_for_review() -> None:
     png = _file(media.image_bytes(300, 250), "b.png", "image/png")
     native_png = _file(media.image_bytes(1200, 627), "n.png", "image/png")
     bundle = _file(media.html5_zip(), "b.zip", "application/zip")
-    uploads = {
+    uploads: dict[str, dict[str, Any]] = {
         "image": {"size": "300x250", "image": png},
         "html5": {"size": "300x250", "bundle": bundle},
         "video": {"media_files": [_file(media.mp4(), "v.mp4", "video/mp4")]},
