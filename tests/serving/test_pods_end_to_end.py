@@ -229,3 +229,21 @@ def test_an_openrtb_structured_pod_fills_each_slot_with_separation(
         ("last", str(break_book["c"].pk), -1, 30),
     ]
     assert all(b["mtype"] == 2 and b["adm"].startswith("<?xml") for b in bids)
+
+
+def test_a_pod_nothing_fits_is_the_empty_vast_and_an_openrtb_no_bid(
+    break_book: dict[str, Any],
+) -> None:
+    video = {"mimes": ["video/mp4"], "poddur": 10}
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> tuple[bytes, int]:
+        vast = await client.get(f"/v1/vast?placement={break_book['key']}&poddur=10")
+        rtb = await client.post(
+            "/openrtb2/auction", json=_bid_request(break_book["key"], {"id": "1", "video": video})
+        )
+        return vast.content, rtb.status_code
+
+    vast, status = with_client(scenario, config())
+
+    assert vast == b'<VAST version="4.2"/>'
+    assert status == 204
