@@ -33,7 +33,7 @@ price (`at = 1`) and booked tiers as in `serving.auction`.
 """
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -90,6 +90,8 @@ class PodResult:
     ads: tuple[PodAd, ...]
     losses: tuple[tuple[Bid, int], ...]  # every bid that is not in the pod, once per key
     exact: bool = True
+    # The floor each bid lost below (100/101), by key: its ${AUCTION_MIN_TO_WIN}.
+    missed_floors: Mapping[str, Decimal] = field(default_factory=dict)
 
     @property
     def duration(self) -> int:
@@ -208,10 +210,13 @@ def run_dynamic_pod(
     values = _values(bids, maxseq)
     valid: list[_Option] = []
     invalid: dict[str, int] = {}
+    missed: dict[str, Decimal] = {}
     for pb in bids:
         code, floor = _floor_problem(pb, slot)
         if code is not None:
             invalid.setdefault(pb.bid.key, code)
+            if code in (LOSS_BELOW_FLOOR, LOSS_BELOW_DEAL_FLOOR):
+                missed.setdefault(pb.bid.key, floor)
         else:
             valid.append(_Option(pb, floor, values[pb.bid.key]))
     options = _order(valid, rng)[:POD_CANDIDATES]
@@ -228,7 +233,8 @@ def run_dynamic_pod(
     for o in valid:
         invalid.pop(o.pod_bid.bid.key, None)
     deal_won = any(o.pod_bid.bid.deal is not None for o in chosen)
-    return PodResult(tuple(ads), _losses(bids, placed_keys, invalid, deal_won), search.exact)
+    lost = _losses(bids, placed_keys, invalid, deal_won)
+    return PodResult(tuple(ads), lost, search.exact, _missed(missed, invalid))
 
 
 def _dynamic_search(options: list[_Option], poddur: int, maxseq: int, search: _Search) -> None:
@@ -286,6 +292,7 @@ def run_structured_pod(
     values = _values(bids, len(slots))
     per_slot: list[list[_Option]] = []
     invalid: dict[str, int] = {}
+    missed: dict[str, Decimal] = {}
     valid_keys: set[str] = set()
     for slot in slots:
         options = []
@@ -295,6 +302,9 @@ def run_structured_pod(
             code, floor = _floor_problem(pb, slot)
             if code is not None:
                 invalid.setdefault(pb.bid.key, code)
+                if code in (LOSS_BELOW_FLOOR, LOSS_BELOW_DEAL_FLOOR):
+                    # The lowest floor it missed is what would have let it in somewhere.
+                    missed[pb.bid.key] = min(floor, missed.get(pb.bid.key, floor))
             else:
                 valid_keys.add(pb.bid.key)
                 options.append(_Option(pb, floor, values[pb.bid.key]))
@@ -314,7 +324,17 @@ def run_structured_pod(
     for key in valid_keys:
         invalid.pop(key, None)
     deal_won = any(a.ad.bid.deal is not None for a in ads)
-    return PodResult(tuple(ads), _losses(bids, placed_keys, invalid, deal_won), search.exact)
+    lost = _losses(bids, placed_keys, invalid, deal_won)
+    return PodResult(tuple(ads), lost, search.exact, _missed(missed, invalid))
+
+
+def _missed(missed: dict[str, Decimal], invalid: dict[str, int]) -> dict[str, Decimal]:
+    """The floors of the bids that lost below one (and not for another reason)."""
+    return {
+        key: floor
+        for key, floor in missed.items()
+        if invalid.get(key) in (LOSS_BELOW_FLOOR, LOSS_BELOW_DEAL_FLOOR)
+    }
 
 
 def _structured_search(per_slot: list[list[_Option]], search: _Search) -> None:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from serving.auction import Bid, Deal
+from serving.buyers import ExternalBid, LostBid
 from serving.context import AdContext, Imp, VideoSpec
 from serving.engine import Decision, Outcome, _deal_for, _ordered, allowed_slots
 from serving.index import Candidate, Index
@@ -177,6 +178,14 @@ def _external_pod_bid(ext: Any, deals: dict[str, Any]) -> PodBid:
 
 def _decisions(result: PodResult, imps: dict[str, Imp], st: RequestState, outcome: Outcome) -> None:
     losses = result.losses
+    # Buyers' bids left out of the pod get their loss notice. What a bid needed to get in is
+    # the floor it missed; for a bid outbid in a pod no single price says it (the knapsack
+    # also weighs durations and separation), so ${AUCTION_MIN_TO_WIN} stays empty.
+    outcome.lost.extend(
+        LostBid(bid.payload, code, result.missed_floors.get(bid.key))
+        for bid, code in losses
+        if isinstance(bid.payload, ExternalBid)
+    )
     for ad in result.ads:
         imp = imps[ad.imp_id]
         bid = ad.ad.bid

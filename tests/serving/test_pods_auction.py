@@ -357,3 +357,12 @@ def test_a_large_pod_is_bounded_and_no_worse_than_greedy() -> None:
     result = run_dynamic_pod(bids, dynamic(300, 30), rng=rng())
 
     assert keys(result) == [f"b{n}" for n in range(30)]
+
+
+def test_a_bid_below_its_floor_learns_the_floor_it_missed() -> None:
+    bids = [ad("a", "14", 30), ad("b", "3", 15, deal=Deal("d1", D("4"))), ad("c", "20", 30)]
+
+    result = run_dynamic_pod(bids, dynamic(60, mincpmpersec=D("0.5")), rng=rng())
+
+    assert losses(result) == {"a": LOSS_BELOW_FLOOR, "b": LOSS_BELOW_DEAL_FLOOR}
+    assert result.missed_floors == {"a": D("15.0"), "b": D("4")}
