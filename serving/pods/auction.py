@@ -201,18 +201,28 @@ def run_dynamic_pod(
     *,
     first_price: bool = False,
     rng: random.Random,
+    separated_from: Sequence[PodBid] = (),
 ) -> PodResult:
-    """Fill `slot.spec.poddur` seconds with at most `slot.spec.maxseq` ads."""
+    """Fill `slot.spec.poddur` seconds with at most `slot.spec.maxseq` ads, none of them
+    sharing an advertiser or category with `separated_from` (the ads already placed in the
+    structured slots of the same hybrid pod)."""
     spec = slot.spec
     poddur = spec.poddur or 0
     maxseq = spec.maxseq or POD_CANDIDATES
     bids = [pb for pb in bids if pb.imp_id is None or pb.imp_id == slot.imp_id]
+    advertisers = {a for pb in separated_from for a in pb.advertisers}
+    categories = {c for pb in separated_from for c in pb.categories}
+    if separated_from:  # already in the break: neither a candidate nor a loser here
+        placed_before = {pb.bid.key for pb in separated_from}
+        bids = [pb for pb in bids if pb.bid.key not in placed_before]
     values = _values(bids, maxseq)
     valid: list[_Option] = []
     invalid: dict[str, int] = {}
     missed: dict[str, Decimal] = {}
     for pb in bids:
         code, floor = _floor_problem(pb, slot)
+        if code is None and separated_from and _conflicts(pb, advertisers, categories):
+            code = LOSS_OUTBID  # kept apart from the hybrid pod's structured ads
         if code is not None:
             invalid.setdefault(pb.bid.key, code)
             if code in (LOSS_BELOW_FLOOR, LOSS_BELOW_DEAL_FLOOR):

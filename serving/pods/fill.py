@@ -43,22 +43,22 @@ def decide_pods(
     external: Sequence[Any],
     outcome: Outcome,
 ) -> None:
-    """Fill every pod of the request, appending its ads' decisions to `outcome`."""
+    """Fill every pod of the request, appending its ads' decisions to `outcome`.
+
+    Structured pods first; a dynamic imp sharing a `podid` with them (a hybrid pod) is then
+    filled apart from what they placed, so separation spans the whole break."""
     structured: dict[str, list[Imp]] = defaultdict(list)
+    dynamic: list[Imp] = []
     for imp in ctx.imps:
         spec = imp.video
         if spec is None or not imp.is_pod:
             continue
         if spec.poddur is not None:
-            bids = _pod_bids(index, placement, ctx, st, [imp], external)
-            slot = PodSlot(
-                imp.id, spec, effective_floor(imp, placement.floor_cpm), imp.private_auction
-            )
-            result = run_dynamic_pod(bids, slot, first_price=ctx.at == 1, rng=st.rng)
-            _decisions(result, {imp.id: imp}, st, outcome)
+            dynamic.append(imp)
         else:
             structured[spec.podid or ""].append(imp)
-    for imps in structured.values():
+    placed: dict[str, list[PodBid]] = {}
+    for podid, imps in structured.items():
         bids = _pod_bids(index, placement, ctx, st, imps, external)
         slots = [
             PodSlot(
@@ -70,7 +70,20 @@ def decide_pods(
             for imp in _slot_order(imps)
         ]
         result = run_structured_pod(bids, slots, first_price=ctx.at == 1, rng=st.rng)
+        placed[podid] = [ad.ad for ad in result.ads]
         _decisions(result, {imp.id: imp for imp in imps}, st, outcome)
+    for imp in dynamic:
+        spec = imp.video
+        assert spec is not None  # noqa: S101 - a dynamic pod imp has its video
+        bids = _pod_bids(index, placement, ctx, st, [imp], external)
+        slot = PodSlot(imp.id, spec, effective_floor(imp, placement.floor_cpm), imp.private_auction)
+        before = placed.get(spec.podid, []) if spec.podid is not None else []
+        result = run_dynamic_pod(
+            bids, slot, first_price=ctx.at == 1, rng=st.rng, separated_from=before
+        )
+        if spec.podid is not None:
+            placed.setdefault(spec.podid, []).extend(ad.ad for ad in result.ads)
+        _decisions(result, {imp.id: imp}, st, outcome)
 
 
 def _slot_order(imps: list[Imp]) -> list[Imp]:

@@ -366,3 +366,18 @@ def test_a_bid_below_its_floor_learns_the_floor_it_missed() -> None:
 
     assert losses(result) == {"a": LOSS_BELOW_FLOOR, "b": LOSS_BELOW_DEAL_FLOOR}
     assert result.missed_floors == {"a": D("15.0"), "b": D("4")}
+
+
+def test_a_hybrid_pods_dynamic_part_is_separated_from_its_structured_ads() -> None:
+    structured = [ad("s", "30", 15, adv="brand", cat="IAB2")]
+    bids = [
+        *structured,  # placed already: neither candidate nor loser here
+        ad("a", "20", 15, adv="brand"),
+        ad("b", "19", 15, cat="IAB2"),
+        ad("c", "5", 15),
+    ]
+
+    result = run_dynamic_pod(bids, dynamic(30), rng=rng(), separated_from=structured)
+
+    assert keys(result) == ["c"]
+    assert losses(result) == {"a": LOSS_OUTBID, "b": LOSS_OUTBID}

@@ -247,3 +247,29 @@ def test_a_pod_nothing_fits_is_the_empty_vast_and_an_openrtb_no_bid(
 
     assert vast == b'<VAST version="4.2"/>'
     assert status == 204
+
+
+def test_an_openrtb_hybrid_pod_keeps_separation_across_its_parts(
+    break_book: dict[str, Any],
+) -> None:
+    first = {"mimes": ["video/mp4"], "podid": "brk-2", "slotinpod": 1, "maxduration": 15}
+    rest = {"mimes": ["video/mp4"], "podid": "brk-2", "poddur": 60, "maxseq": 3}
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> httpx.Response:
+        body = _bid_request(
+            break_book["key"], {"id": "rest", "video": rest}, {"id": "first", "video": first}
+        )
+        return await client.post("/openrtb2/auction", json=body)
+
+    response = with_client(scenario, config(public_url="http://ads.test"))
+
+    assert response.status_code == 200, response.text
+    bids = response.json()["seatbid"][0]["bid"]
+    # a opens the break; b shares its category, so the dynamic part is c and d.
+    assert sorted((b["impid"], b["crid"]) for b in bids) == sorted(
+        [
+            ("first", str(break_book["a"].pk)),
+            ("rest", str(break_book["c"].pk)),
+            ("rest", str(break_book["d"].pk)),
+        ]
+    )
