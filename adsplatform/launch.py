@@ -19,6 +19,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from adsplatform.secret_keys import REQUIRED_SECRETS, export_demo_secrets
+from adsplatform.supervise import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -148,13 +149,35 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def web_command(host: str, port: int, workers: str) -> list[str]:
+    # A worker that dies (a crash, kill -9, the OOM killer) is replaced after a second
+    # instead of taking granian, and with it the whole site, down.
+    return [str(BIN / "granian"), "--interface", "asgi", "--host", host, "--port", str(port),
+            "--workers", workers, "--respawn-failed-workers", "--respawn-interval", "1",
+            "adsplatform.asgi:application"]  # fmt: skip
+
+
+def worker_command() -> list[str]:
+    return [str(BIN / "celery"), "-A", "adsplatform", "worker", "-l", "info",
+            "--concurrency", "2", "-n", "worker@%h"]  # fmt: skip
+
+
+def beat_command(schedule: Path) -> list[str]:
+    return [str(BIN / "celery"), "-A", "adsplatform", "beat", "-l", "info",
+            "--schedule", str(schedule)]  # fmt: skip
+
+
 def run_demo(host: str, port: int) -> int:
     procs: list[subprocess.Popen[bytes]] = []
+    # Each child is restarted when it dies (adsplatform.supervise); Ctrl-C stops them all.
+    supervisor = Supervisor()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops it like Ctrl-C
     try:
         configure_demo_security(host, os.environ)
         os.environ.setdefault("SERVING_PUBLIC_URL", f"http://{host}:{port}")
         _ensure_env(procs, "redis")
+        if procs:  # the embedded Redis: restarted on the same socket if it dies
+            supervisor.adopt("redis", procs[0], lambda: start_embedded_redis("redis")[1])
         _manage("migrate", "--noinput", "-v", "0")
         _manage("collectstatic", "--noinput", "-v", "0")
         _manage("load_demo")
@@ -162,30 +185,19 @@ def run_demo(host: str, port: int) -> int:
         # One web worker is plenty for the demo; a production host runs one per core
         # (WEB_WORKERS), each with its own snapshot and its own Redis connections.
         workers = os.environ.get("WEB_WORKERS", "1")
-        procs.append(
-            spawn([str(BIN / "granian"), "--interface", "asgi", "--host", host,
-                   "--port", str(port), "--workers", workers, "adsplatform.asgi:application"])
-        )  # fmt: skip
         schedule = VAR_DIR / "celerybeat-schedule"
-        procs.append(
-            spawn([str(BIN / "celery"), "-A", "adsplatform", "worker", "-l", "info",
-                   "--concurrency", "2", "-n", "worker@%h"])
-        )  # fmt: skip
-        procs.append(
-            spawn([str(BIN / "celery"), "-A", "adsplatform", "beat", "-l", "info",
-                   "--schedule", str(schedule)])
-        )  # fmt: skip
+        supervisor.add("web server", lambda: spawn(web_command(host, port, workers)))
+        supervisor.add("celery worker", lambda: spawn(worker_command()))
+        supervisor.add("celery beat", lambda: spawn(beat_command(schedule)))
         _print_banner(host, port)
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        failed = [p.args for p in procs if p.poll() is not None]
-        print(f"a process exited: {failed}; stopping the rest", file=sys.stderr)
-        return 1
+        supervisor.run_forever()
+        return 1  # not reached: run_forever returns only by an exception
     except KeyboardInterrupt:
         print("\nstopping…")
         return 0
     finally:
-        stop(list(reversed(procs)))
+        supervisor.stop_all()
+        stop([p for p in reversed(procs) if p.poll() is None])
 
 
 def _print_banner(host: str, port: int) -> None:
