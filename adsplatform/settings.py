@@ -405,3 +405,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Member invitations. The demo prints mail to the terminal; set MAIL_BACKEND (an SMTP backend
+# takes its OPTIONS here) to send it.
+MAILERS = {
+    "default": {
+        "BACKEND": env.str(
+            "MAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+        ),
+    }
+}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="adsplatform <noreply@localhost>")

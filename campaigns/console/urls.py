@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from campaigns.console.views import campaigns, creatives, line_items
+from campaigns.console.views import bulk, campaigns, creatives, line_items, members
 
 urlpatterns = [
     path("", campaigns.campaign_list, name="dashboard"),
@@ -33,6 +33,15 @@ urlpatterns = [
     path("creatives/new/", creatives.creative_create, name="console-creative-create"),
     path("creatives/<int:pk>/", creatives.creative_detail, name="console-creative"),
     path("creatives/<int:pk>/edit/", creatives.creative_edit, name="console-creative-edit"),
+    path("bulk/", bulk.bulk_upload, name="console-bulk"),
+    path("bulk/export/", bulk.bulk_export, name="console-bulk-export"),
+    path("bulk/<int:pk>/", bulk.bulk_detail, name="console-bulk-detail"),
+    path("bulk/<int:pk>/apply/", bulk.bulk_apply, name="console-bulk-apply"),
+    path("bulk/<int:pk>/status.json", bulk.bulk_status, name="console-bulk-status"),
+    path("bulk/<int:pk>/result.csv", bulk.bulk_result, name="console-bulk-result"),
+    path("members/", members.member_list, name="console-members"),
+    path("members/<int:pk>/role/", members.member_role, name="console-member-role"),
+    path("members/<int:pk>/remove/", members.member_remove, name="console-member-remove"),
     path(
         "creatives/<int:pk>/archive/", creatives.creative_archive, name="console-creative-archive"
     ),
