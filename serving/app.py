@@ -142,7 +142,7 @@ class ServingApp:
         self.config = config
         self.keys = RedisKeys(config.key_prefix)
         self.signer = TokenSigner(config.signing_key)
-        self.renderer = Renderer(self.signer, config.public_url)
+        self.renderer = Renderer(self.signer, config.public_url, config.currency)
         self.bodies = BodyReads(config.body_timeout)
         # Connections open lazily, on the first command inside the server's event loop. This
         # client serves the once-a-second snapshot and rate reads; the hot path's batches go
@@ -378,16 +378,16 @@ class ServingApp:
             reason = [(b"x-no-bid-reason", f"{no_ad.nbr}:{no_ad.reason}".encode())]
             await respond(send, 204, b"", request_id, headers + reason)
             return
-        served = self.renderer.render_all(ctx, placement, outcome)
+        rate = fx[reply_currency]
+        served = self.renderer.render_all(ctx, placement, outcome, reply_currency, rate)
         if not served:
             await respond(send, 204, b"", request_id, headers)
             return
-        rate = fx[reply_currency]
         bids = [self.renderer.openrtb_bid(s, rate) for s in served]
         if ctx.pods:
             bids = pod_bids(served, bids)
         response = openrtb.encode_bid_response(
-            request_id=request.id, bids=bids, currency=reply_currency
+            request_id=request.id, bids=bids, currency=reply_currency, bidid=ctx.request_id
         )
         await respond(send, 200, response, request_id, [JSON, NO_STORE, *headers])
 

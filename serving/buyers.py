@@ -562,7 +562,7 @@ class BuyerPool:
                 permission=permission,
                 tmax_ms=max(1, int(timeout * 1000)),
                 currency=currency,
-                request_id=ctx.request_id,
+                request_id=auction_id_of(ctx),
             )
         except Exception:  # a bug of ours must not take the ad request down with it
             log.exception("could not build the bid request for buyer %s", buyer.id)
@@ -948,8 +948,10 @@ def _loss_code(reason: str, bid: Bid, floor: Decimal | None) -> int:
 
 
 def auction_id_of(ctx: AdContext) -> str:
-    """`${AUCTION_ID}`, and the id of the BidRequest each buyer gets (see docs/openrtb.md)."""
-    return ctx.request_id
+    """`${AUCTION_ID}` in every markup and notice, and the id of the BidRequest each buyer
+    gets: the publisher's BidRequest.id on the OpenRTB door (what the exchange knows the
+    auction by; Prebid Server forwards it the same way), our request id on the others."""
+    return ctx.auction_id or ctx.request_id
 
 
 def _external_bid(

@@ -184,3 +184,6 @@ class AdContext:
     # The caller's own request id (x-request-id, OpenRTB BidRequest.id): echoed and recorded
     # for correlation only.
     correlation_id: str = ""
+    # `${AUCTION_ID}` and the id of the BidRequest each buyer gets: the publisher's
+    # BidRequest.id verbatim on the OpenRTB door; "" elsewhere, meaning `request_id`.
+    auction_id: str = ""

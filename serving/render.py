@@ -10,11 +10,13 @@ from serving import openrtb
 from serving.buyers import ExternalBid, auction_id_of
 from serving.context import AdContext
 from serving.engine import Decision, Outcome
-from serving.macros import substitute
+from serving.macros import macro_values, substitute
+from serving.openrtb.response import SEAT
 from serving.snapshot import LineItemSnap, PlacementSnap
 from serving.tokens import TokenSigner, TrackingToken
 
 MICROS = Decimal(1_000_000)
+PRICE_PLACES = Decimal("0.0001")
 MTYPES = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
 
@@ -32,20 +34,34 @@ class Served:
 
 
 class Renderer:
-    def __init__(self, signer: TokenSigner, public_url: str) -> None:
-        self.signer, self.public_url = signer, public_url
+    def __init__(self, signer: TokenSigner, public_url: str, currency: str = "USD") -> None:
+        self.signer, self.public_url, self.currency = signer, public_url, currency
 
     def render_all(
-        self, ctx: AdContext, placement: PlacementSnap, outcome: Outcome
+        self,
+        ctx: AdContext,
+        placement: PlacementSnap,
+        outcome: Outcome,
+        currency: str | None = None,
+        rate: Decimal = Decimal(1),
     ) -> list[Served]:
+        """Each decision rendered; `currency` (one unit worth `rate` platform units) is the
+        answer's, for `${AUCTION_PRICE}` in our own markup (the platform's by default)."""
         now = int(ctx.now)
+        answer = _Answer(currency or self.currency, rate)
         return [
-            self._render(ctx, d, placement, f"{ctx.request_id}-{n}", now)
+            self._render(ctx, d, placement, f"{ctx.request_id}-{n}", now, answer)
             for n, d in enumerate(outcome.decisions)
         ]
 
     def _render(
-        self, ctx: AdContext, d: Decision, placement: PlacementSnap, decision_id: str, now: int
+        self,
+        ctx: AdContext,
+        d: Decision,
+        placement: PlacementSnap,
+        decision_id: str,
+        now: int,
+        answer: "_Answer",
     ) -> Served:
         if d.line_item is None:
             return self._render_external(ctx, d, placement, decision_id, now)
@@ -73,6 +89,11 @@ class Renderer:
         click_url = f"{base}/v1/click/{signed}"
         markup = fill(creative.markup, imp_url, click_url, decision_id)
         native = fill(creative.native, imp_url, click_url, decision_id)
+        # Third-party tags (HTML5 tags, VAST wrappers) may carry OpenRTB macros; a plain
+        # substring test keeps the common creative free of any further work.
+        if "${" in markup or "${" in native:
+            values = own_macros(ctx, d, creative.id, answer)
+            markup, native = substitute(markup, values), substitute(native, values)
         return Served(d, decision_id, creative.format, markup, imp_url, click_url, native)
 
     def _render_external(
@@ -113,7 +134,7 @@ class Renderer:
             adomain, cat, crid, cid = ext.adomain, ext.cat, ext.crid, ext.cid
             adm, mtype = s.markup, ext.mtype
         return openrtb.ResponseBid(
-            id=s.decision_id, impid=d.imp.id, price=(d.price / rate).quantize(Decimal("0.0001")),
+            id=s.decision_id, impid=d.imp.id, price=answer_price(d.price, rate),
             adm=adm, adomain=adomain, crid=crid, cid=cid, cat=cat, w=w, h=h, mtype=mtype,
             dealid=d.deal_id, burl=s.imp_url,
         )  # fmt: skip
@@ -144,6 +165,35 @@ def fill(template: str, imp_url: str, click_url: str, decision_id: str) -> str:
             str(random.randrange(10**8, 10**9)),  # noqa: S311 - not a secret
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The currency a door answers in, and how many platform units one unit of it is worth."""
+
+    currency: str
+    rate: Decimal
+
+
+def answer_price(price: Decimal, rate: Decimal) -> Decimal:
+    """A platform-currency CPM as written in an answer: in its currency, four decimals."""
+    return (price / rate).quantize(PRICE_PLACES)
+
+
+def own_macros(ctx: AdContext, d: Decision, creative_id: int, answer: _Answer) -> dict[str, str]:
+    """The OpenRTB macros in our own line items' markup: our bid as the answer states it
+    (`${AUCTION_BID_ID}` is our BidResponse.bidid, the request id; `${AUCTION_AD_ID}` the
+    creative; `${AUCTION_PRICE}` our clearing price in the answer's currency)."""
+    return macro_values(
+        auction_id=auction_id_of(ctx),
+        bid_id=ctx.request_id,
+        imp_id=d.imp.id,
+        seat_id=SEAT if ctx.source == "openrtb" else None,
+        ad_id=str(creative_id),
+        price=answer_price(d.price, answer.rate),
+        currency=answer.currency,
+        imp_ts=int(ctx.now * 1000),
+    )
 
 
 def auction_macros(

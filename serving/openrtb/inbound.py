@@ -83,6 +83,7 @@ def to_context(
     imps = [_imp(imp, n, currency, fx, secure_page) for n, imp in enumerate(req.imp)]
     return AdContext(
         request_id=request_id,
+        auction_id=req.id,
         source="openrtb",
         placement_key=key,
         imps=imps,

@@ -31,12 +31,24 @@ class ResponseBid:
     slotinpod: int | None = None  # a structured pod's slot the bid is for
 
 
+SEAT = "adsplatform"
+
+
 def encode_bid_response(
-    *, request_id: str, bids: Sequence[ResponseBid], currency: str, seat: str = "adsplatform"
+    *,
+    request_id: str,
+    bids: Sequence[ResponseBid],
+    currency: str,
+    seat: str = SEAT,
+    bidid: str | None = None,
 ) -> bytes:
-    """Our BidResponse JSON: one seatbid, prices as plain JSON numbers, None fields left out."""
+    """Our BidResponse JSON: one seatbid, prices as plain JSON numbers, None fields left out.
+    `bidid` is our id of the answer (`${AUCTION_BID_ID}` in our markup)."""
     seatbid = [{"seat": seat, "bid": [_response_bid(bid) for bid in bids]}] if bids else []
-    return _encoder.encode({"id": request_id, "seatbid": seatbid, "cur": currency})
+    body: dict[str, Any] = {"id": request_id, "seatbid": seatbid, "cur": currency}
+    if bidid:
+        body["bidid"] = bidid
+    return _encoder.encode(body)
 
 
 def _response_bid(bid: ResponseBid) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Behaviour:
     no_bid: bool = False  # 200 with an empty seatbid
     response_id: str | None = None  # None: echo the request's id
     currency: str = "USD"
+    bidid: str | None = None  # BidResponse.bidid
     # Fields laid over the default bid (price, impid, adomain, cat, dealid, adm, nurl...);
     # a None value removes the field.
     bid: dict[str, Any] = field(default_factory=dict)
@@ -162,11 +163,14 @@ class LoopbackBuyer:
             overrides = [behaviour.bid, *behaviour.extra_bids]
             bids = [self._bid_on(request, n, o) for n, o in enumerate(overrides)]
             seatbid = [{"seat": "seat-1", "bid": bids}]
-        return {
+        response = {
             "id": behaviour.response_id or request["id"],
             "cur": behaviour.currency,
             "seatbid": seatbid,
         }
+        if behaviour.bidid:
+            response["bidid"] = behaviour.bidid
+        return response
 
     def _bid_on(self, request: dict[str, Any], n: int, overrides: dict[str, Any]) -> dict[str, Any]:
         bid: dict[str, Any] = {
