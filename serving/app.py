@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from compliance.anonymise import truncate_ip
 from compliance.geography import GDPR_COUNTRIES
@@ -55,15 +56,16 @@ from serving.http import (
 from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
+from serving.outage import Outage
 from serving.pods.fill import decide_pods
 from serving.pods.response import pod_bids
 from serving.pods.vast import pod_vast
 from serving.ratelimit import RateLimiter
 from serving.render import MICROS, Renderer, auction_macros, costs, v1_decision
 from serving.schema import RequestError, ad_request_decoder, to_context, vast_context
-from serving.snapshot import LineItemSnap, PlacementSnap
+from serving.snapshot import TIERS, LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
-from serving.targeting import RequestState, cap_fields
+from serving.targeting import PacingRates, RequestState, cap_fields
 from serving.tokens import InvalidToken, TokenKind, TokenSigner, TrackingToken
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ TMAX_MARGIN_MS = 20
 CAP_TTL_SECONDS = 31 * 86400
 
 _json = msgspec.json.Encoder(decimal_format="number")
+# Tracking doors while Redis is unavailable: serving resumes within a second or two of its
+# return (README "Redis outage"), so a retry after this many seconds will most likely land.
+RETRY_AFTER = (b"retry-after", b"5")
+HOUSE_TIER = TIERS["house"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +153,18 @@ class ServingApp:
         # Connections open lazily, on the first command inside the server's event loop. This
         # client serves the once-a-second snapshot and rate reads; the hot path's batches go
         # through the sink's own connection (`serving.wire`).
-        self.redis = Redis.from_url(config.redis_url)
+        # Every wait on Redis is bounded: a hung server must not hang requests or tasks.
+        timeout = config.redis_timeout
+        self.redis = Redis.from_url(
+            config.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self.outage = Outage()
         self.store = SnapshotStore(self.redis, self.keys)
-        self.sink = EventSink(config.redis_url, self.keys.events)
+        self.sink = EventSink(
+            config.redis_url, self.keys.events, timeout=timeout, outage=self.outage
+        )
+        # (index, pacing) -> the pacing rates with every paid line item stopped (`_decide`).
+        self._house_only: tuple[Index, PacingRates, PacingRates] | None = None
         self.limiter = RateLimiter(self.sink, config.key_prefix, config.rate_limit)
         self.enricher = Enricher(
             geoip_path=config.geoip_path,
@@ -180,11 +195,13 @@ class ServingApp:
                 return
             try:
                 await self.store.refresh()
+            except (RedisError, OSError) as exc:
+                self.outage.failed("snapshot", exc)
             except Exception:
                 log.exception("first snapshot load failed; retrying in the background")
             loop = asyncio.get_running_loop()
             self._tasks = [
-                loop.create_task(self.store.run(self.config.refresh_interval)),
+                loop.create_task(self.store.run(self.config.refresh_interval, self.outage)),
                 loop.create_task(self._flush_buyer_stats()),
                 loop.create_task(self.bodies.watch()),
             ]
@@ -203,8 +220,12 @@ class ServingApp:
             await asyncio.sleep(1.0)
             try:
                 await self.pool.flush_stats(self.redis, self.keys, day_of(time.time()))
+            except (RedisError, OSError) as exc:  # kept for the next try; said once per outage
+                self.outage.failed("buyer counters", exc)
             except Exception:
                 log.warning("buyer counters not flushed; kept for the next try", exc_info=True)
+            else:
+                self.outage.ok("buyer counters")
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -227,6 +248,12 @@ class ServingApp:
                 {"error": exc.error, "detail": exc.detail} if exc.detail else {"error": exc.error}
             )
             await respond(send, exc.status, _json.encode(body), request_id, [JSON, *exc.headers])
+        except (ConnectionError, TimeoutError, RedisError) as exc:
+            # Any other wait on Redis that failed: a 503 to retry, never a 500 with a trace
+            # (the outage itself is logged once, by the part that saw it first).
+            log.debug("answered 503, Redis unavailable: %s", exc)
+            answer = _json.encode({"error": "redis_unavailable", "detail": str(exc)})
+            await respond(send, 503, answer, request_id, [JSON, RETRY_AFTER])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -444,19 +471,23 @@ class ServingApp:
 
         self._fx()  # the buyer pool converts bids with the snapshot's table
         user = self._pseudonym(ctx)
+        # Paid demand fails closed while its events and charges cannot be recorded (Redis
+        # down, hung or too slow): no buyers, no paid line items, house line items only.
+        paid = self.sink.accepting
+        pacing = self.store.pacing if paid else self._house_pacing(index)
         buyers_round: asyncio.Task[Any] | None = None
-        if index.buyers and not ctx.explain:
+        if index.buyers and not ctx.explain and paid:
             deadline = self._buyer_deadline(ctx)
             if deadline is not None:
                 buyers_round = asyncio.get_running_loop().create_task(
                     self.pool.solicit(ctx, index.buyers, ctx.imps, deadline)
                 )
-        caps = await self._caps(user, index)
+        caps = await self._caps(user, index) if paid else None
         state = RequestState.of(
             ctx,
             now=now,
             exhausted=self.store.exhausted,
-            pacing=self.store.pacing,
+            pacing=pacing,
             # Seeded by our id of the request: ties, rotation and pacing draws replay
             # exactly given it, and a caller cannot pick them.
             rng=decision_rng(ctx.request_id),
@@ -472,6 +503,18 @@ class ServingApp:
             await self._fetch_missing_markup(ctx, outcome)
         self._record(placement, ctx, outcome, user, external, index.line_items)
         return placement, outcome
+
+    def _house_pacing(self, index: Index) -> PacingRates:
+        """The pacing rates with every line item but house ones stopped, once per index and
+        pacing read (an outage's requests all share it)."""
+        pacing = self.store.pacing
+        cached = self._house_only
+        if cached is not None and cached[0] is index and cached[1] is pacing:
+            return cached[2]
+        paid = frozenset(i for i, li in index.line_items.items() if li.tier != HOUSE_TIER)
+        house = pacing.replace(exhausted=pacing.exhausted | paid)
+        self._house_only = (index, pacing, house)
+        return house
 
     async def _fetch_missing_markup(self, ctx: AdContext, outcome: Outcome) -> None:
         """A winning bid that came with only a win notice URL: its markup is that URL's body
@@ -657,6 +700,8 @@ class ServingApp:
         query = query_params(scope)
         detail = (query.get("code") if kind == "err" else query.get("e")) or ""
         if self._fresh(token) and len(detail) <= 32:
+            if not self.sink.accepting:
+                raise _events_unavailable()
             self.sink.emit(
                 [
                     Event(
@@ -716,15 +761,20 @@ class ServingApp:
             d=token.decision_id,
             b=token.buyer_id,
         )
-        return await self.store.spend.record_billable(
-            self.sink,
-            event,
-            issued_at=token.issued_at,
-            cost=cost if token.campaign_id else 0,
-            pending=pending if token.campaign_id else 0,
-            dedupe_key=self.keys.seen(kind, token.decision_id),
-            dedupe_ttl=self.config.token_ttl + 3600,
-        )
+        try:
+            return await self.store.spend.record_billable(
+                self.sink,
+                event,
+                issued_at=token.issued_at,
+                cost=cost if token.campaign_id else 0,
+                pending=pending if token.campaign_id else 0,
+                dedupe_key=self.keys.seen(kind, token.decision_id),
+                dedupe_ttl=self.config.token_ttl + 3600,
+            )
+        except (ConnectionError, TimeoutError) as exc:
+            # Not recorded, so not acknowledged: the pixel or click is to be sent again (the
+            # decision id de-duplicates it if Redis had recorded it after all).
+            raise _events_unavailable() from exc
 
 
 def _req_event(d: Decision, ts: int, pl: int, rid: str) -> Event:
@@ -735,6 +785,15 @@ def _req_event(d: Decision, ts: int, pl: int, rid: str) -> Event:
             adv=li.advertiser_id, cr=d.creative.id, d=rid,
         )  # fmt: skip
     return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id)
+
+
+def _events_unavailable() -> HttpError:
+    return HttpError(
+        503,
+        "events_unavailable",
+        "the event cannot be recorded right now; send it again later",
+        headers=[RETRY_AFTER],
+    )
 
 
 def _bad_utf8(exc: UnicodeDecodeError) -> HttpError:

@@ -9,7 +9,9 @@ the request that won never waits for it.
 """
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import hiredis
 import msgspec
 
+from serving.outage import Outage
 from serving.wire import Command, Endpoint, Lua, Wire, connect
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,14 @@ decode_events = msgspec.json.Decoder(list[Event]).decode
 # Batches in flight at once; more wait for one to finish, so a slow Redis does not pile up
 # connections and tasks.
 MAX_INFLIGHT = 4
+# Operations waiting for a batch at most; past this (Redis hung or too slow) new ones are
+# refused at once (counted in `dropped`) and paid demand stops: memory stays bounded. At
+# 2,000 ad requests/s (about 3 operations each) this is over 3 s of traffic.
+MAX_PENDING = 20_000
+
+
+class SinkUnavailable(ConnectionError):
+    """The sink refused an operation: its queue is full (Redis hung or too slow)."""
 
 
 XADD, SCRIPT, COMMAND = 0, 1, 2
@@ -83,6 +94,11 @@ class EventSink:
     flush_delay: float = 0.002
     idle_delay: float = 0.010
     max_batch: int = 256
+    # Every wait on Redis ends after this long: connecting, and a batch's replies (a sweep,
+    # `_watch`, fails a connection whose oldest batch has waited longer).
+    timeout: float = 1.0
+    max_pending: int = MAX_PENDING
+    outage: Outage = field(default_factory=Outage)
     _ops: list[_Op] = field(default_factory=list)
     # The pending flush, and when it is due: kept here, because a loop's call_at hands back a
     # plain Handle (no `when()`) when the time has already come (uvloop rounds delays to
@@ -92,7 +108,27 @@ class EventSink:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _wire: Wire | None = None
     _connecting: asyncio.Lock | None = None
+    _watching: asyncio.Task[None] | None = None
+    # The last batch failed to reach Redis (until one succeeds).
+    _down: bool = False
     dropped: int = 0
+
+    @property
+    def accepting(self) -> bool:
+        """Whether what is emitted now will most likely be recorded: the last batch reached
+        Redis and the queue has room. Paid demand is served only then (README "Redis
+        outage")."""
+        wire = self._wire
+        return (
+            not self._down
+            and (wire is None or not wire.closed)  # Redis closed it: a stop or a crash
+            and len(self._ops) < self.max_pending
+        )
+
+    @property
+    def pending(self) -> int:
+        """Operations waiting for a batch (bounded by `max_pending`)."""
+        return len(self._ops)
 
     def emit(self, events: list[Event]) -> None:
         """Append events to the stream with the next batch; do not wait for it."""
@@ -129,6 +165,9 @@ class EventSink:
         return await done
 
     def _add(self, op: _Op) -> None:
+        if len(self._ops) >= self.max_pending:
+            self._refuse(op)
+            return
         self._ops.append(op)
         if len(self._ops) >= self.max_batch:
             self._start_flush()
@@ -142,6 +181,15 @@ class EventSink:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer, self._due = loop.call_at(due, self._start_flush), due
+
+    def _refuse(self, op: _Op) -> None:
+        exc = SinkUnavailable(f"over {self.max_pending} Redis operations waiting")
+        self.dropped += 1
+        self.outage.failed("events", exc)
+        if op.callback is not None:
+            op.callback(exc)
+        if op.done is not None and not op.done.done():
+            op.done.set_exception(exc)
 
     def _start_flush(self) -> None:
         if self._timer is not None:
@@ -165,10 +213,27 @@ class EventSink:
             return wire
         if self._connecting is None:
             self._connecting = asyncio.Lock()
+        if self._watching is None:
+            self._watching = asyncio.get_running_loop().create_task(self._watch())
         async with self._connecting:
             if self._wire is None or self._wire.closed:
-                self._wire = await connect(Endpoint.from_url(self.url))
+                self._wire = await connect(Endpoint.from_url(self.url), self.timeout)
             return self._wire
+
+    async def _watch(self) -> None:
+        """A hung Redis: stop paid demand once the oldest batch has waited a quarter of
+        `timeout` (its events may never land), and fail the connection's batches once it
+        has waited all of it."""
+        interval = max(0.01, min(0.25, self.timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            wire = self._wire
+            if wire is None or wire.closed:
+                continue
+            now = time.monotonic()
+            if wire.oldest_wait(now) > self.timeout / 4:
+                self._down = True
+            wire.abort_if_stalled(now, self.timeout)
 
     def _commands(self, wire: Wire, ops: list[_Op]) -> tuple[list[Command], list[int]]:
         """The batch's commands, and for each op the index of its reply (a script's first
@@ -201,8 +266,12 @@ class EventSink:
             commands, where = self._commands(wire, ops)
             replies = await wire.send(commands)
             results = [replies[i] for i in where]
+            self._down = False
+            self.outage.ok("events")
         except Exception as exc:  # Redis unreachable: fail the waiters, count the rest
-            log.warning("event flush failed: %s", exc)
+            # Logged once per outage (`serving.outage`), not once per batch.
+            self._down = True
+            self.outage.failed("events", exc)
             results = [exc] * len(ops)
         retry: list[_Op] = []
         for op, result in zip(ops, results, strict=True):
@@ -244,6 +313,11 @@ class EventSink:
     async def close(self) -> None:
         """Drain, then close the connection (shutdown)."""
         await self.drain()
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
         if self._wire is not None and self._wire.transport is not None:
             self._wire.transport.close()
         self._wire = None

@@ -19,6 +19,7 @@ import time
 from decimal import Decimal
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from serving import clock
 from serving.index import (
@@ -30,6 +31,7 @@ from serving.index import (
     patch_index,
 )
 from serving.keys import RedisKeys, local_day
+from serving.outage import Outage
 from serving.snapshot import CampaignSnap, Part, SnapshotHeader, decode_manifest, decode_part
 from serving.spend import SpendRecorder, parse_exhausted
 from serving.targeting import PacingRates
@@ -294,10 +296,19 @@ class SnapshotStore:
             del marks[key]
         return frozenset(marks)
 
-    async def run(self, interval: float) -> None:
+    async def run(self, interval: float, outage: Outage | None = None) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.refresh()
+            except (RedisError, OSError) as exc:  # said once per outage, not every second
+                if outage is None:
+                    log.warning("snapshot refresh failed (%s); serving the previous one", exc)
+                else:
+                    outage.failed("snapshot", exc)
+                continue
             except Exception:
                 log.exception("snapshot refresh failed; serving the previous version")
+                continue
+            if outage is not None:
+                outage.ok("snapshot")

@@ -15,6 +15,7 @@ may be pipelined: several in flight on the one connection, answered in order.
 import asyncio
 import hashlib
 import ssl
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,10 +77,10 @@ class Endpoint:
 
 
 class _Batch:
-    __slots__ = ("count", "future", "replies")
+    __slots__ = ("count", "future", "replies", "sent_at")
 
-    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
-        self.future, self.count = future, count
+    def __init__(self, future: asyncio.Future[list[Any]], count: int, sent_at: float) -> None:
+        self.future, self.count, self.sent_at = future, count, sent_at
         self.replies: list[Any] = []
 
 
@@ -143,8 +144,23 @@ class Wire(asyncio.Protocol):
             future.set_result([])
             return future
         self.transport.write(b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
-        self._waiting.append(_Batch(future, len(commands)))
+        self._waiting.append(_Batch(future, len(commands), time.monotonic()))
         return future
+
+    def oldest_wait(self, now: float) -> float:
+        """How long the oldest unanswered batch has waited (0 when none)."""
+        return now - self._waiting[0].sent_at if self._waiting else 0.0
+
+    def abort_if_stalled(self, now: float, timeout: float) -> bool:
+        """Fail every waiting batch and drop the connection when the oldest has waited over
+        `timeout` (a hung Redis: the socket stays open, nothing answers). Checked by a
+        periodic sweep (`EventSink`), so no batch pays for a timer of its own."""
+        if not self._waiting or now - self._waiting[0].sent_at <= timeout:
+            return False
+        self._fail(WireError(f"Redis did not answer within {timeout:g} s"))
+        if self.transport is not None:
+            self.transport.abort()
+        return True
 
 
 async def connect(endpoint: Endpoint, timeout: float = 5.0) -> Wire:
@@ -163,7 +179,13 @@ async def connect(endpoint: Endpoint, timeout: float = 5.0) -> Wire:
     if endpoint.db:
         hello.append(("SELECT", endpoint.db))
     if hello:
-        for reply in await asyncio.wait_for(wire.send(hello), timeout):
+        try:
+            replies = await asyncio.wait_for(wire.send(hello), timeout)
+        except BaseException:  # a hung server: do not leave the socket behind
+            if wire.transport is not None:
+                wire.transport.abort()
+            raise
+        for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 if wire.transport is not None:
                     wire.transport.close()
