@@ -319,6 +319,9 @@ try:
     )
 except ValueError as error:
     raise ImproperlyConfigured(str(error)) from None
+# A buyer's user id learnt by user sync (/v1/sync) is kept this long after its last sync. It
+# is keyed by the pseudonym of its period, so after a key rotation it is no longer found.
+SYNC_TTL_SECONDS = env.int("SYNC_TTL_SECONDS", default=30 * 86400)
 # The pseudonym key changes every this many days (counted from the Unix epoch, in UTC).
 PSEUDONYM_ROTATION_DAYS = env.int("PSEUDONYM_ROTATION_DAYS", default=30)
 # Data-subject request jobs read the raw event stream this many entries at a time.

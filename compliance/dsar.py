@@ -321,11 +321,40 @@ class FrequencyCaps:
         )
 
 
+class SyncTable:
+    """Buyers' user ids per pseudonymous id (`RedisKeys.sync`, written by user sync), and the
+    syncs in flight (`RedisKeys.sync_state`: a random nonce naming a pseudonym, ten minutes)."""
+
+    name = "user_syncs"
+
+    def _in_flight(self, job: Job) -> list[bytes]:
+        wanted = {p.encode() for p in job.pseudonyms}
+        found = []
+        for key in job.client.scan_iter(match=job.keys.sync_state("*"), count=KEY_SCAN_COUNT):
+            value: Any = job.client.get(key)
+            if value and value.partition(b"|")[0] in wanted:
+                found.append(key)
+        return sorted(found)
+
+    def collect(self, job: Job) -> dict[str, dict[str, str]]:
+        held: dict[str, dict[str, str]] = {}
+        for p in sorted(job.pseudonyms):
+            uids: Any = job.client.hgetall(job.keys.sync(p))
+            if uids:
+                held[p] = {k.decode(): v.decode() for k, v in sorted(uids.items())}
+        return held
+
+    def erase(self, job: Job) -> None:
+        keys = [job.keys.sync(p) for p in sorted(job.pseudonyms)]
+        keys += [key.decode() for key in self._in_flight(job)]
+        job.client.eval(DELETE_KEYS, len(keys) + 1, job.counts_key, *keys, self.name, STATE_TTL)
+
+
 class OtherKeys:
     """Any other key under our prefix named after a pseudonym: a safety net for new stores."""
 
     name = "other_keys"
-    handled: ClassVar[tuple[str, ...]] = ("fc:",)
+    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:")
 
     def _keys(self, job: Job) -> list[bytes]:
         prefix = job.keys.prefix
@@ -372,7 +401,7 @@ def _plain(value: Any) -> Any:
 
 
 # Telemetry exports do not exist yet; when they do, their store goes here.
-STORES: tuple[Store, ...] = (EventStream(), FrequencyCaps(), OtherKeys())
+STORES: tuple[Store, ...] = (EventStream(), FrequencyCaps(), SyncTable(), OtherKeys())
 
 
 def build_export(request: DataSubjectRequest, held: dict[str, Any], now: datetime) -> bytes:
@@ -390,7 +419,8 @@ def build_export(request: DataSubjectRequest, held: dict[str, Any], now: datetim
         "about": (
             "Data held for the subject under the pseudonymous ids above (keyed hashes of the id, "
             "one per rotation period between window_start and window_end). Raw events keep a "
-            "truncated IP address; reports keep only totals, which hold no personal data."
+            "truncated IP address; user_syncs maps each buyer's id to the buyer's own user id "
+            "for the subject; reports keep only totals, which hold no personal data."
         ),
         "window_start": request.window_start.isoformat(),
         "window_end": request.window_end.isoformat(),

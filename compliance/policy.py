@@ -119,6 +119,33 @@ class Permissions:
         ids = not self._restricted and _personalised_allowed(self._tcf, vendor_id)
         return BuyerPermission(True, ids, self.precise_geo and ids)
 
+    def sync_refusal(self, vendor_id: int | None, claims: VendorDeclarations | None) -> str:
+        """Why a user sync with this buyer may not happen, or "" when it may.
+
+        A sync stores and reads ids on the device for us and for the buyer (TCF purpose 1,
+        consent only: Prebid Server's cookie-sync rule) and exists to hand the buyer its id in
+        later bid requests: so we must be allowed ids and personalisation, and the buyer must
+        have a purpose-1 consent basis and be allowed ids itself."""
+        if not self.serve:
+            return self.reason
+        if not (self.use_ids and self.personalise):
+            return self.reason or "no_ids"
+        permission = self.for_buyer(vendor_id, claims)
+        if not permission.call:
+            return permission.reason
+        if not permission.send_ids:
+            return "buyer_no_ids"
+        tcf = self._tcf
+        if tcf is not None and vendor_id is not None:
+            if claims is not None:
+                storage = legal_basis(tcf, PURPOSE_STORE, vendor_id, claims, li_allowed=False)
+                allowed = has_basis(storage)
+            else:
+                allowed = _basis(tcf, PURPOSE_STORE, vendor_id, li_allowed=False)
+            if not allowed:
+                return "buyer_no_purpose_1_consent"
+        return ""
+
     def explain_buyer(
         self, vendor_id: int | None, claims: VendorDeclarations | None
     ) -> dict[str, object]:

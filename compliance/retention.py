@@ -51,6 +51,7 @@ class PurgeResult:
     # Entries past retention kept because ingestion has not rolled them up yet.
     events_held_back: bool = False
     caps_given_expiry: int = 0
+    syncs_given_expiry: int = 0
     exports_deleted: int = 0
 
 
@@ -134,6 +135,11 @@ def purge_personal_data(now: datetime | None = None) -> PurgeResult:
         log.warning("raw events past retention are kept: ingestion has not rolled them up")
     result.caps_given_expiry = expire_frequency_caps(
         client, keys.frequency("*"), settings.PSEUDONYM_ROTATION_DAYS * DAY
+    )
+    # Serving sets SYNC_TTL_SECONDS on every sync; a table left without one (a failed EXPIRE)
+    # gets it here.
+    result.syncs_given_expiry = expire_frequency_caps(
+        client, keys.sync("*"), settings.SYNC_TTL_SECONDS
     )
     result.exports_deleted = delete_old_exports(now)
     log.info("retention purge: %s", result)

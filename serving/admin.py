@@ -62,6 +62,7 @@ class BuyerAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "endpoint", "enabled"]}),
         ("Calling it", {"fields": ["timeout_ms", "qps_cap", "currency"]}),
         ("Privacy", {"fields": ["gvl_vendor_id", "gvl_declarations", "supports_coppa"]}),
+        ("User sync", {"fields": ["sync_url", "sync_uid_macro"]}),
         ("Today", {"fields": ["todays_outcomes", "created_at", "updated_at"]}),
     ]
 

@@ -63,8 +63,9 @@ from serving.pods.vast import pod_vast
 from serving.ratelimit import RateLimiter
 from serving.render import MICROS, Renderer, auction_macros, costs, v1_decision
 from serving.schema import RequestError, ad_request_decoder, to_context, vast_context
-from serving.snapshot import TIERS, LineItemSnap, PlacementSnap
+from serving.snapshot import TIERS, BuyerSnap, LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
+from serving.sync import UserSync, parse_buyer_uids
 from serving.targeting import PacingRates, RequestState, cap_fields
 from serving.tokens import InvalidToken, TokenKind, TokenSigner, TrackingToken
 
@@ -105,6 +106,8 @@ class ServingConfig:
     pseudonym_rotation_seconds: int = 30 * 86400
     # Countries where a request without regs.gdpr is treated as gdpr = 1.
     gdpr_countries: frozenset[str] = GDPR_COUNTRIES
+    # How long a buyer's uid stays in the sync table after its last sync.
+    sync_ttl: int = 30 * 86400
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -132,6 +135,7 @@ class ServingConfig:
             pseudonym_secret=str(settings.PSEUDONYM_SECRET).encode(),
             pseudonym_rotation_seconds=settings.PSEUDONYM_ROTATION_DAYS * 86400,
             gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
+            sync_ttl=settings.SYNC_TTL_SECONDS,
         )
 
 
@@ -174,6 +178,9 @@ class ServingApp:
         self.pool = BuyerPool(currency=config.currency, fx=config.fx)
         self._fx_in_use: Mapping[str, Decimal] = config.fx
         self.pseudonyms = Pseudonymiser(config.pseudonym_secret, config.pseudonym_rotation_seconds)
+        self.user_sync = UserSync(
+            self.sink, self.keys, self.pseudonyms, config.public_url, config.sync_ttl
+        )
         self._started = asyncio.Event()
         self._starting: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -290,6 +297,10 @@ class ServingApp:
             )
         elif path.startswith("/v1/ev/") and method in ("GET", "HEAD", "POST"):
             await self._creative_event(path.removeprefix("/v1/ev/"), "evt", scope, send, request_id)
+        elif path == "/v1/sync" and method in ("GET", "HEAD"):
+            await self._sync(scope, send, request_id)
+        elif path == "/v1/sync/return" and method in ("GET", "HEAD"):
+            await self._sync_return(scope, send, request_id)
         elif path == "/v1/health":
             await self._health(send, request_id)
         else:
@@ -475,6 +486,12 @@ class ServingApp:
         # down, hung or too slow): no buyers, no paid line items, house line items only.
         paid = self.sink.accepting
         pacing = self.store.pacing if paid else self._house_pacing(index)
+        # The buyers' synced uids are read with the caps, in the same batch, before the bid
+        # requests are written: only when someone could receive one.
+        syncs = paid and bool(user) and not ctx.explain and any(b.sync_url for b in index.buyers)
+        caps: dict[str, int] | None = None
+        if syncs:
+            caps, ctx.buyer_uids = await self._caps_and_uids(user, index)
         buyers_round: asyncio.Task[Any] | None = None
         if index.buyers and not ctx.explain and paid:
             deadline = self._buyer_deadline(ctx)
@@ -482,7 +499,8 @@ class ServingApp:
                 buyers_round = asyncio.get_running_loop().create_task(
                     self.pool.solicit(ctx, index.buyers, ctx.imps, deadline)
                 )
-        caps = await self._caps(user, index) if paid else None
+        if not syncs:
+            caps = await self._caps(user, index) if paid else None
         state = RequestState.of(
             ctx,
             now=now,
@@ -566,6 +584,24 @@ class ServingApp:
             log.warning("frequency counters unavailable; capped line items skipped")
             return None
         return {raw[i].decode(): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    async def _caps_and_uids(
+        self, user: str, index: Index
+    ) -> tuple[dict[str, int] | None, Mapping[int, str]]:
+        """The frequency counters and the sync table of one pseudonym, in one batch."""
+        reads = [self.sink.fetch("HGETALL", self.keys.sync(user))]
+        if index.has_caps:
+            reads.append(self.sink.fetch("HGETALL", self.keys.frequency(user)))
+        try:
+            replies = await asyncio.gather(*reads)
+        except Exception:
+            log.warning("frequency counters and synced uids unavailable")
+            return (None if index.has_caps else {}), {}
+        uids = parse_buyer_uids(replies[0])
+        if not index.has_caps:
+            return {}, uids
+        raw = replies[1]
+        return {raw[i].decode(): int(raw[i + 1]) for i in range(0, len(raw), 2)}, uids
 
     # -- recording ----------------------------------------------------------------------
 
@@ -667,6 +703,33 @@ class ServingApp:
                 self.pool.notify(ext.nurl, values, buyer_id=ext.buyer_id)
         if outcome.lost:
             self.pool.notify_losses(ctx, outcome.lost)
+
+    # -- user sync (serving.sync) --------------------------------------------------------
+
+    async def _sync(self, scope: Scope, send: Send, request_id: str) -> None:
+        index = self.store.index
+        if index is None:
+            raise HttpError(503, "not_ready", "no campaign snapshot has been published yet")
+        query = query_params(scope)
+        buyer = _syncing_buyer(index, query.get("buyer", ""))
+        try:
+            ctx = self.user_sync.context(query, scope, request_id)
+        except ValueError as exc:
+            raise HttpError(400, "invalid_request", str(exc)) from exc
+        self.enricher.enrich(ctx, all_headers(scope))
+        ctx.privacy = apply_gdpr_by_geography(
+            ctx.privacy, ctx.geo.country, self.config.gdpr_countries
+        )
+        permissions = evaluate(ctx.privacy, self.config.gvl_vendor_id)
+        refusal = permissions.sync_refusal(buyer.gvl_vendor_id, buyer.gvl)
+        await self.user_sync.start(ctx, buyer, refusal, send, request_id)
+
+    async def _sync_return(self, scope: Scope, send: Send, request_id: str) -> None:
+        index = self.store.index
+        if index is None:
+            raise HttpError(503, "not_ready", "no campaign snapshot has been published yet")
+        buyers = {b.id: b for b in index.buyers}
+        await self.user_sync.finish(query_params(scope), buyers, send, request_id)
 
     # -- tracking -----------------------------------------------------------------------
 
@@ -802,6 +865,14 @@ def _bad_utf8(exc: UnicodeDecodeError) -> HttpError:
     return HttpError(
         400, "malformed_json", f"a JSON string is not valid UTF-8 (byte 0x{byte}: {exc.reason})"
     )
+
+
+def _syncing_buyer(index: Index, text: str) -> BuyerSnap:
+    buyer_id = int(text) if text.isdigit() and len(text) < 10 else None
+    buyer = next((b for b in index.buyers if b.id == buyer_id), None)
+    if buyer is None or not buyer.sync_url:
+        raise HttpError(400, "invalid_request", f"`buyer` {text[:20]!r} is not a buyer that syncs")
+    return buyer
 
 
 def _staff(scope: Scope, index: Index) -> bool:

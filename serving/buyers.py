@@ -563,6 +563,7 @@ class BuyerPool:
                 tmax_ms=max(1, int(timeout * 1000)),
                 currency=currency,
                 request_id=auction_id_of(ctx),
+                buyer_uid=ctx.buyer_uids.get(buyer.id),
             )
         except Exception:  # a bug of ours must not take the ad request down with it
             log.exception("could not build the bid request for buyer %s", buyer.id)

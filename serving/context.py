@@ -10,11 +10,15 @@ Money here is always in the platform currency (`SERVING_CURRENCY`); floors given
 currency are converted when the context is built.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from compliance.policy import Permissions, PrivacySignals
+
+NO_BUYER_UIDS: Mapping[int, str] = MappingProxyType({})
 
 # OpenRTB 2.6 `imp` media types, as the request asks for them.
 BANNER, VIDEO, AUDIO, NATIVE = "banner", "video", "audio", "native"
@@ -161,6 +165,8 @@ class AdContext:
     keywords: tuple[str, ...] = ()
     user_id: str | None = None  # as sent; serving pseudonymises it before any use
     buyer_uid: str | None = None
+    # Each buyer's own id for this user, from the sync table (serving.sync): buyer id → uid.
+    buyer_uids: Mapping[int, str] = NO_BUYER_UIDS
     segments: tuple[str, ...] = ()
     # Extended ids (OpenRTB `user.eids`) as received, as JSON objects; forwarded only to
     # buyers whose permission allows ids.

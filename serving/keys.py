@@ -66,6 +66,15 @@ class RedisKeys:
         """Campaigns (`{id}`) and line items (`li:{id}`) out of budget on a local day."""
         return f"{self.prefix}exhausted:{day}"
 
+    def sync(self, user: str) -> str:
+        """A hash of the buyers' user ids for one pseudonymous id: field `{buyer_id}`, value
+        the uid that buyer gave in its sync redirect (`serving.sync`)."""
+        return f"{self.prefix}sync:{user}"
+
+    def sync_state(self, nonce: str) -> str:
+        """A sync in flight: the pseudonym and buyer behind one redirect's random nonce."""
+        return f"{self.prefix}syncstate:{nonce}"
+
     def frequency(self, user: str) -> str:
         """A hash of impression counters for one pseudonymous user id: field
         `{line_item}:{period}:{bucket}` (period minute/hour/day/lifetime)."""

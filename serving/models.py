@@ -63,6 +63,23 @@ class Buyer(models.Model):
         default=False,
         help_text="May receive requests from child-directed traffic (regs.coppa = 1).",
     )
+    # User sync (serving.sync, docs/privacy.md): where /v1/sync sends the browser, and the
+    # placeholder the buyer replaces with its own user id in our return URL.
+    sync_url = models.URLField(
+        "user sync URL",
+        max_length=1000,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="The buyer's sync endpoint, with ${GDPR}, ${GDPR_CONSENT}, ${US_PRIVACY}, "
+        "${GPP}, ${GPP_SID} and ${REDIRECT} (our return URL, URL-encoded) where it wants "
+        "them. Empty: no user sync.",
+    )
+    sync_uid_macro = models.CharField(
+        "user id macro",
+        max_length=32,
+        default="$UID",
+        help_text="What the buyer replaces with its user id in our return URL.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -99,4 +116,6 @@ class Buyer(models.Model):
             qps_cap=self.qps_cap,
             currency=self.currency,
             supports_coppa=self.supports_coppa,
+            sync_url=self.sync_url,
+            sync_uid_macro=self.sync_uid_macro,
         )

@@ -143,6 +143,8 @@ class BuyerSnap(msgspec.Struct, frozen=True):
     supports_coppa: bool
     # None: no GVL loaded (GDPR traffic is judged by the TC string alone).
     gvl: VendorClaims | None = None
+    sync_url: str = ""  # empty: no user sync with this buyer
+    sync_uid_macro: str = "$UID"
 
 
 class Snapshot(msgspec.Struct, frozen=True):

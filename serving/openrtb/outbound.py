@@ -36,8 +36,12 @@ def build_outbound_request(
     currency: str,
     request_id: str,
     fx_rate: Decimal = Decimal(1),
+    buyer_uid: str | None = None,
 ) -> bytes:
     """An OpenRTB 2.6 BidRequest for one buyer, carrying only what its permission allows.
+
+    `buyer_uid` is this buyer's id for the user from our sync table (`serving.sync`); when
+    there is none, the request's own `user.buyeruid` is passed on as before.
 
     Floors in `imps` are in the platform currency; they are written in `currency`, of which
     one unit is worth `fx_rate` platform units (1 when `currency` is the platform's).
@@ -57,7 +61,7 @@ def build_outbound_request(
         "imp": [_outbound_imp(imp, currency, fx_rate) for imp in imps],
         **_outbound_property(ctx, with_keywords=ids),
         "device": _outbound_device(ctx, ids=ids, precise=precise, coppa=coppa),
-        "user": _outbound_user(ctx, ids=ids),
+        "user": _outbound_user(ctx, ids=ids, buyer_uid=buyer_uid or ctx.buyer_uid),
         "regs": _outbound_regs(ctx.privacy),
         "at": ctx.at,
         "tmax": tmax_ms,
@@ -237,12 +241,12 @@ def _outbound_geo(geo: context.Geo, *, precise: bool, coppa: bool) -> dict[str, 
     )
 
 
-def _outbound_user(ctx: AdContext, *, ids: bool) -> dict[str, Any]:
+def _outbound_user(ctx: AdContext, *, ids: bool, buyer_uid: str | None) -> dict[str, Any]:
     segments = [{"id": segment} for segment in ctx.segments] if ids else []
     return _compact(
         {
             "id": ctx.user_id if ids else None,
-            "buyeruid": ctx.buyer_uid if ids else None,
+            "buyeruid": buyer_uid if ids else None,
             "consent": ctx.privacy.tc_string,
             "data": [{"segment": segments}] if segments else None,
             "eids": list(ctx.eids) if ids else None,
