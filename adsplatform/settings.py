@@ -288,6 +288,10 @@ CELERY_BEAT_SCHEDULE["refresh-fx-rates"] = {
 SERVING_RATE_LIMIT = env.int("SERVING_RATE_LIMIT", default=20000)
 # Waiting for external buyers: at most this long, and always below an inbound tmax.
 SERVING_BUYER_TIMEOUT_MS = env.int("SERVING_BUYER_TIMEOUT_MS", default=120)
+# Networks (CIDRs) serving may fetch from although they are not public: buyers' endpoints,
+# notice URLs and nurl markup go to public addresses only otherwise (serving/netguard.py).
+# Empty in production; tests allow 127.0.0.0/8 for their loopback buyers.
+SERVING_FETCH_ALLOWED_NETWORKS = env.list("SERVING_FETCH_ALLOWED_NETWORKS", default=[])
 # A request body that has not fully arrived after this long is a 408 (the connection closes).
 SERVING_BODY_TIMEOUT_SECONDS = env.float("SERVING_BODY_TIMEOUT_SECONDS", default=5.0)
 # Every wait of serving on Redis ends after this long (connect, a batch's replies, the

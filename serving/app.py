@@ -56,6 +56,7 @@ from serving.http import (
 from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
+from serving.netguard import FetchPolicy
 from serving.outage import Outage
 from serving.pods.fill import decide_pods
 from serving.pods.response import pod_bids
@@ -104,6 +105,8 @@ class ServingConfig:
     region_header: str | None = None
     pseudonym_secret: bytes = b"test"
     pseudonym_rotation_seconds: int = 30 * 86400
+    # Networks the server may fetch from although they are not public (serving.netguard).
+    fetch_allowed_networks: tuple[str, ...] = ()
     # Countries where a request without regs.gdpr is treated as gdpr = 1.
     gdpr_countries: frozenset[str] = GDPR_COUNTRIES
     # How long a buyer's uid stays in the sync table after its last sync.
@@ -134,6 +137,7 @@ class ServingConfig:
             region_header=settings.SERVING_REGION_HEADER,
             pseudonym_secret=str(settings.PSEUDONYM_SECRET).encode(),
             pseudonym_rotation_seconds=settings.PSEUDONYM_ROTATION_DAYS * 86400,
+            fetch_allowed_networks=tuple(settings.SERVING_FETCH_ALLOWED_NETWORKS),
             gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
             sync_ttl=settings.SYNC_TTL_SECONDS,
         )
@@ -175,7 +179,11 @@ class ServingApp:
             country_header=config.country_header,
             region_header=config.region_header,
         )
-        self.pool = BuyerPool(currency=config.currency, fx=config.fx)
+        self.pool = BuyerPool(
+            currency=config.currency,
+            fx=config.fx,
+            fetch_policy=FetchPolicy.of(config.fetch_allowed_networks),
+        )
         self._fx_in_use: Mapping[str, Decimal] = config.fx
         self.pseudonyms = Pseudonymiser(config.pseudonym_secret, config.pseudonym_rotation_seconds)
         self.user_sync = UserSync(

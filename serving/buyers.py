@@ -46,6 +46,7 @@ from serving.blocks import adomain_blocked, domain_keys, normalise_badv
 from serving.context import AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
 from serving.macros import macro_values, substitute
+from serving.netguard import FetchPolicy, GuardedResolver, RefusedAddress
 from serving.openrtb import (
     LOSS_ADVERTISER_EXCLUSION,
     LOSS_BELOW_DEAL_FLOOR,
@@ -116,6 +117,7 @@ BELOW_FLOOR = "below_floor"
 NOTICE_DROPPED = "notice_dropped"
 NOTICE_ERROR = "notice_error"
 MARKUP_ERROR = "markup_error"  # fetching a nurl-only bid's markup failed
+REFUSED_ADDRESS = "refused_address"  # a URL at an address we may not fetch (serving.netguard)
 
 # The OpenRTB loss reason (`${AUCTION_LOSS}`) a bid dropped for each reason is notified
 # with. A bid without a positive price is not a priced bid: it gets no loss notice.
@@ -400,7 +402,10 @@ class BuyerPool:
         breaker_cooldown: float = 5.0,
         max_connections_per_buyer: int = 32,
         max_notices_in_flight: int = 256,
+        fetch_policy: FetchPolicy | None = None,
     ) -> None:
+        # Public addresses only unless allowed: every URL fetched here is a buyer's choice.
+        self.fetch_policy = fetch_policy or FetchPolicy()
         self.currency = currency.upper()
         self.fx: Mapping[str, Decimal] = dict(fx)
         self.breaker_failures = breaker_failures
@@ -457,6 +462,7 @@ class BuyerPool:
                 limit_per_host=self.max_connections_per_buyer,
                 ttl_dns_cache=300,
                 keepalive_timeout=30,
+                resolver=GuardedResolver(self.fetch_policy),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -650,6 +656,7 @@ class BuyerPool:
         return answer
 
     async def _fetch(self, call: _Call) -> tuple[int, bytes]:
+        self.fetch_policy.check_literal(call.buyer.endpoint)
         async with asyncio.timeout(call.timeout + LATE_GRACE):
             async with self._client().post(
                 call.buyer.endpoint, data=call.body, headers=HEADERS, allow_redirects=False
@@ -815,13 +822,22 @@ class BuyerPool:
         if not target.startswith(("http://", "https://")):
             self._count(buyer_id, NOTICE_ERROR)
             return
+        try:
+            self.fetch_policy.check_literal(target)
+        except RefusedAddress:
+            self._count(buyer_id, REFUSED_ADDRESS)
+            return
         task = asyncio.get_running_loop().create_task(self._send_notice(target, buyer_id))
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
 
     async def _send_notice(self, url: str, buyer_id: int) -> None:
         try:
-            async with asyncio.timeout(NOTICE_TIMEOUT), self._client().get(url) as response:
+            async with (
+                asyncio.timeout(NOTICE_TIMEOUT),
+                # A redirect could lead anywhere, an IP literal past the resolver's check.
+                self._client().get(url, allow_redirects=False) as response,
+            ):
                 await response.read()  # lets the connection be reused
                 failed = response.status >= 400
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
@@ -837,9 +853,10 @@ class BuyerPool:
         `notify` the nurl. None, counted as "markup_error", when it fails or is late."""
         target = substitute(url, values)
         try:
+            self.fetch_policy.check_literal(target)
             async with (
                 asyncio.timeout(max(0.0, deadline - time.monotonic())),
-                self._client().get(target) as response,
+                self._client().get(target, allow_redirects=False) as response,
             ):
                 body = await _read_limited(response)
                 if response.status == 200 and body.strip():

@@ -49,6 +49,8 @@ def _test_settings(settings: Any, tmp_path: Path) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Test buyers are real HTTP servers on loopback, which production refuses (SSRF).
+    settings.SERVING_FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
     # Password hashing is deliberately slow; tests log in often.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -29,12 +29,15 @@ from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp
 from serving.keys import RedisKeys, day_of
 from serving.macros import macro_values
 from serving.models import Buyer
+from serving.netguard import FetchPolicy
 from serving.openrtb import LOSS_OUTBID
 from serving.snapshot import BuyerSnap
 from tests.compliance.tcf_encoder import Core, VendorSection, encode_core
 from tests.conftest import run
 from tests.serving.buyer_server import AUCTION_MACROS, Behaviour, LoopbackBuyer, closed_port
 
+# Test buyers listen on 127.0.0.1, which serving refuses to fetch from unless allowed.
+LOOPBACK = FetchPolicy.of(["127.0.0.0/8"])
 FX = {"EUR": Decimal("1.10"), "GBP": Decimal("1.25")}
 FLOOR = Decimal("0.50")
 IMP = Imp(id="1", sizes=("300x250",), bidfloor=FLOOR)
@@ -90,6 +93,7 @@ def snap(buyer: LoopbackBuyer | str, buyer_id: int = 1, **overrides: Any) -> Buy
 
 def with_pool[T](scenario: Callable[[BuyerPool], Awaitable[T]], **options: Any) -> T:
     async def go() -> T:
+        options.setdefault("fetch_policy", LOOPBACK)
         pool = BuyerPool(currency="USD", fx=FX, **options)
         try:
             return await scenario(pool)
