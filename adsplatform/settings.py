@@ -4,6 +4,7 @@ Without DATABASE_URL and REDIS_URL the project runs on the embedded default: SQL
 var/ and the Redis server that `adsplatform.launch` starts on a socket in var/.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "campaigns",
     "creatives",
     "reporting",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "adsplatform.api.middleware.RejectNullCharactersMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "adsplatform.urls"
@@ -137,6 +141,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Login throttling (issue 12 item 12; docs/deploy.md) ----------------------------------
+# django-axes counts failed logins on /accounts/login/ and /admin/login/ per account and
+# client address together; past AXES_FAILURE_LIMIT that pair is refused, right password or
+# not, for AXES_COOLOFF_MINUTES. Counts live in the Redis cache and expire with the cool-off,
+# so no login attempt (a username and an address: personal data) is stored in the database.
+AUTHENTICATION_BACKENDS = [
+    "adsplatform.lockout.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "adsplatform.lockout.lockout_response"
+# Behind a proxy or load balancer the client address is the one it adds to X-Forwarded-For:
+# set the number of proxies in front (0: REMOTE_ADDR, the direct peer).
+AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+# --- End of Login throttling -------------------------------------------------------------------
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
