@@ -7,8 +7,9 @@ from decimal import Decimal
 
 from django.db.models import F
 
-from reporting.models import CreativeHourly
+from reporting.models import CreativeHourly, RequestKeyHourly
 from serving.events import Event
+from serving.request_keys import decode_key
 
 NANOS = Decimal(1_000_000_000)
 
@@ -63,3 +64,32 @@ def write_creatives(totals: dict[CreativeKey, _CreativeTotals]) -> None:
             errors=F("errors") + t.errors,
             spend=F("spend") + Decimal(t.spend_nanos) / NANOS,
         )
+
+
+RequestKey = tuple[datetime, int, str, str, int, str]
+
+
+def aggregate_request_keys(events: list[Event]) -> dict[RequestKey, int]:
+    """(hour, placement, slots, country, device type, channel) to opportunities."""
+    counts: dict[RequestKey, int] = defaultdict(int)
+    for e in events:
+        if e.t != "keys":
+            continue
+        slots, country, devicetype, channel = decode_key(e.r)
+        counts[
+            (_hour(e.ts), e.pl, ",".join(slots)[:200], country[:2], devicetype, channel[:10])
+        ] += e.n
+    return counts
+
+
+def write_request_keys(counts: dict[RequestKey, int]) -> None:
+    for (hour, placement_id, slots, country, devicetype, channel), n in counts.items():
+        row, _ = RequestKeyHourly.objects.get_or_create(
+            hour=hour,
+            placement_id=placement_id,
+            slots=slots,
+            country=country,
+            device_type=devicetype,
+            channel=channel,
+        )
+        RequestKeyHourly.objects.filter(pk=row.pk).update(requests=F("requests") + n)

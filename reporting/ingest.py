@@ -22,7 +22,12 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from reporting.backlog import Backlog, measure_backlog
-from reporting.breakdowns import aggregate_creatives, write_creatives
+from reporting.breakdowns import (
+    aggregate_creatives,
+    aggregate_request_keys,
+    write_creatives,
+    write_request_keys,
+)
 from reporting.lease import Lease, LeaseLost
 from reporting.models import (
     ConsentHourly,
@@ -237,7 +242,9 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
                     _write(totals)
                     _write_consent(_aggregate_consent(fresh))
                     _write_diagnostics(_aggregate_diagnostics(fresh))
-                    write_creatives(aggregate_creatives([e for _, evs in fresh for e in evs]))
+                    flat = [e for _, evs in fresh for e in evs]
+                    write_creatives(aggregate_creatives(flat))
+                    write_request_keys(aggregate_request_keys(flat))
                     rows = len(totals)
                     mark.last_id = max((e[0] for e in fresh), key=_stream_id)
                     mark.save(update_fields=["last_id", "updated_at"])

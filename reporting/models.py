@@ -160,3 +160,36 @@ class CreativeHourly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} li {self.line_item_id} creative {self.creative_id}"
+
+
+class RequestKeyHourly(models.Model):
+    """Ad opportunities per hour by the keys serving's targeting index looks up: placement,
+    the slots (sizes and formats) the placement allowed, country, device type and channel.
+
+    Serving counts these per process and key, not per candidate; the report expands them per
+    line item ("0 requests matched its countries"). Nothing personal: no user, no IP.
+    """
+
+    hour = models.DateTimeField()
+    placement_id = models.PositiveBigIntegerField()
+    slots = models.CharField(max_length=200)  # comma-separated, in the request's order
+    country = models.CharField(max_length=2, blank=True)  # "" when unknown
+    device_type = models.PositiveSmallIntegerField(default=0)  # 0 when unknown
+    channel = models.CharField(max_length=10, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "placement_id", "slots", "country", "device_type", "channel"],
+                name="one_request_key_row",
+            )
+        ]
+        indexes = [models.Index(fields=["hour"])]
+        ordering = ["-hour", "placement_id"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.hour:%Y-%m-%d %H:00} pl {self.placement_id} {self.slots} "
+            f"{self.country or '-'} {self.device_type} {self.channel or '-'}: {self.requests}"
+        )

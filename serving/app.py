@@ -63,6 +63,7 @@ from serving.pods.response import pod_bids
 from serving.pods.vast import pod_vast
 from serving.ratelimit import RateLimiter
 from serving.render import MICROS, Renderer, auction_macros, costs, v1_decision
+from serving.request_keys import DRAIN_SECONDS, RequestKeyDrain
 from serving.schema import RequestError, ad_request_decoder, to_context, vast_context
 from serving.snapshot import TIERS, BuyerSnap, LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
@@ -192,6 +193,7 @@ class ServingApp:
         self._started = asyncio.Event()
         self._starting: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.request_keys = RequestKeyDrain()
 
     @classmethod
     def from_settings(cls) -> "ServingApp":
@@ -218,6 +220,7 @@ class ServingApp:
             self._tasks = [
                 loop.create_task(self.store.run(self.config.refresh_interval, self.outage)),
                 loop.create_task(self._flush_buyer_stats()),
+                loop.create_task(self._drain_request_keys()),
                 loop.create_task(self.bodies.watch()),
             ]
             self._started.set()
@@ -229,6 +232,14 @@ class ServingApp:
         await self.pool.close()
         await self.redis.aclose()
         self._started.clear()
+
+    async def _drain_request_keys(self) -> None:
+        while True:
+            await asyncio.sleep(DRAIN_SECONDS)
+            try:
+                self.request_keys.drain(self.store.index, self.sink)
+            except Exception:
+                log.exception("request-key counts not drained")
 
     async def _flush_buyer_stats(self) -> None:
         while True:

@@ -98,6 +98,8 @@ def _ordered(
     placements x slot sets x countries x device types x channels that actually occur); a
     scan that needs more continues with a fresh merge."""
     key = (placement_id, tuple(slots), country, devicetype, channel)
+    counts = index.request_keys
+    counts[key] = counts.get(key, 0) + 1
     cached = index.merged.get(key)
     if cached is None:
         lists = index.candidate_lists(placement_id, slots, country, devicetype, channel)

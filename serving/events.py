@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 class Event(msgspec.Struct, frozen=True):
     # "req" (one per slot; li set when it was filled), "loss" (a candidate turned away, r
-    # says why), "bid" (an external buyer's valid bid), "imp", "clk", "err" (creative error).
+    # says why), "bid" (an external buyer's valid bid), "imp", "clk", "err" (creative error),
+    # "keys" (opportunities per request key, every few seconds per process).
     t: str
     ts: int  # epoch milliseconds
     pl: int  # placement
@@ -46,6 +47,8 @@ class Event(msgspec.Struct, frozen=True):
     ip: str = ""  # truncated (`compliance.anonymise.truncate_ip`), never the full address
     r: str = ""  # "loss": why the line item was turned away; "err": the error code
     b: int = 0  # external buyer, for "bid" events and wins of external demand
+    # "keys": how many ad opportunities had the request key in r (`serving.request_keys`).
+    n: int = 0
     # The caller's request id (x-request-id, BidRequest.id), on the first event of an ad
     # request: for correlation with the caller's logs, never a key.
     rq: str = ""

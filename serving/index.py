@@ -82,6 +82,10 @@ class Index:
     merged: dict[Any, tuple[list[Candidate], list[list[Candidate]] | None]] = field(
         default_factory=dict
     )
+    # Ad opportunities (imps) per request key (placement, slots, country, device type,
+    # channel) since the app last drained them: the "targeting matched no request" report
+    # expands these per line item off the hot path (`reporting.reports.mismatch`).
+    request_keys: dict[Any, int] = field(default_factory=dict)
     # The header it was built from: a version with the same header part reuses the tables.
     header: SnapshotHeader | None = None
 

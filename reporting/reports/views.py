@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.text import slugify
 
-from campaigns.models import Advertiser
+from campaigns.models import Advertiser, LineItem
 from campaigns.organisations import current_organisation, organisations_of
 from reporting import queries
 from reporting.models import (
@@ -23,7 +23,9 @@ from reporting.models import (
     DiagnosticQuerySet,
     HourlyRollup,
     HourlyRollupQuerySet,
+    RequestKeyHourly,
 )
+from reporting.reports import mismatch
 from reporting.reports.charts import chart_data
 from reporting.reports.export import table_csv, table_xlsx
 from reporting.reports.periods import Period, PeriodError, Preset, period_from
@@ -43,6 +45,7 @@ class Scope:
     rollups: HourlyRollupQuerySet
     creatives: CreativeHourlyQuerySet
     diagnostics: DiagnosticQuerySet
+    line_items: QuerySet[LineItem]
 
     @property
     def name(self) -> str:
@@ -56,6 +59,7 @@ def report_scope(request: HttpRequest) -> Scope:
     rollups = HourlyRollup.objects.for_user(user).exclude(line_item_id=0)
     creatives = CreativeHourly.objects.for_user(user)
     diagnostics = DeliveryDiagnosticHourly.objects.for_user(user)
+    line_items = LineItem.objects.for_user(user)
     note = ""
     if org is None and not getattr(user, "is_staff", False):
         # A member of one organisation works in it, whether or not they chose it.
@@ -65,6 +69,7 @@ def report_scope(request: HttpRequest) -> Scope:
         rollups = rollups.filter(advertiser_id=org.pk)
         creatives = creatives.filter(advertiser_id=org.pk)
         diagnostics = diagnostics.filter(advertiser_id=org.pk)
+        line_items = line_items.filter(campaign__advertiser_id=org.pk)
         zone = ZoneInfo(org.time_zone)
     else:
         # Several organisations: their common zone, or UTC when they differ.
@@ -72,7 +77,7 @@ def report_scope(request: HttpRequest) -> Scope:
         zone = ZoneInfo(zones[0]) if len(zones) == 1 else UTC_ZONE
         if len(zones) > 1:
             note = "Your organisations are in different time zones: choose one to see its days."
-    return Scope(org, zone, note, rollups, creatives, diagnostics)
+    return Scope(org, zone, note, rollups, creatives, diagnostics, line_items)
 
 
 def _in[Q: QuerySet[Any]](rows: Q, period: Period) -> Q:
@@ -116,6 +121,14 @@ def _period_or_error(request: HttpRequest, scope: Scope, now: datetime) -> Perio
         return exc
 
 
+def _targeting(scope: Scope, period: Period) -> list[mismatch.Funnel]:
+    line_items = mismatch.live_line_items(scope.line_items)
+    if not line_items:
+        return []
+    keys = mismatch.request_keys(_in(RequestKeyHourly.objects.all(), period))
+    return mismatch.targeting_funnels(line_items, keys)
+
+
 @login_required
 def report_page(request: HttpRequest) -> HttpResponse:
     """Delivery over a period in the organisation's time zone, against the period before."""
@@ -143,6 +156,7 @@ def report_page(request: HttpRequest) -> HttpResponse:
         "several_currencies": len(current_totals) > 1,
         "tables": tables.values(),
         "diagnostics": queries.delivery_diagnostics(_in(scope.diagnostics, period)),
+        "targeting": _targeting(scope, period),
         # Consent is a property of traffic, not of one advertiser: ad ops see it.
         "consent": queries.consent_coverage(period.start, period.end)
         if request.user.is_staff
