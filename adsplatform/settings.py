@@ -271,6 +271,9 @@ INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=5000)
 # the admin's ingestion status (reporting/backlog.py). 5,000,000 entries is about 17 minutes
 # of stalled ingestion at 2,500 requests/s.
 STREAM_BACKLOG_LIMIT = env.int("STREAM_BACKLOG_LIMIT", default=5_000_000)
+# Billed (decision id, kind) pairs are kept this long past SERVING_TOKEN_TTL_SECONDS, for
+# clocks that disagree, then pruned by the retention job (reporting/billing.py).
+BILLED_DECISION_MARGIN_SECONDS = env.int("BILLED_DECISION_MARGIN_SECONDS", default=3600)
 
 # Serving: the public base of tracking URLs and the key that signs them.
 SERVING_PUBLIC_URL = env.str("SERVING_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")

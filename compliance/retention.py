@@ -9,6 +9,8 @@
 - Frequency-cap hashes should carry an expiry set by serving; one that has none gets one
   rotation period, after which its pseudonym can no longer occur.
 - Access exports are emptied `DSAR_EXPORT_RETENTION_DAYS` after they were made.
+- Billed-decision marks (no personal data, `reporting.billing`) go once no replay of their
+  token can be billed any more.
 """
 
 import logging
@@ -24,6 +26,7 @@ from redis.exceptions import ResponseError
 from compliance.dsar import redis_client, redis_keys
 from compliance.models import DataSubjectRequest
 from compliance.pseudonym import DAY
+from reporting.billing import prune_billed_decisions
 from reporting.ingest import GROUP, check_backlog
 from reporting.models import StreamWatermark
 
@@ -53,6 +56,8 @@ class PurgeResult:
     caps_given_expiry: int = 0
     syncs_given_expiry: int = 0
     exports_deleted: int = 0
+    # Billed-decision marks past the time any replay of their token could be billed.
+    billed_decisions_pruned: int = 0
 
 
 def _parse(entry_id: Any) -> StreamId:
@@ -142,5 +147,6 @@ def purge_personal_data(now: datetime | None = None) -> PurgeResult:
         client, keys.sync("*"), settings.SYNC_TTL_SECONDS
     )
     result.exports_deleted = delete_old_exports(now)
+    result.billed_decisions_pruned = prune_billed_decisions(now)
     log.info("retention purge: %s", result)
     return result

@@ -22,6 +22,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from reporting.backlog import Backlog, measure_backlog
+from reporting.billing import refuse_billed_again
 from reporting.breakdowns import (
     aggregate_creatives,
     aggregate_request_keys,
@@ -51,6 +52,7 @@ class IngestResult:
     counted: int = 0
     skipped: int = 0
     rows: int = 0
+    refused: int = 0  # impressions and clicks of decisions billed before
 
 
 @dataclass
@@ -236,8 +238,11 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
                 mark, _ = StreamWatermark.objects.select_for_update().get_or_create(stream=stream)
                 floor = _stream_id(mark.last_id)
                 fresh = [e for e in entries if _stream_id(e[0]) > floor]
-                rows = 0
+                rows = refused = 0
                 if fresh:
+                    # Impressions and clicks billed before (a replay Redis no longer knew of)
+                    # go; the entries stay, for the watermark.
+                    fresh, refused = refuse_billed_again(fresh)
                     totals = _aggregate(fresh)
                     _write(totals)
                     _write_consent(_aggregate_consent(fresh))
@@ -254,6 +259,7 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
             result.skipped += len(entries) - len(fresh)
             result.rows += rows
             result.counted += len(fresh)
+            result.refused += refused
             client.xack(stream, GROUP, *[e[0] for e in entries])
         _trim(client, stream)
     except LeaseLost:

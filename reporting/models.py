@@ -193,3 +193,32 @@ class RequestKeyHourly(models.Model):
             f"{self.hour:%Y-%m-%d %H:00} pl {self.placement_id} {self.slots} "
             f"{self.country or '-'} {self.device_type} {self.channel or '-'}: {self.requests}"
         )
+
+
+class BilledKind(models.TextChoices):
+    IMPRESSION = "imp", "impression"
+    CLICK = "clk", "click"
+
+
+class BilledDecision(models.Model):
+    """An impression or a click the rollups have billed, once per decision and kind.
+
+    Written in the transaction of the rollups it went into; ingestion refuses a second one
+    (`reporting.billing`), so a replayed tracking URL bills nothing even when Redis has lost
+    its own marks. Kept only while its token could still be billed, then pruned by the
+    retention job. Holds no personal data: a server-generated decision id, the kind, a time.
+    """
+
+    decision_id = models.CharField(max_length=100)
+    kind = models.CharField(max_length=3, choices=BilledKind.choices)
+    # When serving recorded the event; pruning counts from it.
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["decision_id", "kind"], name="billed_once_per_decision")
+        ]
+        indexes = [models.Index(fields=["recorded_at"], name="billed_decision_recorded")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.decision_id}"

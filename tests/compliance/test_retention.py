@@ -31,7 +31,8 @@ def keys() -> RedisKeys:
 
 
 def add(client: Redis, ms: int, seq: int) -> str:
-    event = Event(t="imp", ts=ms, pl=2, li=5, cp=3, adv=1, cr=9, cpm=1_000_000, d=f"{ms}")
+    # One decision per entry: billing refuses a second impression of the same decision.
+    event = Event(t="imp", ts=ms, pl=2, li=5, cp=3, adv=1, cr=9, cpm=1_000_000, d=f"{ms}-{seq}")
     entry_id: Any = client.xadd(keys().events, {"v": encode_events([event])}, id=f"{ms}-{seq}")
     return str(entry_id.decode())
 

@@ -19,7 +19,7 @@ from tests.faults.services import CeleryWorker, celery_workers, private_redis, s
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EVENTS = 5_000
+EVENTS = 3_000
 BATCH = 100  # small batches so that the kill lands between and inside many commits
 
 

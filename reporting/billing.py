@@ -1,0 +1,109 @@
+"""Billing is idempotent against the database: one impression and one click per decision.
+
+Serving de-duplicates impressions and clicks with "already counted" marks in Redis; those
+die with a Redis that loses its data (no AOF, a failover to an empty replica, a FLUSHALL),
+and a replayed tracking URL would then be billed again. Ingestion therefore also records
+every (decision id, kind) it bills in `BilledDecision`, in the same transaction as the
+rollups and the watermark, and drops an event whose pair is there already: one bulk lookup
+and one bulk insert per batch, no query per event.
+
+A row is needed only while a replay could still be billed: its token is valid for
+SERVING_TOKEN_TTL_SECONDS from issue, so every replay of it is recorded before
+recorded_at + TTL. Once ingestion's watermark is past that (plus a margin for clocks), any
+replay has been rolled up, and the row can go (`prune_billed_decisions`, on the retention
+beat).
+"""
+
+import itertools
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+
+from reporting.models import BilledDecision, BilledKind, StreamWatermark
+from serving.events import Event
+
+log = logging.getLogger(__name__)
+
+BILLED_KINDS = frozenset(BilledKind.values)
+LOOKUP_CHUNK = 1000  # ids per IN (...) lookup: well inside every backend's parameter limit
+
+Entry = tuple[str, list[Event]]
+Key = tuple[str, str]  # (decision id, kind)
+
+
+def _billable(event: Event) -> bool:
+    # An erased subject's event keeps no decision id (compliance.dsar): it cannot be replayed
+    # by id either, so it is counted as it comes.
+    return event.t in BILLED_KINDS and bool(event.d)
+
+
+def _already_billed(keys: Sequence[Key]) -> set[Key]:
+    found: set[Key] = set()
+    for kind in BILLED_KINDS:
+        ids = [d for d, k in keys if k == kind]
+        for chunk in itertools.batched(ids, LOOKUP_CHUNK):
+            rows = BilledDecision.objects.filter(kind=kind, decision_id__in=chunk)
+            found.update((d, kind) for d in rows.values_list("decision_id", flat=True))
+    return found
+
+
+def refuse_billed_again(entries: list[Entry]) -> tuple[list[Entry], int]:
+    """The entries without impressions and clicks already billed (before or earlier in this
+    batch), and how many were refused; records the new ones. Call inside the rollup's
+    transaction."""
+    first_seen: dict[Key, int] = {}
+    for _, events in entries:
+        for e in events:
+            if _billable(e):
+                first_seen.setdefault((e.d, e.t), e.ts)
+    if not first_seen:
+        return entries, 0
+    billed = _already_billed(list(first_seen))
+    taken = set(billed)
+    refused = 0
+    kept: list[Entry] = []
+    for entry_id, events in entries:
+        keep = []
+        for e in events:
+            if _billable(e):
+                key = (e.d, e.t)
+                if key in taken:
+                    refused += 1
+                    continue
+                taken.add(key)
+            keep.append(e)
+        kept.append((entry_id, keep))
+    BilledDecision.objects.bulk_create(
+        [
+            BilledDecision(
+                decision_id=d, kind=k, recorded_at=datetime.fromtimestamp(ts / 1000, UTC)
+            )
+            for (d, k), ts in first_seen.items()
+            if (d, k) not in billed
+        ],
+        batch_size=LOOKUP_CHUNK,
+    )
+    if refused:
+        log.warning("refused %s impressions/clicks billed before (replayed tracking URLs)", refused)
+    return kept, refused
+
+
+def _stream_time(entry_id: str) -> datetime:
+    return datetime.fromtimestamp(int(entry_id.partition("-")[0]) / 1000, UTC)
+
+
+def prune_billed_decisions(now: datetime) -> int:
+    """Delete the billed marks no replay can need any more; returns how many went."""
+    marks = StreamWatermark.objects.values_list("last_id", flat=True)
+    rolled_up_to = min((_stream_time(m) for m in marks), default=None)
+    if rolled_up_to is None:
+        return 0  # nothing rolled up yet
+    # Replays are recorded before recorded_at + TTL; once ingestion is past that they are in.
+    keep = timedelta(
+        seconds=settings.SERVING_TOKEN_TTL_SECONDS + settings.BILLED_DECISION_MARGIN_SECONDS
+    )
+    before = min(now, rolled_up_to) - keep
+    deleted, _ = BilledDecision.objects.filter(recorded_at__lt=before).delete()
+    return deleted
