@@ -68,7 +68,7 @@ from serving.schema import RequestError, ad_request_decoder, to_context, vast_co
 from serving.snapshot import TIERS, BuyerSnap, LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
 from serving.sync import UserSync, parse_buyer_uids
-from serving.targeting import PacingRates, RequestState, cap_fields
+from serving.targeting import BUDGET, PacingRates, RequestState, cap_fields
 from serving.tokens import InvalidToken, TokenKind, TokenSigner, TrackingToken
 
 log = logging.getLogger(__name__)
@@ -538,6 +538,9 @@ class ServingApp:
             decide_pods(index, placement, ctx, state, external, outcome)
         if external:
             await self._fetch_missing_markup(ctx, outcome)
+        reservations = self._charge_wins(outcome, int(ctx.now))
+        if reservations is not None:
+            await self._settle(outcome, reservations)
         self._record(placement, ctx, outcome, user, external, index.line_items)
         return placement, outcome
 
@@ -687,7 +690,6 @@ class ServingApp:
                 Event(t="bid", ts=ts, pl=pl, d=rid, b=ext.buyer_id, cpm=int(ext.price * MICROS))
             )
         self.sink.emit(events)
-        self._charge_wins(outcome, int(ctx.now))
         if user:
             self._count_frequency(user, outcome, ctx.now)
         self._notify_buyers(ctx, outcome)
@@ -815,13 +817,36 @@ class ServingApp:
     def _fresh(self, token: TrackingToken) -> bool:
         return time.time() - token.issued_at <= self.config.token_ttl
 
-    def _charge_wins(self, outcome: Outcome, issued_at: int) -> None:
-        """Charge our own CPM wins now, at the decision (`serving.spend`); nothing waits."""
+    def _charge_wins(
+        self, outcome: Outcome, issued_at: int
+    ) -> list[tuple[Decision, "asyncio.Future[bool]"]] | None:
+        """Charge our own CPM wins now, at the decision (`serving.spend`). Nothing waits
+        unless a budget is near its end: those wins come back as reservations to settle."""
+        reservations = None
         for d in outcome.decisions:
             li = d.line_item
             if li is not None:
                 cpm_micros, _ = costs(li, d.price)
-                self.store.spend.charge_win(self.sink, li, cpm_micros, issued_at)
+                pending = self.store.spend.charge_win(self.sink, li, cpm_micros, issued_at)
+                if pending is not None:
+                    reservations = reservations or []
+                    reservations.append((d, pending))
+        return reservations
+
+    async def _settle(
+        self, outcome: Outcome, reservations: list[tuple[Decision, "asyncio.Future[bool]"]]
+    ) -> None:
+        """Wait for the reservations (one batch); a win whose budget had no room left is
+        not served (a budget is never passed for it)."""
+        refused = []
+        for d, pending in reservations:
+            if not await pending:
+                refused.append(d)
+        if refused:
+            outcome.decisions = [d for d in outcome.decisions if all(d is not r for r in refused)]
+            for d in refused:
+                assert d.line_item is not None  # noqa: S101 - only our own wins reserve
+                outcome.rejected.append((d.line_item.id, BUDGET))
 
     async def _record_billable(
         self, token: TrackingToken, kind: TokenKind, cost: int, pending: int

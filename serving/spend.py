@@ -16,6 +16,7 @@
 Amounts are integer billionths of the campaign currency ("nanos": CPM micros per impression).
 """
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from decimal import Decimal
@@ -37,8 +38,15 @@ log = logging.getLogger(__name__)
 NANOS = Decimal(1_000_000_000)
 # Day counters outlive their day by this much: the reconciliation and yesterday's figures.
 DAY_TTL_SECONDS = 2 * 86400
-# Campaign marked exhausted: bit 1 of a charge's flags; line item: bit 2.
-CAMPAIGN_SPENT, LINE_ITEM_SPENT = 1, 2
+# Campaign marked exhausted: bit 1 of a charge's flags; line item: bit 2; a reservation
+# refused (it would have passed a budget; nothing charged): bit 3.
+CAMPAIGN_SPENT, LINE_ITEM_SPENT, REFUSED = 1, 2, 4
+# What a process may charge without waiting for the reply, at most, as a share of the
+# remaining budget it last saw: past it, a win waits for its charge (a reservation, refused
+# rather than overspent). Each process's unconfirmed charges then stay under this share of
+# the budget, so N processes overspend by N/1000 of it at most, however tiny the budget or
+# fast the traffic; far from exhaustion (a remaining budget over 1,000 wins) nothing waits.
+UNCONFIRMED_SHARE = 0.001
 # Running counts kept per process before they are all forgotten (a new day's are rebuilt
 # from the next replies).
 RUNNING_LIMIT = 100_000
@@ -46,7 +54,32 @@ RUNNING_LIMIT = 100_000
 # The charge, shared by both scripts. kd: the campaign's day hash, kl: its lifetime hash,
 # kx: the day's exhausted set. Budgets and caps of 0 mean none.
 _CHARGE_FN = """
-local function charge(kd, kl, kx, li, cp, cost, imps, clicks, pend, cdb, clb, ldb, llb, ttl)
+local function charge(kd, kl, kx, li, cp, cost, imps, clicks, pend, cdb, clb, ldb, llb, ttl,
+                      reserve)
+  if reserve then
+    -- a reservation: charged only if it passes no budget and no spend cap
+    local c = tonumber(cost)
+    local day = redis.call('HMGET', kd, 's', 's:' .. li, 'cap')
+    local life = redis.call('HMGET', kl, 's', 's:' .. li)
+    local s0 = tonumber(day[1]) or 0
+    local function over(have, limit) return limit > 0 and (tonumber(have) or 0) + c > limit end
+    local refused = 0
+    if over(day[1], cdb) or over(life[1], clb)
+        or (day[3] and s0 + c > tonumber(day[3])) then
+      redis.call('SADD', kx, cp)
+      refused = 1
+    end
+    if over(day[2], ldb) or over(life[2], llb) then
+      redis.call('SADD', kx, 'li:' .. li)
+      refused = refused + 2
+    end
+    if refused > 0 then
+      redis.call('EXPIRE', kx, ttl)
+      local limit = cdb
+      if day[3] and (limit == 0 or tonumber(day[3]) < limit) then limit = tonumber(day[3]) end
+      return {s0, refused + 4, limit}
+    end
+  end
   -- cost stays a string for HINCRBY: Lua would print a large number in exponent form
   local s = tonumber(redis.call('HINCRBY', kd, 's', cost))
   local sl = tonumber(redis.call('HINCRBY', kd, 's:' .. li, cost))
@@ -97,13 +130,13 @@ end
 # A win. KEYS: day hash, lifetime hash, exhausted set.
 # ARGV: line item, campaign, cost, impressions, clicks, pending field ('' for none),
 #       campaign daily budget, campaign lifetime budget, line item daily, line item lifetime,
-#       ttl
+#       ttl, reservation ('1': refuse rather than pass a budget)
 CHARGE = (
     _CHARGE_FN
     + """
 return charge(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
   tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]),
-  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
+  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12] == '1')
 """
 )
 
@@ -130,7 +163,7 @@ if ARGV[4] == '0' or (tonumber(ARGV[5]) == 0 and clicks == 0) then
 end
 local r = charge(KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[4], ARGV[5], 0, clicks, '',
   tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]),
-  tonumber(ARGV[13]))
+  tonumber(ARGV[13]), false)
 return {1, r[1], r[2]}
 """
 )
@@ -178,21 +211,31 @@ class SpendRecorder:
             return campaign.time_zone
         return li.time_zone if li is not None else "UTC"
 
-    def charge_win(self, sink: EventSink, li: LineItemSnap, cost: int, issued_at: int) -> None:
-        """Charge a won impression (cost in nanos; 0 for CPC) with the next batch."""
+    def charge_win(
+        self, sink: EventSink, li: LineItemSnap, cost: int, issued_at: int
+    ) -> "asyncio.Future[bool] | None":
+        """Charge a won impression (cost in nanos; 0 for CPC) with the next batch.
+
+        None when nothing waits for it; near the budget (`UNCONFIRMED_SHARE`) a future that
+        says whether the charge went through: the win must be dropped when it did not."""
         c = li.campaign_id
         day = local_day(clock.of_wall(issued_at), self._zone(li, c))
         keys = (self.keys.spend(day, c), self.keys.lifetime_spend(c), self.keys.exhausted(day))
         pend = pending_field(li.id, issued_at) if cost > 0 else ""
         budgets = self._budgets(li, c)
-        args = (li.id, c, cost, 1, 0, pend, *budgets, DAY_TTL_SECONDS)
         running = self._running.get((c, day))
         if running is None:
             if len(self._running) > RUNNING_LIMIT:
                 self._running.clear()  # yesterday's and gone campaigns
             running = self._running[(c, day)] = [0, 0, budgets[0]]
+        limit = running[2]
+        # The day's tightest limit as the last reply said (the budget until one came back).
+        if cost and limit and running[1] + cost > (limit - running[0]) * UNCONFIRMED_SHARE:
+            args = (li.id, c, cost, 1, 0, pend, *budgets, DAY_TTL_SECONDS, "1")
+            return self._reserve(sink, keys, args, running, day, li.id)
+        args = (li.id, c, cost, 1, 0, pend, *budgets, DAY_TTL_SECONDS, "0")
         running[1] += cost
-        if running[2] and running[0] + running[1] >= running[2]:
+        if limit and running[0] + running[1] >= limit:
             self.store.mark_exhausted(day, campaign_id=c)
 
         def charged(result: Any) -> None:
@@ -203,6 +246,34 @@ class SpendRecorder:
                 self._apply_flags(day, c, li.id, int(result[1]))
 
         sink.script(self._charge, keys, args, charged)
+        return None
+
+    def _reserve(
+        self,
+        sink: EventSink,
+        keys: tuple[str, str, str],
+        args: tuple[Any, ...],
+        running: list[int],
+        day: str,
+        line_item_id: int,
+    ) -> "asyncio.Future[bool]":
+        """A charge whose request waits for it (in the same batch as everything else): True
+        when charged, False when it would have passed a budget or Redis did not answer."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        c = int(args[1])
+
+        def reserved(result: Any) -> None:
+            if isinstance(result, BaseException):
+                done.set_result(False)  # not known to be charged: not served
+                return
+            flags = int(result[1])
+            running[0] = int(result[0])
+            running[2] = int(result[2])
+            self._apply_flags(day, c, line_item_id, flags)
+            done.set_result(not flags & REFUSED)
+
+        sink.script(self._charge, keys, args, reserved)
+        return done
 
     async def record_billable(
         self,
