@@ -2,7 +2,9 @@
 
 A GPP string is `header~section~section...`. The header lists the section ids in the order
 the sections follow. We decode tcfeuv2 (2) with the TC string decoder, uspv1 (6) with the US
-Privacy parser, and usnat (7) and usca (8) here; other sections are kept as their raw text.
+Privacy parser, usnat (7) and usca (8) here and the state sections 9 to 22 in
+`compliance.gpp_states`; other sections are kept as their raw text. A US section in a version
+we do not know becomes an `UnsupportedSection`; the rest of the string still applies.
 Only the sections a request's `gpp_sid` lists apply to it (`GppString.applicable_sections`).
 """
 
@@ -14,6 +16,13 @@ from enum import IntEnum
 from types import MappingProxyType
 
 from compliance.bits import BitReader, DecodeError
+from compliance.gpp_states import (
+    STATE_SECTIONS,
+    UnsupportedSection,
+    UnsupportedVersion,
+    UsStateSection,
+    decode_state_section,
+)
 from compliance.tcf import TCString, decode_tc_string
 from compliance.usprivacy import UsPrivacy, parse_us_privacy
 
@@ -111,7 +120,9 @@ class UsCalifornia:
         return self.opted_out_of_sale_or_sharing()
 
 
-Section = TCString | UsPrivacy | UsNational | UsCalifornia | str
+Section = (
+    TCString | UsPrivacy | UsNational | UsCalifornia | UsStateSection | UnsupportedSection | str
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +208,8 @@ def _read_section_ids(reader: BitReader, *, limit: int) -> tuple[int, ...]:
 
 def _decode_section(section_id: int, text: str) -> Section:
     try:
+        if section_id in STATE_SECTIONS:
+            return decode_state_section(section_id, text)
         if section_id == SECTION_TCFEUV2:
             return decode_tc_string(text)
         if section_id == SECTION_USPV1:
@@ -205,9 +218,22 @@ def _decode_section(section_id: int, text: str) -> Section:
             return decode_usnat(text)
         if section_id == SECTION_USCA:
             return decode_usca(text)
+    except UnsupportedVersion as error:
+        # A US section in a version we do not know is refused on its own; the rest stands.
+        version = _version_of(text)
+        if version is None:
+            raise DecodeError(f"GPP section {section_id}: {error}") from error
+        return UnsupportedSection(section_id, version)
     except DecodeError as error:
         raise DecodeError(f"GPP section {section_id}: {error}") from error
     return text
+
+
+def _version_of(text: str) -> int | None:
+    try:
+        return BitReader(text.split(".")[0], what="section").read_int(6, "Version")
+    except DecodeError:
+        return None
 
 
 def decode_usnat(text: str) -> UsNational:
@@ -216,7 +242,7 @@ def decode_usnat(text: str) -> UsNational:
     reader = BitReader(core_text, what="usnat core")
     version = reader.read_int(6, "Version")
     if version not in _USNAT_LAYOUTS:
-        raise DecodeError(f"usnat version {version} is not supported; only 1 and 2 are")
+        raise UnsupportedVersion(f"usnat version {version} is not supported; only 1 and 2 are")
     sensitive, children = _USNAT_LAYOUTS[version]
     section = UsNational(
         version=version,
@@ -251,7 +277,7 @@ def decode_usca(text: str) -> UsCalifornia:
     reader = BitReader(core_text, what="usca core")
     version = reader.read_int(6, "Version")
     if version not in _USCA_LAYOUTS:
-        raise DecodeError(f"usca version {version} is not supported; only 1 is")
+        raise UnsupportedVersion(f"usca version {version} is not supported; only 1 is")
     sensitive, children = _USCA_LAYOUTS[version]
     section = UsCalifornia(
         version=version,

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from compliance.bits import DecodeError
 from compliance.gpp import GppString, decode_gpp
+from compliance.gpp_states import us_opt_out
 from compliance.tcf import RestrictionType, TCString, decode_tc_string
 from compliance.usprivacy import UsPrivacy, parse_us_privacy
 from compliance.vendors import VendorDeclarations, has_basis, legal_basis
@@ -35,6 +36,8 @@ PURPOSES_PERSONALISED = (3, 4)
 PURPOSE_MEASURE = 7
 FEATURE_PRECISE_GEO = 1
 GPP_TCFEUV2 = 2
+# GPP section ids of the US sections: usnat (7), usca (8) and the states 9 to 22.
+US_SECTIONS_FIRST, US_SECTIONS_LAST = 7, 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +251,15 @@ def _us_opt_out(usp: UsPrivacy | None, gpp: GppString | None) -> str:
     if usp is not None and usp.opted_out:
         return "us_privacy_opt_out"
     if gpp is not None:
-        for section in (gpp.us_national, gpp.us_california):
-            if section is not None and (
-                section.opted_out_of_sale_or_sharing() or section.opted_out_of_targeted_ads()
-            ):
-                return "gpp_us_opt_out"
+        # Every US section that applies (usnat, usca, the states 9-22) by one rule
+        # (`compliance.gpp_states.us_opt_out`).
+        for section_id in gpp.section_ids:
+            if US_SECTIONS_FIRST <= section_id <= US_SECTIONS_LAST:
+                why = us_opt_out(gpp.sections[section_id])
+                if why == "unsupported_version":
+                    return "gpp_section_unsupported"
+                if why:
+                    return "gpp_us_opt_out"
         if gpp.us_privacy is not None and gpp.us_privacy.opted_out:
             return "us_privacy_opt_out"
     return ""

@@ -77,3 +77,19 @@ def encode_gpp(sections: dict[int, str]) -> str:
     """A whole GPP string from already-encoded sections, in id order."""
     ids = sorted(sections)
     return "~".join([encode_header(ids), *(sections[section_id] for section_id in ids)])
+
+
+def encode_state(section_id: int, values: dict[str, list[int]] | None = None, *,
+                 version: int = 1, gpc: bool | None = None) -> str:  # fmt: skip
+    """A US state section (9-22): every field 0 but MspaCoveredTransaction (2, "no"), then
+    `values` laid over it (field → its 2-bit values)."""
+    from compliance.gpp_states import STATE_SECTIONS
+
+    writer = BitWriter().uint(version, 6)
+    for field, count in STATE_SECTIONS[section_id].fields:
+        default = [2] if field == "MspaCoveredTransaction" else [0] * count
+        given = (values or {}).get(field, default)
+        assert len(given) == count, (field, count)
+        for value in given:
+            writer.uint(value, 2)
+    return writer.encode() + encode_gpc(gpc)
