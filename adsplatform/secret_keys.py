@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
+from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
 REQUIRED_SECRETS = ("DJANGO_SECRET_KEY", "SERVING_SIGNING_KEY", "PSEUDONYM_SECRET")
@@ -110,3 +111,13 @@ def _read_env_file(path: Path) -> Mapping[str, str]:
         if sep and not name.startswith("#"):
             out[name.strip()] = value.strip()
     return out
+
+
+@register(Tags.security, deploy=True)
+def check_secrets(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    """`manage.py check --deploy` names a missing or weak secret too."""
+    try:
+        require_secrets()
+    except ImproperlyConfigured as refused:
+        return [Error(str(refused), id="adsplatform.E001")]
+    return []

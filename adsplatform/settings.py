@@ -10,6 +10,7 @@ from pathlib import Path
 import environ
 from celery.schedules import schedule
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from adsplatform.secret_keys import REQUIRED_SECRETS, demo_secrets
 from campaigns.fx.rates import FxError, parse_fx_setting
@@ -34,6 +35,42 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEMO_SECRETS.get("DJANGO_SECR
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- TLS, cookies and headers (issue 12 item 13; docs/deploy.md) -----------------------------
+# DJANGO_HTTPS=true (production behind TLS) turns on the redirect to HTTPS, secure cookies
+# and a year of HSTS; each can still be set on its own. Off by default so that the demo and
+# the tests run on plain HTTP. `manage.py check --deploy` is clean with them on (CI checks).
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=HTTPS)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 86400 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).
+if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The serving endpoints never pass through Django, so their ad markup gets none of this; the
+# dashboard, admin and API docs do. Inline event handlers in the templates (onchange,
+# onsubmit confirmations) still need 'unsafe-inline' for scripts; everything else is locked
+# to our own origin and the creatives' CDN.
+_CDN_ORIGIN = env.str("CDN_BASE_URL", default="").split("/", 3)[:3]
+_CDN = ["/".join(_CDN_ORIGIN)] if len(_CDN_ORIGIN) == 3 else []
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:", *_CDN],
+    "media-src": [CSP.SELF, *_CDN],
+    "frame-src": [CSP.SELF, *_CDN],
+    "connect-src": [CSP.SELF],
+    "font-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.SELF],
+}
+# --- End of TLS, cookies and headers ----------------------------------------------------------
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -57,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,6 +103,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "adsplatform.api.middleware.RejectNullCharactersMiddleware",
+    "adsplatform.unavailable.DatabaseUnavailableMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
