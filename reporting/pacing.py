@@ -57,5 +57,7 @@ def pacing_chart(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "state": campaign_pacing(campaign, now),
         "chart": chart_geometry(data, min(1.0, max(0.0, elapsed))),
         "rows": data["points"][: data["elapsed_hours"]],
+        # What the rollups have billed so far today (the table's last row).
+        "billed": data["points"][data["elapsed_hours"] - 1].spend if data["elapsed_hours"] else 0,
     }
     return render(request, "reporting/pacing.html", context)

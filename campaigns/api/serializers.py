@@ -237,8 +237,16 @@ class LineItemPacingSerializer(serializers.Serializer[dict[str, Any]]):
     id = serializers.IntegerField()
     name = serializers.CharField()
     status = serializers.CharField()
-    spend_today = serializers.CharField(help_text="In the campaign currency.")
-    impressions_today = serializers.IntegerField(help_text="Impressions won today.")
+    spend_today = serializers.CharField(
+        help_text="Charged at the win today, in the campaign currency (pending included)."
+    )
+    pending_spend_today = serializers.CharField(
+        help_text="Part of spend_today: wins whose impression has not been rendered yet."
+    )
+    wins_today = serializers.IntegerField(help_text="Auctions won today (charged at the win).")
+    impressions_today = serializers.IntegerField(
+        help_text="Deprecated: the same count as wins_today (wins, not rendered impressions)."
+    )
     daily_budget = serializers.CharField(allow_null=True)
     pass_through = serializers.FloatField(
         help_text="The share of its chances serving lets it bid on (campaign x line item)."
@@ -262,8 +270,18 @@ class CampaignPacingSerializer(serializers.Serializer[dict[str, Any]]):
     )
     lifetime_budget = serializers.CharField(allow_null=True)
     lifetime_spend = serializers.CharField()
-    spend_today = serializers.CharField(help_text="Charged at the win, in real time.")
-    impressions_today = serializers.IntegerField()
+    spend_today = serializers.CharField(
+        help_text="Charged at the win, in real time: includes pending_spend_today."
+    )
+    pending_spend_today = serializers.CharField(
+        help_text="Wins charged whose impression has not been rendered yet; released if it "
+        "never is. spend_today minus this is what rendered impressions cost."
+    )
+    wins_today = serializers.IntegerField(help_text="Auctions won today (charged at the win).")
+    impressions_today = serializers.IntegerField(
+        help_text="Deprecated: the same count as wins_today (wins, not rendered impressions; "
+        "the reports count rendered impressions)."
+    )
     clicks_today = serializers.IntegerField()
     schedule_now = serializers.CharField(help_text="What the schedule wants spent by now.")
     schedule_fraction = serializers.FloatField()

@@ -558,6 +558,9 @@ def campaign_pacing(campaign: Campaign, now: datetime) -> dict[str, Any]:
                 "name": li.name,
                 "status": li.status,
                 "spend_today": _money(to_money(today.line_spend.get(li.pk, 0))),
+                "pending_spend_today": _money(to_money(today.line_pending(li.pk))),
+                "wins_today": today.line_impressions.get(li.pk, 0),
+                # The old name of wins_today, kept so existing integrations keep working.
                 "impressions_today": today.line_impressions.get(li.pk, 0),
                 "daily_budget": _money(li.daily_budget),
                 "pass_through": round(rates.get(li.pk, 1.0), 4),
@@ -577,7 +580,10 @@ def campaign_pacing(campaign: Campaign, now: datetime) -> dict[str, Any]:
         "lifetime_budget": _money(campaign.lifetime_budget),
         "lifetime_spend": _money(to_money(life.spend)),
         "spend_today": _money(spend),
-        "impressions_today": today.impressions,
+        # Wins charged but not rendered yet: part of spend_today, not (yet) billed.
+        "pending_spend_today": _money(to_money(today.pending_total)),
+        "wins_today": today.impressions,
+        "impressions_today": today.impressions,  # the old name of wins_today
         "clicks_today": today.clicks,
         "schedule_now": _money(schedule_now.quantize(Decimal("0.0001"))),
         "schedule_fraction": round(fraction, 4),

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 
 from campaigns.models import Campaign, LineItem, Placement
 from creatives.models import Creative
@@ -85,6 +86,8 @@ class Table:
     title: str
     columns: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
+    # Per row, a page the first cell links to (the campaign table: its pacing chart).
+    links: list[str] = field(default_factory=list)
 
     @property
     def currency_at(self) -> int:
@@ -125,9 +128,11 @@ def by_campaign(rows: QuerySet[Any], period: Period) -> Table:
         sums.add(g)
         c = campaigns.get(g["campaign_id"], {"name": f"#{g['campaign_id']}", "daily_budget": None})
         used = _budget_used(sums.spend, c["daily_budget"], period.days)
-        out.append([c["name"], g["currency"], *sums.metrics, used])
+        out.append([c["name"], g["currency"], *sums.metrics, used, g["campaign_id"]])
     columns = ["Campaign", "Currency", *METRIC_COLUMNS, "Budget used %"]
-    return Table("campaign", "By campaign", columns, _ordered(out, 2))
+    ordered = _ordered(out, 2)
+    links = [reverse("pacing-chart", args=[row.pop()]) for row in ordered]
+    return Table("campaign", "By campaign", columns, ordered, links)
 
 
 def by_line_item(rows: QuerySet[Any], period: Period) -> Table:

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.text import slugify
 
-from campaigns.models import Advertiser, LineItem
+from campaigns.models import Advertiser, Campaign, LineItem
 from campaigns.organisations import current_organisation, organisations_of
 from reporting import queries
 from reporting.models import (
@@ -46,15 +46,29 @@ class Scope:
     creatives: CreativeHourlyQuerySet
     diagnostics: DiagnosticQuerySet
     line_items: QuerySet[LineItem]
+    campaign: Campaign | None = None
 
     @property
     def name(self) -> str:
-        return self.organisation.name if self.organisation else "All organisations"
+        org = self.organisation.name if self.organisation else "All organisations"
+        return f"{org}, {self.campaign.name}" if self.campaign else org
+
+
+def _campaign(request: HttpRequest) -> Campaign | None:
+    """The `campaign` filter: one the user may see, else 404 (never another's name)."""
+    raw = request.GET.get("campaign")
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise Http404("no such campaign")
+    return get_object_or_404(Campaign.objects.for_user(request.user), pk=int(raw))
 
 
 def report_scope(request: HttpRequest) -> Scope:
-    """Tenancy first (staff see all, others their organisations), then the one chosen."""
+    """Tenancy first (staff see all, others their organisations), then the one chosen, then
+    the campaign asked for."""
     user = request.user
+    campaign = _campaign(request)
     org = current_organisation(request)
     rollups = HourlyRollup.objects.for_user(user).exclude(line_item_id=0)
     creatives = CreativeHourly.objects.for_user(user)
@@ -77,7 +91,15 @@ def report_scope(request: HttpRequest) -> Scope:
         zone = ZoneInfo(zones[0]) if len(zones) == 1 else UTC_ZONE
         if len(zones) > 1:
             note = "Your organisations are in different time zones: choose one to see its days."
-    return Scope(org, zone, note, rollups, creatives, diagnostics, line_items)
+    if campaign is not None:
+        rollups = rollups.filter(campaign_id=campaign.pk)
+        creatives = creatives.filter(campaign_id=campaign.pk)
+        diagnostics = diagnostics.filter(campaign_id=campaign.pk)
+        line_items = line_items.filter(campaign_id=campaign.pk)
+        if org is None or org.pk != campaign.advertiser_id:
+            org, note = campaign.advertiser, ""
+            zone = ZoneInfo(org.time_zone)
+    return Scope(org, zone, note, rollups, creatives, diagnostics, line_items, campaign)
 
 
 def _in[Q: QuerySet[Any]](rows: Q, period: Period) -> Q:

@@ -22,3 +22,9 @@ def change(value: Decimal | None) -> str:
     if value is None:
         return "-"
     return f"{value:+} %"
+
+
+@register.filter
+def index(values: list[str], i: int) -> str:
+    """The i-th item of a list (a table row's link)."""
+    return values[i]

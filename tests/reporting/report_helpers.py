@@ -35,7 +35,7 @@ def page_table(page: str, key: str) -> list[list[str]]:
     body = page.split(f'data-table="{key}"', 1)[1].split("</table>", 1)[0]
     header = re.findall(r"<th[^>]*>([^<]*)</th>", body)
     rows = [
-        re.findall(r"<td[^>]*>([^<]*)</td>", tr)
+        [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
         for tr in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>", 1)[1], re.S)
     ]
     return [header, *[r for r in rows if len(r) == len(header)]]

@@ -241,3 +241,23 @@ def test_a_custom_period_covers_whole_local_days_and_its_previous_period() -> No
     assert before.end == datetime(2026, 3, 27, 15, 0, tzinfo=paris)
     with pytest.raises(PeriodError):
         period_from({"range": "custom", "from": "2026-04-01", "to": "2026-04-02"}, paris, now)
+
+
+def test_one_campaigns_report_links_its_pacing_chart_and_refuses_anothers(
+    book: dict[str, object],
+) -> None:
+    client = member_of(book["org"])  # type: ignore[arg-type]
+    usd, eur = book["usd"], book["eur"]
+    other = make_campaign(Advertiser.objects.create(name="Elsewhere"))
+
+    page = client.get(f"/reports/?range=last_7_days&campaign={usd.pk}").content.decode()  # type: ignore[attr-defined]
+    everything = client.get("/reports/?range=last_7_days").content.decode()
+
+    assert [row[0] for row in page_table(page, "campaign")[1:]] == [usd.name]  # type: ignore[attr-defined]
+    assert "EUR" not in kpis(page, "USD") and 'data-kpis="EUR"' not in page
+    assert f'href="/reports/pacing/{eur.pk}/"' in everything  # type: ignore[attr-defined]
+    csv = csv_table(client, "line_item", f"range=last_7_days&campaign={usd.pk}")  # type: ignore[attr-defined]
+    assert len(csv) == 2
+    assert client.get(f"/reports/?campaign={other.pk}").status_code == 404
+    assert client.get(f"/reports/download/day.csv?campaign={other.pk}").status_code == 404
+    assert client.get("/reports/?campaign=x1").status_code == 404
