@@ -150,10 +150,12 @@ def content_security_policy(secure: bool) -> str:
     )
 
 
-# What the creative's document tells the page framing it once it has loaded. A frame's load
-# event fires for an error page too (a refused X-Frame-Options, a 404, a network error), so
-# only a message from the document itself proves the creative is there.
+# What the creative's document tells the page framing it once it has loaded, and again
+# whenever that page asks (PING_MESSAGE). A frame's load event fires for an error page too (a
+# refused X-Frame-Options, a 404, a network error), so only the document itself proves the
+# creative is there; asking again covers a page that started listening after the load.
 LOADED_MESSAGE = "ads-frame-loaded"
+PING_MESSAGE = "ads-frame-ping"
 
 
 def error_reporter(error_url_js: str) -> str:
@@ -164,9 +166,11 @@ def error_reporter(error_url_js: str) -> str:
     `error_url_js` is a JavaScript expression for the error URL.
     """
     return (
-        "<script>(function(){addEventListener('load',function(){try{parent.postMessage('"
-        + LOADED_MESSAGE
-        + "','*')}catch(e){}});var u="
+        "<script>(function(){function l(){try{parent.postMessage('" + LOADED_MESSAGE + "','*')}"
+        "catch(e){}}addEventListener('load',l);addEventListener('message',function(e){"
+        "if(e.source===parent&&e.data==='"
+        + PING_MESSAGE
+        + "')l()});var u="
         + error_url_js
         + ",s=0;if(!u)return;"
         "addEventListener('error',function(e){if(s++)return;"

@@ -26,18 +26,22 @@ def _beacon(code: int) -> str:
 
 ON_IMAGE_ERROR = f"this.onerror=null;{_beacon(ph.ERROR_NOT_FOUND)}"
 # The frame counts as loaded when its own document says so (html5.LOADED_MESSAGE): its load
-# event also fires for the error page of a refused or failed load. The listener is set in the
-# frame's onload handler, which runs before the document's message is delivered; markup a
-# publisher inserts with innerHTML runs attribute handlers but not script elements.
-FRAME_LISTENER = (
-    "var f=this;if(f.getAttribute('data-listening'))return;f.setAttribute('data-listening','1');"
-    "addEventListener('message',function(e){if(e.source===f.contentWindow&&e.data==="
-    f"'{html5.LOADED_MESSAGE}')f.setAttribute('data-loaded','1')}})"
+# event also fires for the error page of a refused or failed load. Both the frame's onload and
+# the watchdog start listening and then ask the frame (PING_MESSAGE), so the answer is heard
+# whichever comes first: the frame's load, its load event here, or the impression pixel.
+# Markup a publisher inserts with innerHTML runs attribute handlers, never script elements;
+# in a handler a bare addEventListener is the element's, hence window.addEventListener.
+_LISTEN = (
+    "if(!f.getAttribute('data-listening')){f.setAttribute('data-listening','1');"
+    "window.addEventListener('message',function(e){if(e.source===f.contentWindow&&e.data==="
+    f"'{html5.LOADED_MESSAGE}')f.setAttribute('data-loaded','1')}})}}"
+    f"try{{f.contentWindow.postMessage('{html5.PING_MESSAGE}','*')}}catch(e){{}}"
 )
+FRAME_LISTENER = f"var f=this;{_LISTEN}"
 # Armed by the impression pixel: a frame that has not loaded in time is a render failure.
 FRAME_WATCHDOG = (
-    "var f=this.previousSibling;setTimeout(function(){if(!f.getAttribute('data-loaded'))"
-    f"{_beacon(ph.ERROR_TIMEOUT)}}},{ph.HTML5_LOAD_TIMEOUT_MS})"
+    f"var f=this.previousSibling;{_LISTEN};setTimeout(function(){{if(!f.getAttribute("
+    f"'data-loaded')){_beacon(ph.ERROR_TIMEOUT)}}},{ph.HTML5_LOAD_TIMEOUT_MS})"
 )
 # VAST macros mean nothing outside a video player: in HTML, serving's cache buster stands in.
 HTML_MACROS = {"[CACHEBUSTING]": ph.CACHEBUSTER}

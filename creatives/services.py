@@ -34,7 +34,7 @@ from creatives.models import (
 # Bookkeeping that changes without the creative changing.
 _UNAUDITED = {"id", "version", "created_at", "updated_at", "check_failures", "checked_at"}
 # Bump when the way bundles are unpacked changes (the injected CSP, say): new directories.
-BUNDLE_LAYOUT = "2"  # 2: the entry page posts LOADED_MESSAGE to its parent
+BUNDLE_LAYOUT = "3"  # 3: the entry page says it loaded (html5.LOADED_MESSAGE)
 _MEDIA_KINDS = (CreativeKind.VIDEO, CreativeKind.AUDIO)
 
 
