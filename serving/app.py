@@ -783,7 +783,10 @@ class ServingApp:
         token = self._verify(text, "imp")  # the impression's token, see fill
         query = query_params(scope)
         detail = (query.get("code") if kind == "err" else query.get("e")) or ""
-        if self._fresh(token) and len(detail) <= 32:
+        # Player and viewability events measure the ad (TCF purpose 7): not recorded for a
+        # decision made without it. Errors are kept (fixing errors is a special purpose).
+        measured = kind != "evt" or token.measure
+        if measured and self._fresh(token) and len(detail) <= 32:
             if not self.sink.accepting:
                 raise _events_unavailable()
             self.sink.emit(

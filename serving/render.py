@@ -80,6 +80,7 @@ class Renderer:
             issued_at=now,
             landing_url=creative.click_url,
             click_micros=click_micros,
+            measure=ctx.permissions is not None and ctx.permissions.measure,
         )
         # One signed token per decision, for its impression, click, error and event URLs
         # alike (the path says which): one HMAC per decision on the hot path.

@@ -30,6 +30,9 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     click_micros: int = 0  # clicks of CPC line items: the price of the click
     buyer_id: int = 0  # a win of external demand
     notice: str = ""  # impressions of external demand: the buyer's billing notice (burl)
+    # TCF purpose 7 (measure ad performance) for us on this decision: its player and
+    # viewability events (/v1/ev/) are recorded only then. Last, so older tokens still decode.
+    measure: bool = True
 
 
 class InvalidToken(ValueError):
