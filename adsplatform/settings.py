@@ -11,6 +11,7 @@ import environ
 from celery.schedules import schedule
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from psycopg_pool import ConnectionPool
 
 from adsplatform.secret_keys import REQUIRED_SECRETS, demo_secrets
 from campaigns.fx.rates import FxError, parse_fx_setting
@@ -141,8 +142,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # Under ASGI Django runs each request in a thread of its own, so persistent connections
+    # (CONN_MAX_AGE > 0) meant one Postgres connection per request left open for a minute: a
+    # burst of requests exhausted the server. psycopg's pool instead: each process holds at
+    # most DB_POOL_MAX_SIZE connections, a request borrows one and gives it back at its end
+    # (a request finding none free waits up to DB_POOL_TIMEOUT seconds, then fails with a
+    # 503). Budget: (web workers + Celery processes) x DB_POOL_MAX_SIZE < max_connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=4),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        # A connection idle this long is closed; one Postgres dropped is noticed on checkout.
+        "max_idle": 300.0,
+        "check": ConnectionPool.check_connection,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
