@@ -14,7 +14,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -162,22 +164,85 @@ def web_command(host: str, port: int, workers: str) -> list[str]:
             "adsplatform.asgi:application"]  # fmt: skip
 
 
-def worker_command() -> list[str]:
-    return [str(BIN / "celery"), "-A", "adsplatform", "worker", "-l", "info",
+def worker_command(level: str = "info") -> list[str]:
+    return [str(BIN / "celery"), "-A", "adsplatform", "worker", "-l", level,
             "--concurrency", "2", "-n", "worker@%h"]  # fmt: skip
 
 
-def beat_command(schedule: Path) -> list[str]:
-    return [str(BIN / "celery"), "-A", "adsplatform", "beat", "-l", "info",
+def beat_command(schedule: Path, level: str = "info") -> list[str]:
+    return [str(BIN / "celery"), "-A", "adsplatform", "beat", "-l", level,
             "--schedule", str(schedule)]  # fmt: skip
 
 
-def run_demo(host: str, port: int) -> int:
+# What --reset-demo deletes: the embedded default's database, Redis data, uploads and beat
+# schedule, all in var/. The demo's generated secrets stay.
+DEMO_STATE = ("db.sqlite3", "redis.aof", "appendonlydir", "media", "celerybeat-schedule")
+
+
+def reset_demo(environ: MutableMapping[str, str]) -> list[Path]:
+    """Delete the embedded demo's state so the next start loads the demo afresh."""
+    external = [name for name in ("DATABASE_URL", "REDIS_URL") if environ.get(name)]
+    if external:
+        raise SystemExit(
+            f"--reset-demo only resets the embedded demo in var/; {' and '.join(external)} "
+            "point elsewhere, and deleting that data is not the launcher's call"
+        )
+    removed = []
+    for name in DEMO_STATE:
+        path = VAR_DIR / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+def wait_until_up(host: str, port: int, timeout: float = 180.0) -> bool:
+    """Whether the web server answers its health check and a Celery worker a ping in time."""
+    deadline = time.monotonic() + timeout
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1/health"  # noqa: S104 - a bind-all host is reached on loopback
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                break
+        time.sleep(0.5)
+    else:
+        return False
+    while time.monotonic() < deadline:
+        ping = subprocess.run(
+            [str(BIN / "celery"), "-A", "adsplatform", "inspect", "ping", "--timeout", "2"],
+            cwd=BASE_DIR, capture_output=True, check=False,
+        )  # fmt: skip
+        if ping.returncode == 0:
+            return True
+        time.sleep(1)
+    return False
+
+
+def _announce_when_up(host: str, port: int) -> None:
+    if wait_until_up(host, port):
+        _print_banner(host, port, up=True)
+    else:
+        print("the web server or the Celery worker is not up yet; see the lines above", flush=True)
+
+
+def run_demo(host: str, port: int, *, verbose: bool = False, reset: bool = False) -> int:
     procs: list[subprocess.Popen[bytes]] = []
+    # Quiet by default: beat and the worker log every task at INFO, every few seconds, and
+    # the banner with the logins would scroll away. --verbose shows it all.
+    level = "info" if verbose else "warning"
+    os.environ.setdefault("LOG_LEVEL", level.upper())
+    os.environ.setdefault("GRANIAN_LOG_LEVEL", level)
     # Each child is restarted when it dies (adsplatform.supervise); Ctrl-C stops them all.
     supervisor = Supervisor()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops it like Ctrl-C
     try:
+        if reset:
+            removed = reset_demo(os.environ)
+            print(f"demo reset: removed {', '.join(p.name for p in removed) or 'nothing'}")
         configure_demo_security(host, os.environ)
         os.environ.setdefault("SERVING_PUBLIC_URL", f"http://{host}:{port}")
         _ensure_env(procs, "redis")
@@ -192,9 +257,11 @@ def run_demo(host: str, port: int) -> int:
         workers = os.environ.get("WEB_WORKERS", "1")
         schedule = VAR_DIR / "celerybeat-schedule"
         supervisor.add("web server", lambda: spawn(web_command(host, port, workers)))
-        supervisor.add("celery worker", lambda: spawn(worker_command()))
-        supervisor.add("celery beat", lambda: spawn(beat_command(schedule)))
+        supervisor.add("celery worker", lambda: spawn(worker_command(level)))
+        supervisor.add("celery beat", lambda: spawn(beat_command(schedule, level)))
         _print_banner(host, port)
+        # Printed again once the server and the worker answer, below their start-up lines.
+        threading.Thread(target=_announce_when_up, args=(host, port), daemon=True).start()
         supervisor.run_forever()
         return 1  # not reached: run_forever returns only by an exception
     except KeyboardInterrupt:
@@ -205,13 +272,15 @@ def run_demo(host: str, port: int) -> int:
         stop([p for p in reversed(procs) if p.poll() is None])
 
 
-def _print_banner(host: str, port: int) -> None:
+def _print_banner(host: str, port: int, up: bool = False) -> None:
     from campaigns.demo_accounts import DEMO_STAFF, DEMO_USER, HOME_KEY
 
     base = f"http://{host}:{port}"
     body = f'{{"placement":"{HOME_KEY}","slots":[{{"id":"top","sizes":["728x90"]}}]}}'
     width = shutil.get_terminal_size((100, 20)).columns
     print("=" * min(width, 100))
+    if up:
+        print("  Everything is up (server, Celery worker and beat).")
     print(f"  Dashboard  {base}/            login {DEMO_USER[0]} / {DEMO_USER[1]}")
     print(f"  Reports    {base}/reports/")
     print(f"  Admin      {base}/admin/      login {DEMO_STAFF[0]} / {DEMO_STAFF[1]}")
@@ -219,6 +288,11 @@ def _print_banner(host: str, port: int) -> None:
         f"  Fetch an ad:\n    curl -s -X POST {base}/v1/ad -H 'content-type: application/json' \\"
     )
     print(f"      -d '{body}'")
+    if os.environ.get("DJANGO_DEBUG", "").lower() in ("1", "true", "yes", "on"):
+        print("  DEBUG is on (the demo on loopback): never expose this to a network.")
+    print(
+        "  Logs: warnings only; bin/run --verbose shows the INFO lines, --reset-demo starts over."
+    )
     print("  Ctrl-C stops the server, the worker, beat and the embedded Redis.")
     print("=" * min(width, 100), flush=True)
 
@@ -229,10 +303,18 @@ def main() -> int:
     run = sub.add_parser("run", help="run the product with demo data")
     run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument(
+        "--verbose", action="store_true", help="log at INFO (every Celery task) instead of warnings"
+    )
+    run.add_argument(
+        "--reset-demo",
+        action="store_true",
+        help="delete the embedded demo's database, Redis data and uploads in var/ first",
+    )
     sub.add_parser("test", help="run the test suite", add_help=False)
     args, rest = parser.parse_known_args()
     if args.command == "run":
-        return run_demo(args.host, args.port)
+        return run_demo(args.host, args.port, verbose=args.verbose, reset=args.reset_demo)
     return run_tests(rest)
 
 
