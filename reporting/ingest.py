@@ -34,6 +34,7 @@ from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
     HourlyRollup,
+    HourlyTestTraffic,
     StreamWatermark,
 )
 from serving.events import Event, decode_events
@@ -197,6 +198,34 @@ def _write_diagnostics(counts: dict[DiagnosticKey, tuple[int, int, int]]) -> Non
         DeliveryDiagnosticHourly.objects.filter(pk=row.pk).update(count=F("count") + n)
 
 
+def _live_and_test(
+    entries: list[Entry],
+) -> tuple[list[Entry], dict[tuple[datetime, int], list[int]]]:
+    """The entries without their test events (OpenRTB test = 1, never billed), and the test
+    events' (requests, impressions, clicks) per (hour, placement)."""
+    live: list[Entry] = []
+    test: dict[tuple[datetime, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for eid, events in entries:
+        if not any(e.tt for e in events):
+            live.append((eid, events))
+            continue
+        live.append((eid, [e for e in events if not e.tt]))
+        for e in events:
+            if e.tt and e.t in ("req", "imp", "clk"):
+                test[(_hour(e.ts), e.pl)][("req", "imp", "clk").index(e.t)] += 1
+    return live, test
+
+
+def _write_test(counts: dict[tuple[datetime, int], list[int]]) -> None:
+    for (hour, placement_id), (requests, impressions, clicks) in counts.items():
+        row, _ = HourlyTestTraffic.objects.get_or_create(hour=hour, placement_id=placement_id)
+        HourlyTestTraffic.objects.filter(pk=row.pk).update(
+            requests=F("requests") + requests,
+            impressions=F("impressions") + impressions,
+            clicks=F("clicks") + clicks,
+        )
+
+
 def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
     for (hour, placement_id, line_item_id), t in totals.items():
         row, _ = HourlyRollup.objects.get_or_create(
@@ -240,14 +269,17 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
                 fresh = [e for e in entries if _stream_id(e[0]) > floor]
                 rows = refused = 0
                 if fresh:
+                    # Test traffic is counted apart and kept out of everything billed.
+                    live, test = _live_and_test(fresh)
+                    _write_test(test)
                     # Impressions and clicks billed before (a replay Redis no longer knew of)
                     # go; the entries stay, for the watermark.
-                    fresh, refused = refuse_billed_again(fresh)
-                    totals = _aggregate(fresh)
+                    live, refused = refuse_billed_again(live)
+                    totals = _aggregate(live)
                     _write(totals)
                     _write_consent(_aggregate_consent(fresh))
-                    _write_diagnostics(_aggregate_diagnostics(fresh))
-                    flat = [e for _, evs in fresh for e in evs]
+                    _write_diagnostics(_aggregate_diagnostics(live))
+                    flat = [e for _, evs in live for e in evs]
                     write_creatives(aggregate_creatives(flat))
                     write_request_keys(aggregate_request_keys(flat))
                     rows = len(totals)

@@ -64,6 +64,26 @@ class StreamWatermark(models.Model):
         return f"{self.stream} @ {self.last_id}"
 
 
+class HourlyTestTraffic(models.Model):
+    """Test traffic (OpenRTB `test = 1`) per placement per hour: counted here, apart from the
+    billed rollups, which it never reaches (no spend, no revenue)."""
+
+    hour = models.DateTimeField()
+    placement_id = models.PositiveBigIntegerField()
+    requests = models.PositiveBigIntegerField(default=0)
+    impressions = models.PositiveBigIntegerField(default=0)
+    clicks = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "placement_id"], name="one_test_row")
+        ]
+        ordering = ["-hour", "placement_id"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} placement {self.placement_id}: {self.requests} test"
+
+
 class ConsentHourly(models.Model):
     """Ad requests per hour by what consent allowed: the consent-coverage report's source."""
 

@@ -689,6 +689,13 @@ class ServingApp:
             events.append(
                 Event(t="bid", ts=ts, pl=pl, d=rid, b=ext.buyer_id, cpm=int(ext.price * MICROS))
             )
+        if ctx.test:
+            # Test traffic (OpenRTB test = 1) gets the same answer but is never billable: its
+            # events are flagged (counted apart, never billed), and nothing is charged to a
+            # budget or counted against a frequency cap.
+            self.sink.emit([msgspec.structs.replace(e, tt=1) for e in events])
+            self._notify_buyers(ctx, outcome)
+            return
         self.sink.emit(events)
         if user:
             self._count_frequency(user, outcome, ctx.now)
@@ -701,6 +708,8 @@ class ServingApp:
         events = [Event(t="req", ts=ts, pl=placement.id, d=ctx.request_id) for _ in ctx.imps]
         ledger = ctx.permissions.ledger_text() if ctx.permissions else f"→ none:{reason}"
         events[0] = msgspec.structs.replace(events[0], cs=ledger, rq=ctx.correlation_id)
+        if ctx.test:
+            events = [msgspec.structs.replace(e, tt=1) for e in events]
         self.sink.emit(events)
 
     def _count_frequency(self, user: str, outcome: Outcome, now: float) -> None:
@@ -867,10 +876,13 @@ class ServingApp:
             cr=token.creative_id,
             # What the rollups bill: the impression's CPM micros, or the click's price in
             # billionths (CPC).
-            cpm=token.cpm_micros if kind == "imp" else cost,
+            cpm=0 if token.test else token.cpm_micros if kind == "imp" else cost,
             d=token.decision_id,
             b=token.buyer_id,
+            tt=1 if token.test else 0,
         )
+        if token.test:  # recorded (once) for the test counts, never charged
+            cost = pending = 0
         try:
             return await self.store.spend.record_billable(
                 self.sink,

@@ -52,6 +52,8 @@ class Event(msgspec.Struct, frozen=True):
     # The caller's request id (x-request-id, BidRequest.id), on the first event of an ad
     # request: for correlation with the caller's logs, never a key.
     rq: str = ""
+    # 1: test traffic (OpenRTB `test = 1`): counted apart in the rollups, never billed.
+    tt: int = 0
 
 
 encode_events = msgspec.json.Encoder().encode

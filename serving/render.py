@@ -81,6 +81,7 @@ class Renderer:
             landing_url=creative.click_url,
             click_micros=click_micros,
             measure=ctx.permissions is not None and ctx.permissions.measure,
+            test=ctx.test,
         )
         # One signed token per decision, for its impression, click, error and event URLs
         # alike (the path says which): one HMAC per decision on the hot path.
@@ -113,7 +114,9 @@ class Renderer:
             cpm_micros=int(d.price * MICROS),
             issued_at=now,
             buyer_id=ext.buyer_id,
-            notice=substitute(ext.burl, values) if ext.burl else "",
+            # Test traffic is never billable: the buyer gets no billing notice for it.
+            notice=substitute(ext.burl, values) if ext.burl and not ctx.test else "",
+            test=ctx.test,
         )
         imp_url = f"{self.public_url}/v1/imp/{self.signer.sign(token)}"
         markup = substitute(ext.adm or "", values)

@@ -33,6 +33,7 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     # TCF purpose 7 (measure ad performance) for us on this decision: its player and
     # viewability events (/v1/ev/) are recorded only then. Last, so older tokens still decode.
     measure: bool = True
+    test: bool = False  # a decision on test traffic (OpenRTB test = 1): never billed
 
 
 class InvalidToken(ValueError):
