@@ -538,7 +538,8 @@ class ServingApp:
             decide_pods(index, placement, ctx, state, external, outcome)
         if external:
             await self._fetch_missing_markup(ctx, outcome)
-        reservations = self._charge_wins(outcome, int(ctx.now))
+        # Test traffic (test = 1) is never charged: see `_record`.
+        reservations = None if ctx.test else self._charge_wins(outcome, int(ctx.now))
         if reservations is not None:
             await self._settle(outcome, reservations)
         self._record(placement, ctx, outcome, user, external, index.line_items)
