@@ -134,7 +134,7 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rows = list(
         Campaign.objects.filter(pk=campaign.pk)
         .select_related("advertiser")
-        .prefetch_related(delivery.line_items_prefetch())
+        .prefetch_related(delivery.line_items_prefetch(full=True))
     )
     campaign = rows[0]
     inventory = delivery.active_inventory()
