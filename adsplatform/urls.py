@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from campaigns.views import switch_organisation_view, tokens_page
 from reporting.pacing import pacing_chart
 from reporting.reports.views import report_download, report_page
-from reporting.views import DeliveryDiagnosticsView, HourlyReportView
+from reporting.views import DeliveryDiagnosticsView, HourlyReportView, targeting_match_view
 
 admin.site.site_header = "adsplatform ad ops"
 
@@ -23,6 +23,7 @@ urlpatterns = [
         DeliveryDiagnosticsView.as_view(),
         name="api-report-diagnostics",
     ),
+    path("api/v1/reports/targeting/", targeting_match_view, name="api-report-targeting"),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("creatives.api.urls")),
     path("api/v1/", include("campaigns.bulk.urls")),

@@ -125,3 +125,17 @@ def live_line_items(line_items: QuerySet[LineItem]) -> list[LineItem]:
         .prefetch_related("placements", Prefetch("creatives", Creative.objects.servable()))
         .order_by("pk")[:MAX_LINE_ITEMS]
     )
+
+
+def hourly_funnels(line_items: Iterable[LineItem], rows: QuerySet[Any]) -> list[tuple[Any, Funnel]]:
+    """(hour, funnel) per hour with opportunities and per line item: the API's answer."""
+    keys = ("hour", "placement_id", "slots", "country", "device_type", "channel")
+    by_hour: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows.values(*keys).annotate(n=Sum("requests")).order_by("hour"):
+        by_hour.setdefault(row["hour"], []).append(row)
+    items = list(line_items)
+    out = []
+    for hour, hour_keys in by_hour.items():
+        for funnel in sorted(targeting_funnels(items, hour_keys), key=lambda f: f.line_item_id):
+            out.append((hour, funnel))
+    return out

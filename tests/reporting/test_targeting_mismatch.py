@@ -114,6 +114,23 @@ def test_a_line_item_whose_countries_no_request_matched_says_so(
     assert "data-blocked" not in served
     assert _axes(served) == ["6", "6", "4", "3", "3"]  # US: 4, of which desktop (2): 3
 
+    # the same per hour through the API
+    api = client.get("/api/v1/reports/targeting/").json()["results"]
+    by_li = {(r["line_item_id"]): r for r in api}
+    hour = by_li[france.pk]["hour"]
+    assert by_li[france.pk] == {
+        "hour": hour, "line_item_id": france.pk, "placement": 6, "slot": 6, "country": 0,
+        "device": 0, "channel": 0, "blocked_at": "country",
+    }  # fmt: skip
+    assert by_li[us.pk]["channel"] == 3 and by_li[us.pk]["blocked_at"] is None
+    assert len(api) == 2
+    week = client.get("/api/v1/reports/targeting/?since=2026-01-01T00:00&until=2026-02-01T00:00")
+    assert week.status_code == 400
+    assert week.json()["error"]["fields"][0]["path"] == "until"
+    outsider = get_user_model().objects.create_user("outsider", password="pw-12345-long")
+    client.force_login(outsider)
+    assert client.get("/api/v1/reports/targeting/").json() == {"results": []}
+
 
 def test_the_drain_empties_every_recent_index_into_one_entry() -> None:
     sent: list[list[Any]] = []
