@@ -141,6 +141,29 @@ class ImageError(ValueError):
     pass
 
 
+# What a file that is both an image and something else carries: markup or script a browser
+# would run if the file were ever sniffed as HTML or SVG, or a whole zip archive appended
+# (GIFAR-style). A real image's compressed bytes hold one of these only by a chance of about
+# 2^-56 per position; metadata written by image editors holds none.
+_POLYGLOT_MARKERS = {
+    b"<script": "a script",
+    b"<html": "an HTML page",
+    b"<svg": "SVG markup",
+    b"<iframe": "an iframe",
+    b"<?php": "PHP code",
+    b"javascript:": "a javascript: URL",
+    b"pk\x03\x04": "a zip archive",
+}
+
+
+def _embedded_payload(data: bytes) -> str | None:
+    lowered = data.lower()
+    for marker, what in _POLYGLOT_MARKERS.items():
+        if marker in lowered:
+            return what
+    return None
+
+
 def read_image(file: IO[bytes], label: str, max_bytes: int, what: str) -> ImageFacts:
     """Format, pixel size and weight of an image, read from its bytes; raises ImageError."""
     size = getattr(file, "size", None)
@@ -163,6 +186,14 @@ def read_image(file: IO[bytes], label: str, max_bytes: int, what: str) -> ImageF
     if size > max_bytes:
         raise ImageError(
             f"{label} weighs {weight(size)}, over the {weight(max_bytes)} limit for {what}."
+        )
+    file.seek(0)
+    payload = _embedded_payload(file.read())
+    file.seek(0)
+    if payload:
+        raise ImageError(
+            f"{label} is an image with {payload} inside it (a polyglot file); export the image "
+            "again from an image editor."
         )
     return ImageFacts(fmt, width, height, size)
 
