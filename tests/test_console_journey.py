@@ -360,12 +360,15 @@ def test_another_organisations_pages_are_not_found(live_server: Any, browser: An
             f"/creatives/{creative.pk}/preview/",
             f"/reports/pacing/{theirs.pk}/",
             f"/bulk/export/?organisation={theirs.advertiser_id}",
+            f"/reports/?campaign={theirs.pk}",
         )
     }
+    report_download = page.request.get(f"{base}/reports/download/campaign.csv?campaign={theirs.pk}")
     report = page.goto(f"{base}/reports/?range=last_30_days")
     download = page.request.get(f"{base}/reports/download/campaign.csv?range=last_30_days")
 
     assert set(codes.values()) == {404}, codes
+    assert report_download.status == 404
     assert report.status == 200 and theirs.name not in page.content()
     assert download.status == 200 and theirs.name not in download.text()
     assert creative.kind == CreativeKind.IMAGE
