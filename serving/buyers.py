@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 
 from compliance.policy import BuyerPermission
 from serving.blocks import adomain_blocked, domain_keys, normalise_badv
-from serving.context import AdContext, DealRequest, Imp, VideoSpec
+from serving.context import VIDEO, AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
 from serving.macros import macro_values, substitute
 from serving.netguard import FetchPolicy, GuardedResolver, RefusedAddress
@@ -58,6 +58,7 @@ from serving.openrtb import (
     LOSS_INVALID_RESPONSE,
     LOSS_MISSING_MARKUP,
     LOSS_NOT_IN_DEAL,
+    MTYPE_VIDEO,
     Bid,
     BidResponse,
     OpenRtbError,
@@ -113,6 +114,7 @@ BLOCKED_DOMAIN = "blocked_domain"
 BLOCKED_CATEGORY = "blocked_category"
 INVALID_DEAL = "invalid_deal"
 BELOW_FLOOR = "below_floor"
+DURATION = "duration"  # a video bid's `dur` not allowed (rqddurs, min/max), or missing
 # Notices:
 NOTICE_DROPPED = "notice_dropped"
 NOTICE_ERROR = "notice_error"
@@ -124,6 +126,7 @@ REFUSED_ADDRESS = "refused_address"  # a URL at an address we may not fetch (ser
 LOSS_CODES = {
     UNKNOWN_IMP: LOSS_INVALID_RESPONSE,
     NO_MARKUP: LOSS_MISSING_MARKUP,
+    DURATION: LOSS_INVALID_RESPONSE,  # as the pod auction says of a bid without `dur`
     BLOCKED_DOMAIN: LOSS_ADVERTISER_EXCLUSION,
     BLOCKED_CATEGORY: LOSS_CATEGORY_EXCLUSION,
     INVALID_DEAL: LOSS_INVALID_DEAL,
@@ -136,6 +139,7 @@ LOSS_CODES = {
 LATENCY_SUM = "latency_ms_sum"
 LATENCY_COUNT = "latency_count"
 
+VIDEO_ONLY = frozenset({VIDEO})
 _FAILURES = frozenset({TIMEOUT, ERROR, INVALID_JSON})
 
 
@@ -170,6 +174,7 @@ class ExternalBid:
     currency: str = "USD"  # the buyer's, which `original_price` is in
     fx_rate: Decimal = Decimal(1)  # platform units per unit of `currency`
     dur: int | None = None  # seconds, video and audio (ad pods place by it)
+    protocol: int | None = None  # AdCOM creative subtype, as the buyer gave it
     # BidResponse.bidid, the buyer's id of its whole answer: `${AUCTION_BID_ID}` (§4.4).
     response_id: str = ""
     adid: str | None = None
@@ -950,8 +955,20 @@ def _bid_problem(
     problem, deal = _deal_problem(bid, seat, imp)
     if problem:
         return problem, None
-    # The deal's floor takes precedence over the imp's (OpenRTB 2.6), even when lower.
+    # The deal's floor takes precedence over the imp's (OpenRTB 2.6), even when lower; a
+    # video's per-second floor over the imp's, for the duration bid.
     floor = deal.bidfloor if deal is not None else imp.bidfloor
+    spec = imp.video
+    video_bid = bid.mtype == MTYPE_VIDEO or (bid.mtype is None and imp.formats == VIDEO_ONLY)
+    if spec is not None and not imp.is_pod and video_bid:
+        if bid.dur is None:
+            # Without `dur` neither rule can be checked; min/maxduration alone are trusted.
+            if spec.rqddurs or spec.mincpmpersec:
+                return DURATION, None
+        elif not spec.allows_duration(bid.dur):
+            return DURATION, None
+        elif deal is None:
+            floor = spec.floor_for(bid.dur, floor)
     if bid.price * rate < floor:
         return BELOW_FLOOR, floor
     return "", None
@@ -1005,6 +1022,7 @@ def _external_bid(
         currency=currency,
         fx_rate=rate,
         dur=bid.dur,
+        protocol=bid.protocol,
         response_id=response.bidid or "",
         adid=bid.adid,
     )

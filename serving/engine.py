@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from serving.auction import AuctionResult, Bid, Deal, run_auction
+from serving.auction import BOOKED_TIERS, AuctionResult, Bid, Deal, clearing_price, run_auction
 from serving.buyers import ExternalBid, LostBid
-from serving.context import AdContext, Imp
+from serving.context import AdContext, Imp, VideoSpec
 from serving.index import Candidate, Index, slot_keys
 from serving.openrtb.codes import LOSS_BELOW_DEAL_FLOOR, LOSS_BELOW_FLOOR, LOSS_NOT_IN_DEAL
 from serving.snapshot import PRICE_TIER, CreativeSnap, LineItemSnap, PlacementSnap
@@ -173,7 +173,12 @@ def _scan(
         weights: tuple[int, ...] = ()
         if reason is None:
             creatives, weights = allowed_creatives(c, imp, st.ctx)
-            reason = pacing_reason(li, st) if creatives else CREATIVE_BLOCKED
+            if creatives and deal is None and imp.video and imp.video.mincpmpersec:
+                creatives, weights = _per_second_floor(creatives, weights, imp.video, floor, ecpm)
+                if not creatives:
+                    reason = BELOW_FLOOR
+            if reason is None:
+                reason = pacing_reason(li, st) if creatives else CREATIVE_BLOCKED
         if reason is not None:
             if exhaustive:
                 out.reasons[li.id] = reason
@@ -188,6 +193,30 @@ def _scan(
         elif ecpm < best and (runner is None or ecpm > runner):
             runner = ecpm
     return out
+
+
+def _per_second_floor(
+    creatives: tuple[CreativeSnap, ...],
+    weights: tuple[int, ...],
+    spec: VideoSpec,
+    floor: Decimal,
+    ecpm: Decimal,
+) -> tuple[tuple[CreativeSnap, ...], tuple[int, ...]]:
+    """The creatives whose duration's floor (`mincpmpersec` x seconds) the bid reaches."""
+    kept = [
+        (cr, w)
+        for cr, w in zip(creatives, weights, strict=True)
+        if cr.format != "video" or spec.floor_for(cr.duration, floor) <= ecpm
+    ]
+    return tuple(cr for cr, _ in kept), tuple(w for _, w in kept)
+
+
+def winner_floor(imp: Imp, floor: Decimal, seconds: int | None) -> Decimal:
+    """The floor a video winner of `seconds` clears against: the per-second one when higher."""
+    spec = imp.video
+    if spec is None or not spec.mincpmpersec or not seconds:
+        return floor
+    return spec.floor_for(seconds, floor)
 
 
 def _external_bids(imp: Imp, external: Sequence[Any]) -> list[Bid]:
@@ -239,7 +268,7 @@ def decide(
         )
         if external:
             outcome.lost.extend(_lost_bids(result, floor))
-        decision = _decision(imp, result, floor, st.rng)
+        decision = _decision(imp, result, floor, st.rng, first_price=ctx.at == 1)
         if decision is not None:
             outcome.decisions.append(decision)
             if decision.line_item is not None:
@@ -267,24 +296,47 @@ def _lost_bids(result: AuctionResult, floor: Decimal) -> Iterator[LostBid]:
         yield LostBid(bid.payload, code, min_to_win)
 
 
-def _decision(imp: Imp, result: Any, floor: Decimal, rng: random.Random) -> Decision | None:
+def _per_second_price(
+    result: Any, imp: Imp, floor: Decimal, seconds: int | None, first_price: bool
+) -> Decimal:
+    """A second-price video winner clears against its own duration's floor when that is
+    above the imp's (a first-price, booked or deal winner's price stands as it is)."""
+    winner = result.winner
+    if first_price or winner.deal is not None or winner.tier in BOOKED_TIERS:
+        return Decimal(result.price)
+    own = winner_floor(imp, floor, seconds)
+    if own <= floor:
+        return Decimal(result.price)
+    return clearing_price(winner.ecpm, result.second, own)
+
+
+def _decision(
+    imp: Imp, result: Any, floor: Decimal, rng: random.Random, first_price: bool = False
+) -> Decision | None:
     winner = result.winner
     if winner is None:
         return None
     deal_id = winner.deal.deal_id if winner.deal else None
+    per_second = imp.video is not None and imp.video.mincpmpersec
     if isinstance(winner.payload, tuple):
         candidate, creatives, weights = winner.payload
         creative = creatives[0] if len(creatives) == 1 else rng.choices(creatives, weights)[0]
+        price = result.price
+        if per_second and creative.format == "video":
+            price = _per_second_price(result, imp, floor, creative.duration, first_price)
         return Decision(
-            imp=imp, price=result.price, second=result.second, floor=floor,
+            imp=imp, price=price, second=result.second, floor=floor,
             line_item=candidate.line_item, creative=creative,
             size=creative.size if creative.format == "banner" else candidate.slot,
             deal_id=deal_id, losses=result.losses,
         )  # fmt: skip
     ext = winner.payload
     size = f"{ext.w}x{ext.h}" if ext.w and ext.h else (imp.sizes[0] if imp.sizes else "")
+    price = result.price
+    if per_second:
+        price = _per_second_price(result, imp, floor, ext.dur, first_price)
     return Decision(
-        imp=imp, price=result.price, second=result.second, floor=floor,
+        imp=imp, price=price, second=result.second, floor=floor,
         external=ext, size=size, deal_id=deal_id, losses=result.losses,
     )  # fmt: skip
 

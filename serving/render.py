@@ -17,6 +17,8 @@ from serving.tokens import TokenSigner, TrackingToken
 
 MICROS = Decimal(1_000_000)
 PRICE_PLACES = Decimal("0.0001")
+# AdCOM creative subtypes (Bid.protocol): VAST 4.2, and a VAST 4.2 wrapper.
+VAST_42, VAST_42_WRAPPER = 13, 14
 MTYPES = {"banner": 1, "video": 2, "audio": 3, "native": 4}
 
 
@@ -129,18 +131,25 @@ class Renderer:
         crid: str | None
         cid: str | None
         mtype: int | None
+        dur: int | None = None
+        protocol: int | None = None
         if d.line_item is not None and d.creative is not None:
             adomain, cat = tuple(d.creative.adomain), tuple(d.creative.categories)
             crid, cid = str(d.creative.id), str(d.line_item.campaign_id)
             adm, mtype = s.native or s.markup, MTYPES.get(s.format, 1)
+            if s.format in ("video", "audio"):
+                # Our video and audio markup is VAST 4.2: an InLine ad, or a Wrapper.
+                dur = d.creative.duration or None
+                protocol = VAST_42_WRAPPER if "<Wrapper" in s.markup else VAST_42
         else:
             ext: ExternalBid = d.external
             adomain, cat, crid, cid = ext.adomain, ext.cat, ext.crid, ext.cid
             adm, mtype = s.markup, ext.mtype
+            dur, protocol = ext.dur, ext.protocol
         return openrtb.ResponseBid(
             id=s.decision_id, impid=d.imp.id, price=answer_price(d.price, rate),
             adm=adm, adomain=adomain, crid=crid, cid=cid, cat=cat, w=w, h=h, mtype=mtype,
-            dealid=d.deal_id, burl=s.imp_url,
+            dealid=d.deal_id, burl=s.imp_url, dur=dur, protocol=protocol,
         )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ class ResponseBid:
     burl: str | None = None
     lurl: str | None = None
     dur: int | None = None  # seconds, video and audio
+    protocol: int | None = None  # AdCOM: VAST 4.2 = 13, VAST 4.2 wrapper = 14
     slotinpod: int | None = None  # a structured pod's slot the bid is for
 
 
@@ -70,6 +71,7 @@ def _response_bid(bid: ResponseBid) -> dict[str, Any]:
             "burl": bid.burl,
             "lurl": bid.lurl,
             "dur": bid.dur,
+            "protocol": bid.protocol,
             "slotinpod": bid.slotinpod,
         }
     )

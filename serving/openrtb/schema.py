@@ -264,6 +264,7 @@ class Bid(_Wire, frozen=True):
     burl: str | None = None
     lurl: str | None = None
     dur: int | None = None  # seconds, video and audio
+    protocol: int | None = None  # AdCOM creative subtype (VAST 4.2 = 13, its wrapper 14)
     slotinpod: int | None = None
     ext: Ext = None
 
