@@ -26,8 +26,9 @@ from tests.faults.services import (
 OUTAGE_SECONDS = 15
 # After Redis is back, a task sent then must run within this long: the worker retries the
 # connection at growing intervals (2 s, 4 s, 6 s, ... capped at 30 s), which after 15 s of
-# outage puts the reconnect within about 6 s, plus what is left of the backlog.
-RECOVERY_SECONDS = 25
+# outage puts the reconnect within about 6 s, plus what is left of the backlog; the margin
+# is for a CI machine busy with other work.
+RECOVERY_SECONDS = 40
 
 
 def _send_probe(broker_url: str, backlog: int = 0) -> str:
@@ -57,13 +58,13 @@ def test_worker_and_beat_ride_out_a_redis_outage(tmp_path: Path, appendonly: boo
         beat = LoggedProcess(celery_beat_args(tmp_path / "beat-schedule"), env=env,
                              log=tmp_path / "beat.log")  # fmt: skip
         try:
-            worker.wait_for_text("ready.", timeout=60)
+            worker.wait_for_text("ready.", timeout=120)
             probe = _send_probe(redis_server.url)
-            worker.wait_for_text(f"celery.accumulate[{probe}] succeeded", timeout=20)
+            worker.wait_for_text(f"celery.accumulate[{probe}] succeeded", timeout=60)
 
             # when: Redis goes away for 15 s while tasks are in flight, and comes back
             _send_probe(redis_server.url, backlog=300)
-            worker.wait_for_text("celery.accumulate[", timeout=10, start=len(worker.text()))
+            worker.wait_for_text("celery.accumulate[", timeout=30, start=len(worker.text()))
             redis_server.stop()
             time.sleep(OUTAGE_SECONDS)
             worker_mark, beat_mark = len(worker.text()), len(beat.text())
@@ -77,8 +78,8 @@ def test_worker_and_beat_ride_out_a_redis_outage(tmp_path: Path, appendonly: boo
                 start=worker_mark,
             )  # fmt: skip
             recovered = time.monotonic() - back
-            beat.wait_for_text("Sending due task ingest-events", timeout=10, start=beat_mark)
-            worker.wait_for_text("ingest_events_task[", timeout=10, start=worker_mark)
+            beat.wait_for_text("Sending due task ingest-events", timeout=30, start=beat_mark)
+            worker.wait_for_text("ingest_events_task[", timeout=30, start=worker_mark)
             assert worker.alive()
             assert beat.alive()
             assert "Unrecoverable error" not in worker.text()
