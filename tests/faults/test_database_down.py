@@ -47,6 +47,8 @@ def test_database_refusing_connections_gives_clean_503s(tmp_path: Path, debug: s
         REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX,
         DJANGO_DEBUG=debug,
         SERVING_PUBLIC_URL=base,
+        # A request waits this long for a pooled connection before its 503 (10 s by default).
+        DB_POOL_TIMEOUT="2",
     )
     server = LoggedProcess(
         [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1",
@@ -55,7 +57,7 @@ def test_database_refusing_connections_gives_clean_503s(tmp_path: Path, debug: s
     )  # fmt: skip
     try:
         _wait_listening(base, server)
-        with httpx.Client(base_url=base, timeout=10) as client:
+        with httpx.Client(base_url=base, timeout=30) as client:
             # a logged-in dashboard user: the session is looked up in the database
             page = client.get("/", cookies={"sessionid": "x" * 32})
             api = client.get(
