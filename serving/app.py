@@ -231,6 +231,7 @@ class ServingApp:
         await self.sink.close()
         await self.pool.close()
         await self.redis.aclose()
+        self.store.forget()
         self._started.clear()
 
     async def _drain_request_keys(self) -> None:

@@ -87,6 +87,15 @@ class SnapshotStore:
     def version(self) -> int:
         return self.index.version if self.index else 0
 
+    def forget(self) -> None:
+        """Drop the loaded snapshot, so the next refresh loads whatever is published. An app
+        started again after a shutdown must not trust a version number it saw before: after
+        Redis lost its data the counter starts over, and an equal number is other content."""
+        self.index = None
+        self._parts = {}
+        self._zone_cache = None
+        self.campaigns = {}
+
     def mark_exhausted(self, day: str, *, campaign_id: int = 0, line_item_id: int = 0) -> None:
         """Stop a campaign or line item in this process now: its budget for `day` (its own
         local day) was reached. A reply that comes back after that day is over is ignored."""
