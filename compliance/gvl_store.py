@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
+from adsplatform.sources import read_bounded
 from compliance.gvl import GlobalVendorList, GvlError, parse_gvl
 from compliance.models import VendorList
 
@@ -33,23 +34,7 @@ _parsed: dict[tuple[str, object], GlobalVendorList] = {}
 
 
 def _read(source: str) -> bytes:
-    if source.startswith(("http://", "https://")):
-        with (
-            httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=False) as client,
-            client.stream("GET", source) as response,
-        ):
-            if response.status_code != 200:
-                raise GvlError(f"{source} answered HTTP {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_GVL_BYTES:
-                    raise GvlError(f"{source} sent more than {MAX_GVL_BYTES} bytes")
-            return bytes(body)
-    path = Path(source)
-    if path.stat().st_size > MAX_GVL_BYTES:
-        raise GvlError(f"{source} is larger than {MAX_GVL_BYTES} bytes")
-    return path.read_bytes()
+    return read_bounded(source, limit=MAX_GVL_BYTES, timeout=FETCH_TIMEOUT, error=GvlError)
 
 
 def _decode(data: bytes, source: str) -> tuple[object, GlobalVendorList]:

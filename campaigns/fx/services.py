@@ -12,12 +12,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from adsplatform.sources import read_bounded
 from campaigns.fx.rates import MAX_FEED_BYTES, FxError, parse_ecb_xml
 from campaigns.models import FxRateSet
 
@@ -71,23 +71,7 @@ def fx_rates_age_seconds(now: datetime | None = None) -> float | None:
 
 def read_source(source: str) -> bytes:
     """The bytes of a file path or an http(s) URL, at most MAX_FEED_BYTES."""
-    if source.startswith(("http://", "https://")):
-        with (
-            httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=False) as client,
-            client.stream("GET", source) as response,
-        ):
-            if response.status_code != 200:
-                raise FxError(f"{source} answered HTTP {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_FEED_BYTES:
-                    raise FxError(f"{source} sent more than {MAX_FEED_BYTES} bytes")
-            return bytes(body)
-    path = Path(source)
-    if path.stat().st_size > MAX_FEED_BYTES:
-        raise FxError(f"{source} is larger than {MAX_FEED_BYTES} bytes")
-    return path.read_bytes()
+    return read_bounded(source, limit=MAX_FEED_BYTES, timeout=FETCH_TIMEOUT, error=FxError)
 
 
 def refresh_fx_rates(source: str | None = None, now: datetime | None = None) -> FxRateSet:
