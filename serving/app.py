@@ -56,6 +56,7 @@ from serving.http import (
 from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
+from serving.measure import event_name, record_event
 from serving.netguard import FetchPolicy
 from serving.outage import Outage
 from serving.pods.fill import decide_pods
@@ -793,22 +794,23 @@ class ServingApp:
         """A VAST error or tracking event, or an HTML render failure: counted, not billed."""
         token = self._verify(text, "imp")  # the impression's token, see fill
         query = query_params(scope)
-        detail = (query.get("code") if kind == "err" else query.get("e")) or ""
+        # A player event's name must be one we count (else a 400).
+        detail = (query.get("code") or "") if kind == "err" else event_name(query.get("e"))
         # Player and viewability events measure the ad (TCF purpose 7): not recorded for a
         # decision made without it. Errors are kept (fixing errors is a special purpose).
         measured = kind != "evt" or token.measure
         if measured and self._fresh(token) and len(detail) <= 32:
             if not self.sink.accepting:
                 raise _events_unavailable()
-            self.sink.emit(
-                [
-                    Event(
-                        t=kind, ts=int(time.time() * 1000), pl=token.placement_id,
-                        li=token.line_item_id, cp=token.campaign_id, adv=token.advertiser_id,
-                        cr=token.creative_id, d=token.decision_id, r=detail,
-                    )
-                ]
+            event = Event(
+                t=kind, ts=int(time.time() * 1000), pl=token.placement_id,
+                li=token.line_item_id, cp=token.campaign_id, adv=token.advertiser_id,
+                cr=token.creative_id, d=token.decision_id, r=detail,
             )  # fmt: skip
+            if kind == "evt":
+                record_event(self.sink, self.keys, event, self.config.token_ttl + 3600)
+            else:
+                self.sink.emit([event])
         await respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
 
     async def _health(self, send: Send, request_id: str) -> None:

@@ -1,16 +1,20 @@
 """`creative_snap`: each kind as the serving snapshot carries it, placeholders left for serving."""
 
+import base64
+import hashlib
 import html
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from creatives import services
 from creatives.models import Creative
-from creatives.rendering import render_markup
+from creatives.rendering import VIEWABILITY, render_markup
 from creatives.snapshot import creative_snap, servable_creatives
 from tests.creatives.helpers import served
 from tests.factories import (
@@ -179,7 +183,11 @@ def test_native_has_an_html_form_and_an_openrtb_native_response() -> None:
             {"id": 5, "data": {"type": 1, "value": "Acme Outdoor"}},
         ],
         "link": {"url": "%%CLICK_URL%%"},
-        "eventtrackers": [{"event": 1, "method": 1, "url": "%%IMP_URL%%"}],
+        "eventtrackers": [
+            {"event": 1, "method": 1, "url": "%%IMP_URL%%"},
+            # Native 1.2 event 2: viewable-mrc50, fired by the renderer that measures it.
+            {"event": 2, "method": 1, "url": "%%EVENT_URL%%?e=viewable"},
+        ],
     }
     # Signed URLs go in as they are and the JSON stays JSON.
     assert json.loads(served(snap.native))["link"]["url"].startswith("https://ads.example.com/")
@@ -236,3 +244,9 @@ def test_only_servable_creatives_are_offered_to_the_snapshot() -> None:
     Creative.objects.filter(pk=archived.pk).update(archived_at=timezone.now())
 
     assert list(servable_creatives()) == [approved]
+
+
+def test_the_viewability_handler_hash_in_the_docs_is_the_handlers() -> None:
+    digest = base64.b64encode(hashlib.sha256(VIEWABILITY.encode()).digest()).decode()
+    docs = (Path(settings.BASE_DIR) / "docs" / "creatives.md").read_text()
+    assert f"'sha256-{digest}'" in docs

@@ -211,11 +211,12 @@ def celery_workers(workers: list[CeleryWorker]) -> Iterator[list[CeleryWorker]]:
 
 @contextlib.contextmanager
 def serving_granian(
-    log_path: Path, env: Mapping[str, str], *, timeout: float = 60.0
+    log_path: Path, env: Mapping[str, str], *, timeout: float = 60.0, port: int = 0
 ) -> Iterator[int]:
     """A real granian (one worker) serving `tests.faults.serving_asgi` on a private loopback
-    port; yields the port once it accepts connections, stops the whole group on exit."""
-    port = free_port()
+    port (`port`, else a free one); yields the port once it accepts connections, stops the
+    whole group on exit."""
+    port = port or free_port()
     granian = str(Path(sys.executable).with_name("granian"))
     args = [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--log-level", "warning",

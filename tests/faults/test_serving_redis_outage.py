@@ -146,7 +146,9 @@ def test_redis_stopped_for_15_s_pauses_paid_demand_answers_503_and_recovers(
                 statuses.add(status)
                 fills.append(li)
                 tracking.append(await client.get(held_imp))
-                tracking.append(await client.get(held_imp.replace("/v1/imp/", "/v1/ev/")))
+                tracking.append(
+                    await client.get(held_imp.replace("/v1/imp/", "/v1/ev/") + "?e=start")
+                )
                 await asyncio.sleep(max(0.0, started + 0.25 * len(fills) - time.monotonic()))
             during = time.monotonic() - started
 

@@ -1,0 +1,128 @@
+"""MRC viewability measured by the served markup in a real Chromium, recorded by a real
+serving app (granian): `measurable` once, `viewable` once and only after a continuous second
+with half the ad in view; less than half, or under a second, is not viewable."""
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from django.conf import settings
+from redis import Redis
+
+from campaigns.snapshot import publish_snapshot
+from tests.factories import make_campaign, make_line_item, make_placement
+from tests.faults.services import free_port, serving_granian
+from tests.serving.test_serving_path import stream_events
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"):
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+pytestmark = pytest.mark.django_db
+
+VIEWPORT: "ViewportSize" = {"width": 800, "height": 600}
+# The ad sits below a spacer taller than the viewport: out of view when the page loads.
+PAGE = """<!doctype html><html><body style="margin:0">
+<div style="height:2000px"></div><div id="slot"></div><div style="height:2000px"></div>
+</body></html>"""
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {seconds} s")
+
+
+def recorded(redis: Redis, decision: str) -> list[str]:
+    """The player and viewability events the serving app wrote for one decision."""
+    return [e.r for e in stream_events(redis) if e.t == "evt" and e.d == decision]
+
+
+def test_served_markup_reports_one_viewable_impression_after_a_second_in_view(
+    tmp_path: Path,
+) -> None:
+    placement = make_placement()
+    make_line_item(make_campaign(), "2.50")
+    publish_snapshot()
+    redis: Redis = Redis.from_url(settings.REDIS_URL)
+    port = free_port()
+    env = {
+        "FAULT_REDIS_URL": settings.REDIS_URL,
+        "FAULT_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        "FAULT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    from playwright.sync_api import sync_playwright
+
+    with serving_granian(tmp_path / "granian.log", env, port=port) as port:
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/ad",
+            json={"placement": placement.key, "slots": [{"id": "top", "sizes": ["300x250"]}]},
+            timeout=10,
+        )
+        [decision] = answer.json()["decisions"]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport=VIEWPORT)
+            beacons: list[tuple[float, str]] = []
+            page.on(
+                "request",
+                lambda r: beacons.append((time.monotonic(), r.url)) if "/v1/ev/" in r.url else None,
+            )
+            page.set_content(PAGE)
+            # As a publisher inserts the /v1/ad answer: innerHTML, so only handlers run.
+            page.evaluate(
+                "m => { document.getElementById('slot').innerHTML = m }", decision["markup"]
+            )
+
+            # Measurable once the impression pixel has loaded, while out of view.
+            wait_for(lambda: "measurable" in recorded(redis, decision["id"]), 20, "measurable")
+
+            def scroll_to_show(pixels: int) -> None:
+                """Scroll so that the ad's top `pixels` rows are in the viewport."""
+                page.evaluate(
+                    "px => { const top = document.getElementById('slot').offsetTop;"
+                    " window.scrollTo(0, top - innerHeight + px) }",
+                    pixels,
+                )
+
+            # In view for well under a second, then out: not viewable.
+            scroll_to_show(250)
+            time.sleep(0.2)
+            scroll_to_show(-200)
+            # 40 % of the ad in view (under the 50 % a 300x250 needs) for 1.5 s: not viewable.
+            scroll_to_show(100)
+            time.sleep(1.5)
+            scroll_to_show(-200)
+            time.sleep(1.5)
+            assert [u for _, u in beacons if "e=viewable" in u] == []
+
+            # All of it in view: viewable after a second, once.
+            shown_at = time.monotonic()
+            scroll_to_show(250)
+            wait_for(lambda: "viewable" in recorded(redis, decision["id"]), 20, "viewable")
+            # Out of view and back for longer than a second: still one viewable impression.
+            scroll_to_show(-200)
+            time.sleep(0.3)
+            scroll_to_show(250)
+            time.sleep(2.0)
+            browser.close()
+
+    viewable_beacons = [t for t, u in beacons if "e=viewable" in u]
+    assert len(viewable_beacons) == 1
+    assert viewable_beacons[0] - shown_at >= 1.0
+    assert [u.rsplit("?", 1)[1] for _, u in beacons] == ["e=measurable", "e=viewable"]
+    assert recorded(redis, decision["id"]) == ["measurable", "viewable"]
