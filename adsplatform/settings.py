@@ -4,6 +4,7 @@ Without DATABASE_URL and REDIS_URL the project runs on the embedded default: SQL
 var/ and the Redis server that `adsplatform.launch` starts on a socket in var/.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -141,6 +142,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # The test database is a file of its own per run, not Django's default shared-cache
+    # in-memory database: shared cache locks whole tables and answers "database table is
+    # locked" at once (no busy timeout) when the Celery worker thread of a test writes while
+    # the test thread reads. A file gets WAL and the timeout above, as in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     # Under ASGI Django runs each request in a thread of its own, so persistent connections
     # (CONN_MAX_AGE > 0) meant one Postgres connection per request left open for a minute: a
@@ -324,6 +330,15 @@ INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=5000)
 # the admin's ingestion status (reporting/backlog.py). 5,000,000 entries is about 17 minutes
 # of stalled ingestion at 2,500 requests/s.
 STREAM_BACKLOG_LIMIT = env.int("STREAM_BACKLOG_LIMIT", default=5_000_000)
+
+# Operations (reporting.metrics): /metrics answers loopback, or this bearer token when set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# /readyz: the checks that make it answer 503 (of database, redis, snapshot, beat, ingest),
+# how long without a pacing run means beat is down, and the unrolled entries that mean
+# ingestion has fallen behind.
+READYZ_REQUIRED = env.list("READYZ_REQUIRED", default=["database", "redis", "snapshot"])
+READYZ_BEAT_STALE_SECONDS = env.float("READYZ_BEAT_STALE_SECONDS", default=60.0)
+READYZ_INGEST_LAG_LIMIT = env.int("READYZ_INGEST_LAG_LIMIT", default=100_000)
 # Billed (decision id, kind) pairs are kept this long past SERVING_TOKEN_TTL_SECONDS, for
 # clocks that disagree, then pruned by the retention job (reporting/billing.py).
 BILLED_DECISION_MARGIN_SECONDS = env.int("BILLED_DECISION_MARGIN_SECONDS", default=3600)
