@@ -42,7 +42,9 @@ FX = {"EUR": Decimal("1.10"), "GBP": Decimal("1.25")}
 FLOOR = Decimal("0.50")
 IMP = Imp(id="1", sizes=("300x250",), bidfloor=FLOOR)
 # How far past its deadline a round may return: scheduling noise, not a waiting budget.
-SLACK = 0.025
+# How late past its deadline a round may return on a loaded machine: far less than the
+# hung buyer's own timeout (1 s), which a round waiting for it would take.
+SLACK = 0.4
 CONSENTED_VENDOR, UNCONSENTED_VENDOR = 77, 88
 
 
@@ -366,34 +368,33 @@ def test_a_late_buyer_is_dropped_without_holding_the_round_past_the_deadline(
 
 
 def test_a_buyer_is_cut_off_at_its_own_timeout(buyer: LoopbackBuyer) -> None:
-    buyer.behaviour = Behaviour(delay_ms=200)
+    # The buyer answers after 1.5 s, well inside the round's 3 s: only its own 30 ms timeout
+    # can make it a timeout (waiting for it would have given a bid).
+    buyer.behaviour = Behaviour(delay_ms=1500)
 
-    async def scenario(pool: BuyerPool) -> tuple[BuyerRound, float]:
-        started = time.monotonic()
-        result = await one_round(pool, [snap(buyer, timeout_ms=30)], budget=1.0)
-        return result, time.monotonic() - started
+    async def scenario(pool: BuyerPool) -> BuyerRound:
+        return await one_round(pool, [snap(buyer, timeout_ms=30)], budget=3.0)
 
-    result, elapsed = with_pool(scenario)
+    result = with_pool(scenario)
 
     assert result.outcomes[0].outcome == "timeout"
-    assert elapsed < 0.2 / 2  # its 30 ms, not the buyer's 200 ms
+    assert result.bids == []
 
 
 def test_buyers_are_called_in_parallel(start_buyer: Callable[..., LoopbackBuyer]) -> None:
-    delay = 0.12
-    slow = [start_buyer(Behaviour(delay_ms=int(delay * 1000))) for _ in range(2)]
+    # Each buyer takes 0.8 s and the round allows 1.2 s: called one after the other, the
+    # second would miss the deadline; called together, both bid.
+    slow = [start_buyer(Behaviour(delay_ms=800)) for _ in range(2)]
 
-    async def scenario(pool: BuyerPool) -> tuple[BuyerRound, float]:
-        started = time.monotonic()
-        result = await one_round(
-            pool, [snap(s, n + 1, timeout_ms=600) for n, s in enumerate(slow)], budget=1.0
+    async def scenario(pool: BuyerPool) -> BuyerRound:
+        return await one_round(
+            pool, [snap(s, n + 1, timeout_ms=1200) for n, s in enumerate(slow)], budget=1.2
         )
-        return result, time.monotonic() - started
 
-    result, elapsed = with_pool(scenario)
+    result = with_pool(scenario)
 
+    assert [o.outcome for o in result.outcomes] == ["bid", "bid"]
     assert len(result.bids) == 2
-    assert delay <= elapsed < 1.6 * delay  # one delay, not two
 
 
 def test_the_outbound_tmax_fits_inside_the_inbound_one_and_the_headers_say_openrtb_2_6(
@@ -448,14 +449,14 @@ def test_the_circuit_opens_after_consecutive_failures_and_closes_after_a_good_pr
     async def scenario(pool: BuyerPool) -> tuple[list[str], int, str, str, bool]:
         failing = [(await one_round(pool, [target])).outcomes[0].outcome for _ in range(4)]
         calls_while_open = buyer.request_count()
-        await asyncio.sleep(0.06)  # the cooldown
+        await asyncio.sleep(1.1)  # the cooldown
         buyer.behaviour = Behaviour()
         probe = (await one_round(pool, [target])).outcomes[0].outcome
         after = (await one_round(pool, [target])).outcomes[0].outcome
         return failing, calls_while_open, probe, after, pool.breaker(1).is_closed
 
     failing, calls_while_open, probe, after, closed = with_pool(
-        scenario, breaker_failures=3, breaker_cooldown=0.05
+        scenario, breaker_failures=3, breaker_cooldown=1.0
     )
 
     assert failing == ["http_500", "http_500", "http_500", "circuit_open"]
@@ -470,12 +471,12 @@ def test_a_failed_probe_opens_the_circuit_again(buyer: LoopbackBuyer) -> None:
 
     async def scenario(pool: BuyerPool) -> list[str]:
         outcomes = [(await one_round(pool, [target])).outcomes[0].outcome for _ in range(2)]
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(1.1)
         for _ in range(2):
             outcomes.append((await one_round(pool, [target])).outcomes[0].outcome)
         return outcomes
 
-    outcomes = with_pool(scenario, breaker_failures=2, breaker_cooldown=0.05)
+    outcomes = with_pool(scenario, breaker_failures=2, breaker_cooldown=1.0)
 
     assert outcomes == ["http_503", "http_503", "http_503", "circuit_open"]
     assert buyer.request_count() == 3
@@ -487,12 +488,12 @@ def test_half_open_lets_one_probe_through(buyer: LoopbackBuyer) -> None:
 
     async def scenario(pool: BuyerPool) -> list[str]:
         await one_round(pool, [target])
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(1.1)
         buyer.behaviour = Behaviour(delay_ms=30)
         rounds = await asyncio.gather(one_round(pool, [target]), one_round(pool, [target]))
         return sorted(r.outcomes[0].outcome for r in rounds)
 
-    assert with_pool(scenario, breaker_failures=1, breaker_cooldown=0.05) == [
+    assert with_pool(scenario, breaker_failures=1, breaker_cooldown=1.0) == [
         "bid",
         "circuit_open",
     ]
