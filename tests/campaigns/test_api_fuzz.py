@@ -1,8 +1,9 @@
 """A bounded fuzz run of the OpenAPI schema: whatever schemathesis sends, nothing answers 5xx.
 
 Every operation, as ad-ops staff and as an organisation's analyst (read-only), derandomised.
-FUZZ_EXAMPLES sets the examples per operation (20 by default; `FUZZ_EXAMPLES=100` is the run
-issue 12 asks for, about 11 minutes per role on the shared two-core machine).
+FUZZ_EXAMPLES sets the examples per operation (20 by default in `bin/test`; `.ci/run` runs it
+again with `FUZZ_EXAMPLES=100`, the run issue 12 asks for: about 2 minutes per role on the
+two-core machine, 59 operations, so about 5,900 requests each).
 """
 
 import json
@@ -13,10 +14,12 @@ from urllib.parse import urlencode
 import pytest
 import schemathesis
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from adsplatform.api.throttling import TokenRateThrottle
 from campaigns.models import ApiToken, Membership, Role
 from tests.factories import make_campaign, make_line_item
 
@@ -26,7 +29,12 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 
 
 @pytest.mark.parametrize("who", ["staff", "analyst"])
-def test_no_operation_answers_5xx_to_generated_input(who: str) -> None:
+def test_no_operation_answers_5xx_to_generated_input(
+    who: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fuzz run is about the operations, not the rate limit: unthrottled, every generated
+    # request reaches its view (throttled, most answered 429 after the first minute).
+    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": None})
     campaign = make_campaign()
     make_line_item(campaign, "2.00")
     user = get_user_model().objects.create_user("fuzzer", is_staff=who == "staff")
@@ -54,18 +62,28 @@ def test_no_operation_answers_5xx_to_generated_input(who: str) -> None:
         for strategy in strategies:
             case = data.draw(strategy)
             body = case.body if not isinstance(case.body, type(None)) else None
-            response = client.generic(
-                case.method.upper(),
-                case.formatted_path,
-                data=json.dumps(body, default=str) if body is not None else "",
-                content_type="application/json",
-                QUERY_STRING=urlencode(case.query or {}, doseq=True),
-            )
-            calls += 1
+            # A savepoint per call: a database error must show as that call's failure, not
+            # abort the test's transaction for every call after it.
+            try:
+                with transaction.atomic():
+                    response = client.generic(
+                        case.method.upper(),
+                        case.formatted_path,
+                        data=json.dumps(body, default=str) if body is not None else "",
+                        content_type="application/json",
+                        QUERY_STRING=urlencode(case.query or {}, doseq=True),
+                    )
+            except Exception as exc:  # an exception the view let out: a 500 in production
+                failures.append(f"{case.method} {case.formatted_path} {body!r}: {exc!r}")
+                continue
+            finally:
+                calls += 1
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} {body!r}")
 
     run()
 
-    assert calls == EXAMPLES_PER_OPERATION * len(strategies)
+    # At least one call per operation and example (an example that a later draw rejects
+    # has made its first calls already and is replaced by another).
+    assert calls >= EXAMPLES_PER_OPERATION * len(strategies)
     assert failures == []
