@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import switch_organisation_view, tokens_page
+from reporting.metrics.views import healthz, metrics_view, readyz
 from reporting.pacing import pacing_chart
 from reporting.reports.views import report_download, report_page
 from reporting.views import DeliveryDiagnosticsView, HourlyReportView, targeting_match_view
@@ -17,6 +18,9 @@ urlpatterns = [
     path("reports/pacing/<int:campaign_id>/", pacing_chart, name="pacing-chart"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("api/v1/reports/hourly/", HourlyReportView.as_view(), name="api-report-hourly"),
     path(
         "api/v1/reports/diagnostics/",

@@ -57,6 +57,14 @@ from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
 from serving.keys import RedisKeys, day_of
 from serving.measure import event_name, record_event
+from serving.metrics import (
+    ServingMetrics,
+    door_of,
+    gauges_of,
+    process_name,
+    publish_forever,
+    publish_once,
+)
 from serving.netguard import FetchPolicy
 from serving.outage import Outage
 from serving.pods.fill import decide_pods
@@ -195,6 +203,8 @@ class ServingApp:
         self._starting: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.request_keys = RequestKeyDrain()
+        self.metrics = ServingMetrics()
+        self._metrics_key = self.keys.serving_metrics(process_name())
 
     @classmethod
     def from_settings(cls) -> "ServingApp":
@@ -223,6 +233,9 @@ class ServingApp:
                 loop.create_task(self._flush_buyer_stats()),
                 loop.create_task(self._drain_request_keys()),
                 loop.create_task(self.bodies.watch()),
+                loop.create_task(
+                    publish_forever(self.metrics, self.redis, self._metrics_key, self._gauges)
+                ),
             ]
             self._started.set()
 
@@ -234,6 +247,14 @@ class ServingApp:
         await self.redis.aclose()
         self.store.forget()
         self._started.clear()
+
+    async def publish_metrics(self) -> None:
+        """This process's metrics to Redis now (they also go every few seconds)."""
+        await publish_once(self.metrics, self.redis, self._metrics_key, self._gauges)
+
+    def _gauges(self) -> dict[str, float]:
+        """This moment's state, published with the counters (`serving.metrics`)."""
+        return gauges_of(self.store, self.sink, self.outage)
 
     async def _drain_request_keys(self) -> None:
         while True:
@@ -269,6 +290,9 @@ class ServingApp:
         ours = new_decision_id()
         theirs = correlation_id(header(scope, b"x-request-id"))
         request_id = theirs or ours
+        door = door_of(scope["path"])
+        send, seen = self.metrics.watch(door, send)
+        started = time.perf_counter()
         try:
             await self._route(scope, receive, send, request_id, ours)
         except HttpError as exc:
@@ -282,6 +306,8 @@ class ServingApp:
             log.debug("answered 503, Redis unavailable: %s", exc)
             answer = _json.encode({"error": "redis_unavailable", "detail": str(exc)})
             await respond(send, 503, answer, request_id, [JSON, RETRY_AFTER])
+        finally:
+            self.metrics.observe(door, seen[0], time.perf_counter() - started, seen[1])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

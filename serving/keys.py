@@ -119,6 +119,19 @@ class RedisKeys:
     def ingest_lock(self) -> str:
         return f"{self.prefix}ingest:lock"
 
+    def serving_metrics(self, process: str) -> str:
+        """One serving process's metrics (JSON, expiring; `serving.metrics`)."""
+        return f"{self.prefix}metrics:serving:{process}"
+
+    def serving_metrics_pattern(self) -> str:
+        return f"{self.prefix}metrics:serving:*"
+
+    @property
+    def task_metrics(self) -> str:
+        """A hash: per Celery task name, runs, failures, runtime sum and the last run's end
+        (`reporting.metrics.signals`)."""
+        return f"{self.prefix}metrics:tasks"
+
     @property
     def stream_backlog(self) -> str:
         """A hash: the event stream's length, pending and lag as last measured, the limit,

@@ -81,6 +81,7 @@ class SnapshotStore:
         self.spend = SpendRecorder(redis, keys, self)
         # What this process's own charges found spent: id -> (when, the local day it is for).
         self._campaign_marks: dict[int, tuple[float, str]] = {}
+        self.built_at, self.loaded_at, self._built_at_loading = "", 0.0, ""
         self._line_item_marks: dict[int, tuple[float, str]] = {}
 
     @property
@@ -199,6 +200,8 @@ class SnapshotStore:
         zone_cache = await self._zones_of(index, previous, delta)
         self.campaigns = {c.id: c for c in index.header.campaigns} if index.header else {}
         self.index, self._parts, self._zone_cache = index, parts, zone_cache
+        # When the version in use was built (its manifest) and loaded here: metrics' age.
+        self.built_at, self.loaded_at = self._built_at_loading, time.time()
         # The index lives until the next version: keep the collector from rescanning it.
         gc.freeze()
         if previous is not None:
@@ -228,6 +231,7 @@ class SnapshotStore:
         if raw is None:
             return None
         manifest = decode_manifest(raw)
+        self._built_at_loading = manifest.built_at
         wanted = manifest.parts()
         missing = [h for h in dict.fromkeys(wanted) if h not in self._parts]
         blobs = (
