@@ -504,6 +504,40 @@ CELERY_BEAT_SCHEDULE["reconcile-spend"] = {
 }
 # --- End of Pacing -----------------------------------------------------------------------------
 
+# --- Telemetry (issue #16; docs/telemetry.md) ------------------------------------------------
+# Log-level Parquet files of decisions and outcomes, written from the event stream by a beat
+# job with its own watermark; raw events are not trimmed before it has written them.
+TELEMETRY_ENABLED = env.bool("TELEMETRY_ENABLED", default=True)
+TELEMETRY_BATCH_SIZE = env.int("TELEMETRY_BATCH_SIZE", default=20_000)
+# Files of hours older than this are deleted by the retention job (purge-personal-data).
+TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)
+# An S3-compatible bucket when set (endpoint and region as the creatives' settings); the
+# local var/telemetry/ otherwise.
+TELEMETRY_S3_BUCKET = env.str("TELEMETRY_S3_BUCKET", default="")
+STORAGES["telemetry"] = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {  # type: ignore[dict-item]  # STORAGES is typed from its str-only literal
+            "bucket_name": TELEMETRY_S3_BUCKET,
+            "endpoint_url": env.str("CREATIVES_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("CREATIVES_S3_REGION", default="") or None,
+            "location": env.str("TELEMETRY_S3_PREFIX", default="telemetry"),
+            "querystring_auth": False,
+            "file_overwrite": True,  # a batch written again replaces its file
+        },
+    }
+    if TELEMETRY_S3_BUCKET
+    else {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(env.path("TELEMETRY_ROOT", default=VAR_DIR / "telemetry"))},  # type: ignore[dict-item]
+    }
+)
+CELERY_BEAT_SCHEDULE["write-telemetry"] = {
+    "task": "reporting.tasks.write_telemetry_task",
+    "schedule": schedule(env.float("TELEMETRY_EVERY_SECONDS", default=60.0)),
+}
+# --- End of Telemetry --------------------------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

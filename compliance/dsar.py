@@ -1,10 +1,12 @@
 """Honouring a data-subject request: find, export or erase what is held for its pseudonyms.
 
 The job asks each store in `STORES` in turn. A store `collect`s what it holds for the
-pseudonyms (access) or `erase`s it (erasure); telemetry exports, when they exist, become one
-more store. Every deletion and its count are one atomic Redis call, so a job that dies midway
-leaves exact counts behind and a re-run finishes the work: running a request again, done or
-not, never erases anything twice or anything else.
+pseudonyms (access) or `erase`s it (erasure); the Parquet telemetry files are one of them
+(`reporting.telemetry.privacy.TelemetryFiles`). Every deletion in Redis and its count are one
+atomic call, so a job that dies midway leaves exact counts behind and a re-run finishes the
+work: running a request again, done or not, never erases anything twice or anything else (a
+telemetry file is rewritten before its rows are counted: a crash between the two counts them
+short, and the re-run finds nothing more to erase).
 
 The raw event stream (`RedisKeys.events`) is read in chunks (XRANGE, `DSAR_SCAN_CHUNK`
 entries); an entry's bytes are searched for the pseudonyms before anything is decoded, so a
@@ -47,6 +49,7 @@ from redis.exceptions import LockError, RedisError
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
 from reporting.lease import Lease
 from reporting.models import StreamWatermark
+from reporting.telemetry.privacy import TelemetryFiles
 from serving.events import Event, decode_events, encode_events
 from serving.keys import RedisKeys
 
@@ -401,7 +404,14 @@ def _plain(value: Any) -> Any:
 
 
 # Telemetry exports do not exist yet; when they do, their store goes here.
-STORES: tuple[Store, ...] = (EventStream(), FrequencyCaps(), SyncTable(), OtherKeys())
+# The stream before the telemetry files: an entry erased there is not written to them after.
+STORES: tuple[Store, ...] = (
+    EventStream(),
+    TelemetryFiles(),
+    FrequencyCaps(),
+    SyncTable(),
+    OtherKeys(),
+)
 
 
 def build_export(request: DataSubjectRequest, held: dict[str, Any], now: datetime) -> bytes:

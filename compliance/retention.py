@@ -29,6 +29,8 @@ from compliance.pseudonym import DAY
 from reporting.billing import prune_billed_decisions
 from reporting.ingest import GROUP, check_backlog
 from reporting.models import StreamWatermark
+from reporting.telemetry.privacy import purge_old_files
+from reporting.telemetry.writer import floor as telemetry_floor
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class PurgeResult:
     exports_deleted: int = 0
     # Billed-decision marks past the time any replay of their token could be billed.
     billed_decisions_pruned: int = 0
+    # Telemetry files of hours past TELEMETRY_RETENTION_DAYS (reporting/telemetry).
+    telemetry_files_deleted: int = 0
 
 
 def _parse(entry_id: Any) -> StreamId:
@@ -89,6 +93,9 @@ def keep_from(client: Redis, stream: str, cutoff: StreamId) -> StreamId | None:
     if not mark or group is None:
         return None  # nothing was ever rolled up
     bound = min(cutoff, _after(_parse(mark)), _after(_parse(group["last-delivered-id"])))
+    written = telemetry_floor(stream)  # the telemetry files' writer, once it has started
+    if written:
+        bound = min(bound, _after(_parse(written)))
     if group["pending"]:
         summary: Any = client.xpending(stream, GROUP)
         if summary["min"] is not None:
@@ -148,5 +155,6 @@ def purge_personal_data(now: datetime | None = None) -> PurgeResult:
     )
     result.exports_deleted = delete_old_exports(now)
     result.billed_decisions_pruned = prune_billed_decisions(now)
+    result.telemetry_files_deleted = purge_old_files(now)
     log.info("retention purge: %s", result)
     return result

@@ -669,28 +669,22 @@ class ServingApp:
         frequency counters of the winners. Nothing here is waited on."""
         ts = int(ctx.now * 1000)
         pl, rid = placement.id, ctx.request_id
-        won = {d.imp.id: d for d in outcome.decisions}
+        # A filled slot's "req" carries its decision's id (the one its tracking URLs sign,
+        # `serving.render`), the join key of its impressions and clicks in the telemetry.
+        won = {d.imp.id: (n, d) for n, d in enumerate(outcome.decisions)}
         events: list[Event] = []
         for imp in ctx.imps:
-            d = won.get(imp.id)
-            if d is not None and d.line_item is not None:
-                li = d.line_item
-                assert d.creative is not None  # noqa: S101 - set with line_item
-                events.append(
-                    Event(
-                        t="req", ts=ts, pl=pl, li=li.id, cp=li.campaign_id,
-                        adv=li.advertiser_id, cr=d.creative.id, d=rid,
-                    )
-                )  # fmt: skip
-            elif d is not None:
-                events.append(Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id))
-            else:
-                events.append(Event(t="req", ts=ts, pl=pl, d=rid))
+            n, d = won.get(imp.id, (0, None))
+            events.append(
+                _req_event(d, ts, pl, f"{rid}-{n}")
+                if d is not None
+                else Event(t="req", ts=ts, pl=pl, d=rid)
+            )
         if len(won) < len(outcome.decisions):
             # An ad pod: its ads after the first on one imp, one "req" each like a single ad.
-            for d in outcome.decisions:
-                if won[d.imp.id] is not d:
-                    events.append(_req_event(d, ts, pl, rid))
+            for n, d in enumerate(outcome.decisions):
+                if won[d.imp.id][1] is not d:
+                    events.append(_req_event(d, ts, pl, f"{rid}-{n}"))
         permissions = ctx.permissions
         events[0] = msgspec.structs.replace(
             events[0],

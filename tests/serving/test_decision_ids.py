@@ -59,7 +59,8 @@ def test_a_reused_request_id_gets_new_decision_ids_and_both_impressions_bill(
     assert "client-id-0001" not in ids
     events = stream_events(redis_client)
     requests = [e for e in events if e.t == "req"]
-    assert [e.d for e in requests] == ids
+    # A filled slot's "req" carries its decision's id: the join key of its impression.
+    assert [e.d for e in requests] == [f"{ids[0]}-0", f"{ids[1]}-0"]
     assert [e.rq for e in requests] == ["client-id-0001", "client-id-0001"]
     impressions = [e for e in events if e.t == "imp"]
     assert [e.d for e in impressions] == [f"{ids[0]}-0", f"{ids[1]}-0"]

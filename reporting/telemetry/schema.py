@@ -1,0 +1,65 @@
+"""The Parquet schema of the telemetry files, versioned (docs/telemetry.md).
+
+Two datasets, each partitioned by UTC date and hour (`date=YYYY-MM-DD/hour=H/`):
+`decisions` holds one row per ad slot decided, `outcomes` one row per impression, click,
+creative error or player/viewability event, joined to its decision by `decision_id` (the
+server's id, never the caller's).
+A column added later is appended at the end and bumps `SCHEMA_VERSION`; readers select by
+name, so files of an older version stay readable (the new column reads as null).
+"""
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+DECISIONS = pa.schema(
+    [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("stream_id", pa.string(), nullable=False),  # the raw entry, for exactly once
+        pa.field("decision_id", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("placement_id", pa.int64(), nullable=False),
+        # The winner: 0 when nothing of ours filled the slot (buyer_id then says who did).
+        pa.field("line_item_id", pa.int64(), nullable=False),
+        pa.field("campaign_id", pa.int64(), nullable=False),
+        pa.field("advertiser_id", pa.int64(), nullable=False),
+        pa.field("creative_id", pa.int64(), nullable=False),
+        pa.field("buyer_id", pa.int64(), nullable=False),
+        pa.field("filled", pa.bool_(), nullable=False),
+        # The consent ledger and its outcome (personalised, contextual, none...).
+        pa.field("consent", pa.string(), nullable=False),
+        pa.field("consent_outcome", pa.string(), nullable=False),
+        # Personal features: null unless the consent outcome was "personalised".
+        pa.field("pseudonymous_id", pa.string()),
+        pa.field("ip_truncated", pa.string()),
+        pa.field("test", pa.bool_(), nullable=False),
+        # Why an event is invalid traffic, when it is (null: valid or not judged).
+        pa.field("invalid_reason", pa.string()),
+    ]
+)
+
+OUTCOMES = pa.schema(
+    [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("decision_id", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # imp, clk, err, evt
+        pa.field("placement_id", pa.int64(), nullable=False),
+        pa.field("line_item_id", pa.int64(), nullable=False),
+        pa.field("campaign_id", pa.int64(), nullable=False),
+        pa.field("advertiser_id", pa.int64(), nullable=False),
+        pa.field("creative_id", pa.int64(), nullable=False),
+        pa.field("buyer_id", pa.int64(), nullable=False),
+        # imp: the clearing CPM in micros; clk: a CPC click's price in billionths.
+        pa.field("price_micros", pa.int64(), nullable=False),
+        pa.field("error_code", pa.string()),
+        # evt: the player or viewability event (viewable, measurable, start, complete...).
+        pa.field("event_name", pa.string()),
+        pa.field("test", pa.bool_(), nullable=False),
+        pa.field("invalid_reason", pa.string()),
+    ]
+)
+
+DATASETS = {"decisions": DECISIONS, "outcomes": OUTCOMES}
+OUTCOME_KINDS = frozenset({"imp", "clk", "err", "evt"})

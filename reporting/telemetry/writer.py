@@ -1,0 +1,213 @@
+"""Writing the raw event stream as Parquet, exactly once per event.
+
+The writer reads the stream through its own consumer group (`telemetry`, apart from the
+rollups' `rollup`) and keeps its own watermark (a `StreamWatermark` row named
+`<stream>|telemetry`). A batch's rows are written to one file per dataset and hour, named by
+the first stream id in it, and only then is the watermark committed; the entries are
+acknowledged after that. A crash before the commit reads the same entries again from the
+same first id, so the files are written again under the same names (replaced, not added to);
+a crash after it skips them by the watermark. Raw events are trimmed only behind this
+watermark too, once it exists (`floor`).
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from django.conf import settings
+from django.db import transaction
+from django_redis import get_redis_connection
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from reporting.ingest import _decode, _stream_id
+from reporting.lease import Lease, LeaseLost
+from reporting.models import StreamWatermark
+from reporting.telemetry.files import partition, write_table
+from reporting.telemetry.schema import DECISIONS, OUTCOME_KINDS, OUTCOMES, SCHEMA_VERSION
+from serving.events import Event
+from serving.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+GROUP = "telemetry"
+CONSUMER = "telemetry-1"
+
+Entry = tuple[str, list[Event]]
+
+
+@dataclass
+class WriteResult:
+    read: int = 0
+    written: int = 0  # entries written now
+    skipped: int = 0  # entries at or below the watermark (written before)
+    decisions: int = 0
+    outcomes: int = 0
+    files: int = 0
+
+
+def watermark_name(stream: str) -> str:
+    return f"{stream}|{GROUP}"
+
+
+def floor(stream: str) -> str | None:
+    """The last entry written to the files, when telemetry is on and has started; raw events
+    after it must not be trimmed."""
+    if not settings.TELEMETRY_ENABLED:
+        return None
+    mark: str | None = (
+        StreamWatermark.objects.filter(stream=watermark_name(stream))
+        .values_list("last_id", flat=True)
+        .first()
+    )
+    return mark
+
+
+def consent_outcome(ledger: str) -> str:
+    """`personalised` of `gdpr=1 tcf=valid p34=yes → personalised`; the reason dropped."""
+    return ledger.rpartition("→")[2].strip().partition(":")[0]
+
+
+def _ms(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts / 1000, UTC)
+
+
+def rows(entries: list[Entry]) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """The entries' rows per (dataset, date, hour)."""
+    out: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for eid, events in entries:
+        if not events:
+            continue
+        # The first event of an ad request carries its consent, truncated IP and pseudonym.
+        head = events[0]
+        outcome = consent_outcome(head.cs) if head.cs else ""
+        personal = outcome == "personalised"
+        for e in events:
+            when = _ms(e.ts)
+            date, hour = when.strftime("%Y-%m-%d"), when.hour
+            if e.t == "req":
+                out[("decisions", date, hour)].append(
+                    {
+                        "schema_version": SCHEMA_VERSION,
+                        "stream_id": eid,
+                        "decision_id": e.d,
+                        "ts": when,
+                        "placement_id": e.pl,
+                        "line_item_id": e.li,
+                        "campaign_id": e.cp,
+                        "advertiser_id": e.adv,
+                        "creative_id": e.cr,
+                        "buyer_id": e.b,
+                        "filled": bool(e.li or e.b),
+                        "consent": head.cs,
+                        "consent_outcome": outcome,
+                        "pseudonymous_id": (head.u or None) if personal else None,
+                        "ip_truncated": (head.ip or None) if personal else None,
+                        "test": bool(e.tt),
+                        "invalid_reason": None,
+                    }
+                )
+            elif e.t in OUTCOME_KINDS:
+                out[("outcomes", date, hour)].append(
+                    {
+                        "schema_version": SCHEMA_VERSION,
+                        "stream_id": eid,
+                        "decision_id": e.d,
+                        "ts": when,
+                        "kind": e.t,
+                        "placement_id": e.pl,
+                        "line_item_id": e.li,
+                        "campaign_id": e.cp,
+                        "advertiser_id": e.adv,
+                        "creative_id": e.cr,
+                        "buyer_id": e.b,
+                        "price_micros": e.cpm,
+                        "error_code": (e.r or None) if e.t == "err" else None,
+                        "event_name": (e.r or None) if e.t == "evt" else None,
+                        "test": bool(e.tt),
+                        "invalid_reason": None,
+                    }
+                )
+    return out
+
+
+def _ensure_group(client: Redis, stream: str) -> None:
+    try:
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _read(client: Redis, stream: str, count: int) -> list[Entry]:
+    for start in ("0", ">"):
+        reply: Any = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=count)
+        entries = [
+            (eid.decode(), _decode(eid, fields))
+            for _, batch in reply or []
+            for eid, fields in batch
+        ]
+        if entries:
+            return entries
+    return []
+
+
+def _write_files(grouped: dict[tuple[str, str, int], list[dict[str, Any]]]) -> int:
+    schemas = {"decisions": DECISIONS, "outcomes": OUTCOMES}
+    for (dataset, date, hour), batch in grouped.items():
+        first = min((r["stream_id"] for r in batch), key=_stream_id)
+        name = f"{partition(dataset, date, hour)}/part-{first}.parquet"
+        write_table(name, pa.Table.from_pylist(batch, schema=schemas[dataset]))
+    return len(grouped)
+
+
+def write_telemetry(batch_size: int | None = None, max_batches: int = 20) -> WriteResult:
+    """Write what the stream holds now to the telemetry files (bounded per call)."""
+    result = WriteResult()
+    if not settings.TELEMETRY_ENABLED:
+        return result
+    client: Redis = get_redis_connection("default")
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    stream = keys.events
+    batch_size = batch_size or settings.TELEMETRY_BATCH_SIZE
+    lease = Lease(client, f"{keys.ingest_lock}:{GROUP}", settings.INGEST_LOCK_SECONDS)
+    if not lease.acquire():
+        return result
+    try:
+        _ensure_group(client, stream)
+        for _ in range(max_batches):
+            lease.check()
+            entries = _read(client, stream, batch_size)
+            if not entries:
+                break
+            result.read += len(entries)
+            with transaction.atomic():
+                mark, _ = StreamWatermark.objects.select_for_update().get_or_create(
+                    stream=watermark_name(stream)
+                )
+                below = _stream_id(mark.last_id)
+                fresh = [e for e in entries if _stream_id(e[0]) > below]
+                if fresh:
+                    grouped = rows(fresh)
+                    result.files += _write_files(grouped)
+                    for (dataset, _, _), batch in grouped.items():
+                        if dataset == "decisions":
+                            result.decisions += len(batch)
+                        else:
+                            result.outcomes += len(batch)
+                    mark.last_id = max((e[0] for e in fresh), key=_stream_id)
+                    mark.save(update_fields=["last_id", "updated_at"])
+                lease.check()
+            result.written += len(fresh)
+            result.skipped += len(entries) - len(fresh)
+            client.xack(stream, GROUP, *[e[0] for e in entries])
+    except LeaseLost:
+        log.warning("telemetry stopped: its lease expired; the next run carries on")
+    finally:
+        lease.release()
+    if result.read:
+        log.info("telemetry written %s", result)
+    return result
