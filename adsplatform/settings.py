@@ -490,6 +490,11 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # The controller's tick: each live campaign's pass-through rate, dynamic bid multipliers and
 # the day's caps. A tick that waited longer than its period in the queue is dropped.
 PACING_EVERY_SECONDS = env.float("PACING_EVERY_SECONDS", default=2.0)
+# Each beat duty that must not run twice at once (the pacing tick, the reconciliation, the
+# retention purge, ingestion) holds a lease this short, renewed while it works
+# (reporting/lease.py): two beat schedulers may run, and a holder that dies frees it within
+# seconds instead of stopping pacing until a long lock times out.
+PACING_LOCK_SECONDS = env.float("PACING_LOCK_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["run-pacing"] = {
     "task": "campaigns.tasks.run_pacing_task",
     "schedule": schedule(PACING_EVERY_SECONDS),

@@ -109,7 +109,15 @@ class RedisKeys:
 
     @property
     def pacing_lock(self) -> str:
+        """The controller tick's lease (`reporting.lease`): one tick at a time, whichever
+        beat scheduler and worker sent it."""
         return f"{self.prefix}pacing:lock"
+
+    @property
+    def reconcile_lock(self) -> str:
+        """The spend reconciliation's lease: two at once would both raise a counter by the
+        same shortfall and count it twice."""
+        return f"{self.prefix}pacing:reconcile:lock"
 
     def traffic_shape(self, zone: str, day: str) -> str:
         """The learned share of a day's requests per local hour (a JSON list), cached."""

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Prefetch, Sum
-from redis.exceptions import LockError
 
 from campaigns.models import (
     BidStrategy,
@@ -36,6 +35,7 @@ from campaigns.pacing.schedule import (
     mode_fraction,
 )
 from campaigns.snapshot import redis_client, redis_keys
+from reporting.lease import Lease, LeaseLost
 from reporting.models import HourlyRollup
 from serving.keys import local_day
 
@@ -162,16 +162,15 @@ class _Tick:
 def run_pacing(now: datetime) -> PacingRun:
     """One controller tick for every live campaign: rates, bid multipliers, the day's caps."""
     client, keys = redis_client(), redis_keys()
-    lock = client.lock(keys.pacing_lock, timeout=60, blocking_timeout=0)
-    if not lock.acquire():
-        return PacingRun()  # another worker is on it
+    lease = Lease(client, keys.pacing_lock, settings.PACING_LOCK_SECONDS)
+    if not lease.acquire():
+        return PacingRun()  # another worker (another scheduler's tick) is on it
     try:
         return _run_pacing(Ledger(client, keys), now)
     finally:
-        try:
-            lock.release()
-        except LockError:
-            log.warning("the pacing lock expired before the tick finished")
+        if lease.lost:
+            log.warning("the pacing lease expired before the tick finished")
+        lease.release()
 
 
 def _read_day(led: Ledger, campaigns: list[Campaign], now: datetime) -> dict[int, _Tick]:
@@ -200,7 +199,8 @@ def _run_pacing(led: Ledger, now: datetime) -> PacingRun:
     unseen = [t.campaign for t in ticks.values() if t.today.reconciled_at is None]
     result = PacingRun(campaigns=len(campaigns))
     if unseen:
-        result.reconciled = reconcile_spend(now, unseen, led).campaigns
+        # The reconciliation task may hold its lease: wait for it briefly (it repairs these).
+        result.reconciled = reconcile_spend(now, unseen, led, wait=1.0).campaigns
         ticks.update(_read_day(led, unseen, now))
     previous = led.read_states()
     _, old_multipliers = led.read_rates()
@@ -353,6 +353,7 @@ class ReconcileResult:
     campaigns: int = 0
     repaired: int = 0  # counters raised to the rollups
     released: int = 0  # pending wins released (never rendered)
+    skipped: bool = False  # another reconciliation held the lease
 
 
 @dataclass
@@ -441,12 +442,32 @@ def _settled(
 
 
 def reconcile_spend(
-    now: datetime, campaigns: list[Campaign] | None = None, led: Ledger | None = None
+    now: datetime,
+    campaigns: list[Campaign] | None = None,
+    led: Ledger | None = None,
+    wait: float = 0,
 ) -> ReconcileResult:
     """Bring the Redis counters up to the rollups (the truth) and release wins that were
-    never rendered; safe to run at any time, from any worker."""
-    campaigns = live_campaigns(now) if campaigns is None else campaigns
+    never rendered; safe to run at any time, from any worker: one at a time under a lease
+    (waiting up to `wait` seconds for it), since two would raise a counter by the same
+    shortfall twice."""
     led = led or ledger()
+    lease = Lease(led.client, led.keys.reconcile_lock, settings.PACING_LOCK_SECONDS)
+    if not lease.acquire(wait):
+        return ReconcileResult(skipped=True)
+    try:
+        return _reconcile(now, campaigns, led, lease)
+    except LeaseLost:
+        log.warning("reconciliation stopped: its lease expired; the next run carries on")
+        return ReconcileResult(skipped=True)
+    finally:
+        lease.release()
+
+
+def _reconcile(
+    now: datetime, campaigns: list[Campaign] | None, led: Ledger, lease: Lease
+) -> ReconcileResult:
+    campaigns = live_campaigns(now) if campaigns is None else campaigns
     result = ReconcileResult(campaigns=len(campaigns))
     if not campaigns:
         return result
@@ -464,6 +485,7 @@ def reconcile_spend(
     # A win's token is not billable past its lifetime: its pending charge is released then.
     stale_minute = int((time.time() - settings.SERVING_TOKEN_TTL_SECONDS - 60) // 60)
     for c in campaigns:
+        lease.check()  # a holder stalled past its lease must not repair what another did
         today_day, yesterday_day = days[c.pk]
         today, yesterday = counters[(c.pk, today_day)], counters[(c.pk, yesterday_day)]
         life = counters[(c.pk, "life")]
