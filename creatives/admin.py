@@ -49,7 +49,8 @@ def _fieldsets() -> list[Any]:
         ("HTML5: a third-party tag or a zip bundle", {
             "fields": ["html_tag", "bundle", "entry_file"]}),
         ("Video and audio: media files or a VAST tag", {
-            "fields": ["media_files", "vast_tag_url", "duration", "universal_ad_id"]}),
+            "fields": ["media_files", "vast_tag_url", "duration", "universal_ad_id",
+                       "ad_verifications"]}),
         ("Native", {"fields": ["title", "body", "call_to_action", "sponsored_by"]}),
     ]  # fmt: skip
 

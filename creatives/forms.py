@@ -30,6 +30,7 @@ class MultipleFileField(forms.FileField):
 CONTENT_FIELDS = [
     "advertiser", "name", "kind", "click_url", "categories", "secure", "image", "alt_text",
     "html_tag", "bundle", "entry_file", "vast_tag_url", "duration", "universal_ad_id",
+    "ad_verifications",
     "title", "body", "call_to_action", "sponsored_by",
 ]  # fmt: skip
 
@@ -57,6 +58,10 @@ class CreativeForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["kind"].disabled = True
             self.fields["advertiser"].disabled = True
+
+    def clean_ad_verifications(self) -> Any:
+        # An empty box is no verifications (the form field gives None for it).
+        return self.cleaned_data.get("ad_verifications") or []
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

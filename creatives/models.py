@@ -141,6 +141,12 @@ class Creative(models.Model):
     universal_ad_id = models.CharField(
         max_length=100, blank=True, help_text="The Ad-ID code, for VAST UniversalAdId."
     )
+    ad_verifications = models.JSONField(
+        "AdVerifications", default=list, blank=True,
+        help_text='Open Measurement scripts for VAST <AdVerifications>: a JSON list like '
+        '[{"vendor": "company.com-omid", "javascript_url": "https://...", '
+        '"parameters": "..."}] (api_framework "omid" and browser_optional false by default).',
+    )  # fmt: skip
 
     # Native
     title = models.CharField(max_length=90, blank=True)

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from creatives import html5, media
 from creatives.units import seconds, weight
+from creatives.verifications import verification_problems
 
 if TYPE_CHECKING:
     from creatives.models import Creative
@@ -206,6 +207,7 @@ _OWN_FIELDS = {
     "html_tag": ("html5",),
     "bundle": ("html5",),
     "vast_tag_url": ("video", "audio"),
+    "ad_verifications": ("video", "audio"),
     "title": ("native",),
     "body": ("native",),
     "call_to_action": ("native",),
@@ -232,6 +234,8 @@ def check_creative(creative: "Creative", errors: Errors) -> None:
         _check_html5(creative, errors)
     elif kind in ("video", "audio"):
         _check_tag_url(creative, errors)
+        for problem in verification_problems(creative.ad_verifications):
+            errors.add("ad_verifications", problem)
     elif kind == "native":
         _check_native(creative, errors)
 

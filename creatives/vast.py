@@ -23,6 +23,7 @@ from lxml import etree
 from creatives import placeholders as ph
 from creatives.files import asset_url
 from creatives.models import Creative, CreativeKind
+from creatives.verifications import for_vast
 
 VAST_NAMESPACE = "http://www.iab.com/VAST"
 # What serving answers when nothing fills a video or audio slot.
@@ -63,6 +64,7 @@ def render_vast(creative: Creative) -> str:
         "event_url": ph.EVENT_URL,
         "events": TRACKING_EVENTS,
         "ad_serving_id": ph.AD_SERVING_ID,
+        "verifications": for_vast(creative.ad_verifications),
     }
     if creative.is_wrapper:
         return _clean(render_to_string("creatives/vast_wrapper.xml", context))

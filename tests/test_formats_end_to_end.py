@@ -152,3 +152,42 @@ def test_a_vast_error_is_recorded_as_a_creative_failure(redis_client: Redis) -> 
 
     errors = [e for e in stream_events(redis_client) if e.t == "err"]
     assert [(e.cr, e.r) for e in errors] == [(creative.pk, "405")]
+
+
+@pytest.mark.usefixtures("xsd")
+def test_a_players_tracking_events_are_counted_as_vast_says(redis_client: Redis) -> None:
+    """Each `<Tracking>` URL of the served VAST fired twice, as a replaying player might:
+    start, the quartiles, complete and skip count once; mute, unmute, pause and resume
+    each time. The creative's AdVerifications come through into the served document."""
+    placement = make_placement()
+    verification = {"vendor": "verifier.example-omid", "javascript_url": "https://v.example/o.js"}
+
+    def factory(advertiser: Any, approve: bool) -> Creative:
+        creative = make_video_creative(advertiser, approve=False)
+        return creative_services.update_creative(creative, ad_verifications=[verification])
+
+    creative = _approved_line_item(factory)
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> bytes:
+        body = (await client.get(f"/v1/vast?placement={placement.key}&w=640&h=360")).content
+        tracking = re.findall(r'<Tracking event="(\w+)"><!\[CDATA\[(.*?)\]\]>', body.decode())
+        assert len(tracking) == 10
+        for _ in range(2):
+            for _event, url in tracking:
+                assert (await client.get(url)).status_code == 200
+        await app.sink.drain()
+        return body
+
+    vast = with_client(scenario, config(public_url="http://ads.test"))
+
+    assert validate_vast(vast) == []
+    assert b"<![CDATA[https://v.example/o.js]]></JavaScriptResource>" in vast
+    counted: dict[str, int] = {}
+    for e in stream_events(redis_client):
+        if e.t == "evt":
+            assert e.cr == creative.pk
+            counted[e.r] = counted.get(e.r, 0) + 1
+    assert counted == {
+        "start": 1, "firstQuartile": 1, "midpoint": 1, "thirdQuartile": 1, "complete": 1,
+        "skip": 1, "mute": 2, "unmute": 2, "pause": 2, "resume": 2,
+    }  # fmt: skip

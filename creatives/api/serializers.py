@@ -77,8 +77,9 @@ class CreativeSerializer(serializers.ModelSerializer[Creative]):
             "id", "organisation", "name", "kind", "status", "rejection_reason",
             "check_failures", "reviewed_by", "reviewed_at", "size", "click_url", "adomain",
             "categories", "secure", "image", "image_url", "alt_text", "html_tag", "bundle",
-            "entry_file", "entry_url", "vast_tag_url", "duration", "universal_ad_id", "media",
-            "renditions", "title", "body", "call_to_action", "sponsored_by", "preview_url",
+            "entry_file", "entry_url", "vast_tag_url", "duration", "universal_ad_id",
+            "ad_verifications", "media", "renditions", "title", "body", "call_to_action",
+            "sponsored_by", "preview_url",
             "archived_at", "version", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [

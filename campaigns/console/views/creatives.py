@@ -29,8 +29,20 @@ PAGE_SIZE = 25
 KIND_FIELDS = {
     CreativeKind.IMAGE: ["size", "image", "alt_text"],
     CreativeKind.HTML5: ["size", "bundle", "entry_file", "html_tag"],
-    CreativeKind.VIDEO: ["media_files", "vast_tag_url", "duration", "universal_ad_id"],
-    CreativeKind.AUDIO: ["media_files", "vast_tag_url", "duration", "universal_ad_id"],
+    CreativeKind.VIDEO: [
+        "media_files",
+        "vast_tag_url",
+        "duration",
+        "universal_ad_id",
+        "ad_verifications",
+    ],
+    CreativeKind.AUDIO: [
+        "media_files",
+        "vast_tag_url",
+        "duration",
+        "universal_ad_id",
+        "ad_verifications",
+    ],
     CreativeKind.NATIVE: ["title", "body", "call_to_action", "sponsored_by", "image", "alt_text"],
 }
 COMMON_FIELDS = ["name", "click_url", "categories", "secure"]
