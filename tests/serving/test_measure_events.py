@@ -1,11 +1,15 @@
 """The `/v1/ev/` door: viewability and player events by name, once per decision where the
 event happens once (`serving.measure`), unknown names refused, nothing billed."""
 
+import html
+import re
+
 import httpx
 import pytest
 from django.conf import settings
 from redis import Redis
 
+from creatives.rendering import VIEWABILITY
 from serving.app import ServingApp
 from serving.keys import RedisKeys
 from tests.serving.test_app import ad_body, config, placement_key, with_client
@@ -99,3 +103,23 @@ def test_events_are_never_billed(placement_key: str) -> None:
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     decision = next(e.d for e in events if e.t == "evt")
     assert client.exists(keys.seen("imp", decision)) == 0
+
+
+def test_our_openrtb_adm_carries_the_measurement_and_its_beacon_is_recorded(
+    placement_key: str,
+) -> None:
+    body = {"id": "x-1", "imp": [{"id": "1", "banner": {"w": 300, "h": 250}}]}
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> tuple[str, str]:
+        answer = await client.post(f"/openrtb2/auction?placement={placement_key}", json=body)
+        [bid] = answer.json()["seatbid"][0]["bid"]
+        [event_url] = re.findall(r'data-ev="([^"]+)"', bid["adm"])
+        assert (await client.get(f"{event_url}?e=viewable")).status_code == 200
+        await app.sink.drain()
+        return bid["adm"], event_url
+
+    adm, event_url = with_client(scenario, config(public_url="http://ads.test"))
+    assert event_url.startswith("http://ads.test/v1/ev/")
+    assert f'onload="{html.escape(VIEWABILITY)}"' in adm
+    client: Redis = Redis.from_url(settings.REDIS_URL)
+    assert [e.r for e in stream_events(client) if e.t == "evt"] == ["viewable"]
