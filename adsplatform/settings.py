@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from psycopg_pool import ConnectionPool
 
+from adsplatform.logs import formatters as log_formatters
 from adsplatform.secret_keys import REQUIRED_SECRETS, demo_secrets
 from campaigns.fx.rates import FxError, parse_fx_setting
 from compliance.geography import GDPR_COUNTRIES as DEFAULT_GDPR_COUNTRIES
@@ -95,6 +96,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "adsplatform.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -543,13 +545,26 @@ CELERY_BEAT_SCHEDULE["write-telemetry"] = {
 }
 # --- End of Telemetry --------------------------------------------------------------------------
 
+# LOG_FORMAT: "text" (lines for a terminal) or "json" (one JSON object per line, structlog:
+# adsplatform.logs). Celery logs through this configuration too (not its own handlers).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": log_formatters(),
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The serving access log (logger serving.access, INFO): this share of requests, at random.
+SERVING_ACCESS_LOG_SAMPLE = env.float("SERVING_ACCESS_LOG_SAMPLE", default=0.01)
 
 # Member invitations. The demo prints mail to the terminal; set MAIL_BACKEND (an SMTP backend
 # takes its OPTIONS here) to send it.

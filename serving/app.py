@@ -58,6 +58,7 @@ from serving.index import Index
 from serving.keys import RedisKeys, day_of
 from serving.measure import event_name, record_event
 from serving.metrics import (
+    AccessLog,
     ServingMetrics,
     door_of,
     gauges_of,
@@ -121,6 +122,8 @@ class ServingConfig:
     gdpr_countries: frozenset[str] = GDPR_COUNTRIES
     # How long a buyer's uid stays in the sync table after its last sync.
     sync_ttl: int = 30 * 86400
+    # Share of requests written to the access log (logger serving.access, INFO).
+    access_log_sample: float = 0.01
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -150,6 +153,7 @@ class ServingConfig:
             fetch_allowed_networks=tuple(settings.SERVING_FETCH_ALLOWED_NETWORKS),
             gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
             sync_ttl=settings.SYNC_TTL_SECONDS,
+            access_log_sample=settings.SERVING_ACCESS_LOG_SAMPLE,
         )
 
 
@@ -204,6 +208,7 @@ class ServingApp:
         self._tasks: list[asyncio.Task[None]] = []
         self.request_keys = RequestKeyDrain()
         self.metrics = ServingMetrics()
+        self.access_log = AccessLog(config.access_log_sample)
         self._metrics_key = self.keys.serving_metrics(process_name())
 
     @classmethod
@@ -307,7 +312,10 @@ class ServingApp:
             answer = _json.encode({"error": "redis_unavailable", "detail": str(exc)})
             await respond(send, 503, answer, request_id, [JSON, RETRY_AFTER])
         finally:
-            self.metrics.observe(door, seen[0], time.perf_counter() - started, seen[1])
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(door, seen[0], elapsed, seen[1])
+            if self.access_log.sample and self.access_log.draw():
+                self.access_log.write(scope, door, seen[0], elapsed, request_id, ours)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from bisect import bisect_left
@@ -116,6 +117,37 @@ class ServingMetrics:
             "buckets": list(LATENCY_BUCKETS),
             "gauges": gauges,
         }
+
+
+class AccessLog:
+    """A sampled access log (logger `serving.access`, INFO): one line for a `sample` share of
+    requests, with door, status, milliseconds, request id and decision id as fields (JSON
+    keys under LOG_FORMAT=json). Not sampled: a cheap random draw and nothing else."""
+
+    def __init__(self, sample: float) -> None:
+        self.sample = min(max(sample, 0.0), 1.0)
+        self._random = random.Random()  # noqa: S311 - sampling, not a secret
+        self.log = logging.getLogger("serving.access")
+
+    def draw(self) -> bool:
+        return self._random.random() < self.sample
+
+    def write(
+        self, scope: Any, door: str, status: int, seconds: float, request_id: str, decision: str
+    ) -> None:
+        fields = {
+            "door": door,
+            "method": scope.get("method", ""),
+            "path": scope.get("path", "")[:200],
+            "status": status,
+            "ms": round(seconds * 1000, 3),
+            "request_id": request_id,
+            "decision_id": decision,
+        }
+        self.log.info(
+            "%s %s %s %.1f ms", fields["method"], fields["path"], status, fields["ms"],
+            extra=fields,
+        )  # fmt: skip
 
 
 def gauges_of(store: Any, sink: Any, outage: Any) -> dict[str, float]:
