@@ -546,7 +546,8 @@ CELERY_BEAT_SCHEDULE["write-telemetry"] = {
 # --- End of Telemetry --------------------------------------------------------------------------
 
 # LOG_FORMAT: "text" (lines for a terminal) or "json" (one JSON object per line, structlog:
-# adsplatform.logs). Celery logs through this configuration too (not its own handlers).
+# adsplatform.logs). The Celery worker and beat log JSON too when LOG_FORMAT=json is in their
+# environment (adsplatform.celery); under text they keep Celery's own format.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
@@ -562,7 +563,6 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The serving access log (logger serving.access, INFO): this share of requests, at random.
 SERVING_ACCESS_LOG_SAMPLE = env.float("SERVING_ACCESS_LOG_SAMPLE", default=0.01)
 
