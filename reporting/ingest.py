@@ -29,6 +29,7 @@ from reporting.breakdowns import (
     write_creatives,
     write_request_keys,
 )
+from reporting.demand import aggregate_demand, write_demand
 from reporting.lease import Lease, LeaseLost
 from reporting.models import (
     ConsentHourly,
@@ -282,6 +283,7 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
                     flat = [e for _, evs in live for e in evs]
                     write_creatives(aggregate_creatives(flat))
                     write_request_keys(aggregate_request_keys(flat))
+                    write_demand(aggregate_demand(flat))
                     rows = len(totals)
                     mark.last_id = max((e[0] for e in fresh), key=_stream_id)
                     mark.save(update_fields=["last_id", "updated_at"])

@@ -242,3 +242,53 @@ class BilledDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.decision_id}"
+
+
+class DemandHourly(models.Model):
+    """What the measurement reports need per hour x placement x line item x buyer x currency.
+
+    External demand (buyer_id set, line_item_id 0) gets its own rows, never the unfilled
+    row (line item 0, buyer 0). Spend is in `currency` and never summed across currencies
+    unconverted (serving prices everything in SERVING_CURRENCY). Ids are plain integers, as
+    in `HourlyRollup`.
+    """
+
+    hour = models.DateTimeField()
+    placement_id = models.PositiveBigIntegerField()
+    line_item_id = models.PositiveBigIntegerField()
+    buyer_id = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3)
+    campaign_id = models.PositiveBigIntegerField(default=0)
+    advertiser_id = models.PositiveBigIntegerField(default=0)
+    requests = models.PositiveBigIntegerField(default=0)  # slots asked for
+    bids = models.PositiveBigIntegerField(default=0)  # external buyers' valid bids
+    wins = models.PositiveBigIntegerField(default=0)  # slots filled
+    impressions = models.PositiveBigIntegerField(default=0)
+    clicks = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    viewable = models.PositiveBigIntegerField(default=0)
+    measurable = models.PositiveBigIntegerField(default=0)
+    video_start = models.PositiveBigIntegerField(default=0)
+    first_quartile = models.PositiveBigIntegerField(default=0)
+    midpoint = models.PositiveBigIntegerField(default=0)
+    third_quartile = models.PositiveBigIntegerField(default=0)
+    complete = models.PositiveBigIntegerField(default=0)
+    skip = models.PositiveBigIntegerField(default=0)
+    mute = models.PositiveBigIntegerField(default=0)
+    pause = models.PositiveBigIntegerField(default=0)
+    spend = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "placement_id", "line_item_id", "buyer_id", "currency"],
+                name="one_demand_row_per_hour",
+            )
+        ]
+        indexes = [models.Index(fields=["advertiser_id", "hour"], name="demand_adv_hour")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.hour:%Y-%m-%d %H:00} placement {self.placement_id} li {self.line_item_id}"
+            f" buyer {self.buyer_id} {self.currency}"
+        )

@@ -1,0 +1,99 @@
+"""The measurement rollup (`DemandHourly`), written in the same ingest transaction as
+`HourlyRollup`: bids and wins per buyer, viewability and video player events per line item.
+
+Player and viewability events arrive as kind "evt" with the name in `r` (`serving.measure`
+de-duplicates the once-per-decision ones before they reach the stream).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import F
+
+from reporting.models import DemandHourly
+from serving.events import Event
+
+NANOS = Decimal(1_000_000_000)
+
+# Player / viewability event name -> DemandHourly column.
+PLAYER_COLUMNS = {
+    "viewable": "viewable",
+    "measurable": "measurable",
+    "start": "video_start",
+    "firstQuartile": "first_quartile",
+    "midpoint": "midpoint",
+    "thirdQuartile": "third_quartile",
+    "complete": "complete",
+    "skip": "skip",
+    "mute": "mute",
+    "pause": "pause",
+}
+COUNTS = (
+    "requests", "bids", "wins", "impressions", "clicks", "errors", *PLAYER_COLUMNS.values(),
+)  # fmt: skip
+
+DemandKey = tuple[datetime, int, int, int, str]
+
+
+@dataclass(slots=True)
+class DemandRow:
+    campaign_id: int
+    advertiser_id: int
+    counts: dict[str, int]
+    spend_nanos: int
+
+
+def _hour(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
+
+
+def aggregate_demand(events: list[Event]) -> dict[DemandKey, DemandRow]:
+    """Per (hour, placement, line item, buyer, currency): the counts and spend of the batch."""
+    currency = settings.SERVING_CURRENCY
+    rows: dict[DemandKey, DemandRow] = {}
+    for e in events:
+        t = e.t
+        if t == "req":
+            columns: tuple[str, ...] = ("requests", "wins") if (e.li or e.b) else ("requests",)
+        elif t == "bid":
+            columns = ("bids",)
+        elif t == "imp":
+            columns = ("impressions",)
+        elif t == "clk":
+            columns = ("clicks",)
+        elif t == "err":
+            columns = ("errors",)
+        elif t == "evt" and e.r in PLAYER_COLUMNS:
+            columns = (PLAYER_COLUMNS[e.r],)
+        else:
+            continue
+        # External demand is its buyer's row (line item 0, buyer set), never the unfilled one.
+        key = (_hour(e.ts), e.pl, e.li, 0 if e.li else e.b, currency)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = DemandRow(e.cp, e.adv, defaultdict(int), 0)
+        for column in columns:
+            row.counts[column] += 1
+        if t in ("imp", "clk"):
+            row.spend_nanos += e.cpm
+    return rows
+
+
+def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
+    for (hour, placement_id, line_item_id, buyer_id, currency), r in rows.items():
+        row, _ = DemandHourly.objects.get_or_create(
+            hour=hour,
+            placement_id=placement_id,
+            line_item_id=line_item_id,
+            buyer_id=buyer_id,
+            currency=currency,
+            defaults={"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id},
+        )
+        updates: dict[str, object] = {c: F(c) + n for c, n in r.counts.items() if n}
+        if r.spend_nanos:
+            updates["spend"] = F("spend") + Decimal(r.spend_nanos) / NANOS
+        if updates:
+            DemandHourly.objects.filter(pk=row.pk).update(**updates)
