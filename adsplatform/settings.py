@@ -516,6 +516,8 @@ CELERY_BEAT_SCHEDULE["reconcile-spend"] = {
 # job with its own watermark; raw events are not trimmed before it has written them.
 TELEMETRY_ENABLED = env.bool("TELEMETRY_ENABLED", default=True)
 TELEMETRY_BATCH_SIZE = env.int("TELEMETRY_BATCH_SIZE", default=20_000)
+# Candidates serving records per filled slot (the winner first, then the auction's losers).
+TELEMETRY_CANDIDATES = env.int("TELEMETRY_CANDIDATES", default=8)
 # Files of hours older than this are deleted by the retention job (purge-personal-data).
 TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)
 # An S3-compatible bucket when set (endpoint and region as the creatives' settings); the

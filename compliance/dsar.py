@@ -225,7 +225,7 @@ EXPORT_NAMES = {
     "t": "type", "ts": "time", "pl": "placement", "li": "line_item", "cp": "campaign",
     "adv": "advertiser", "cr": "creative", "cpm": "price_cpm_micros", "d": "decision_id",
     "cs": "consent", "u": "pseudonymous_id", "ip": "ip_truncated", "r": "reason", "b": "buyer",
-    "rq": "correlation_id",
+    "rq": "correlation_id", "x": "slot_features",
 }  # fmt: skip
 EVENT_TYPES = {"req": "ad_request", "imp": "impression", "clk": "click", "err": "creative_error"}
 
@@ -246,7 +246,7 @@ def _owned(events: list[Event], pseudonyms: frozenset[str]) -> list[bool]:
 
 def _anonymised(event: Event) -> Event:
     # What the rollups count stays; what could tie the event to a person goes.
-    return msgspec.structs.replace(event, u="", ip="", d="", rq="")
+    return msgspec.structs.replace(event, u="", ip="", d="", rq="", x="")
 
 
 class EventStream:

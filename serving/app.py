@@ -79,6 +79,7 @@ from serving.snapshot import TIERS, BuyerSnap, LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
 from serving.sync import UserSync, parse_buyer_uids
 from serving.targeting import BUDGET, PacingRates, RequestState, cap_fields
+from serving.telemetry import slot_features
 from serving.tokens import InvalidToken, TokenKind, TokenSigner, TrackingToken
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class ServingConfig:
     sync_ttl: int = 30 * 86400
     # Share of requests written to the access log (logger serving.access, INFO).
     access_log_sample: float = 0.01
+    # Candidates recorded per filled slot for the telemetry files (0: no features recorded).
+    telemetry_candidates: int = 0
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -151,6 +154,7 @@ class ServingConfig:
             pseudonym_secret=str(settings.PSEUDONYM_SECRET).encode(),
             pseudonym_rotation_seconds=settings.PSEUDONYM_ROTATION_DAYS * 86400,
             fetch_allowed_networks=tuple(settings.SERVING_FETCH_ALLOWED_NETWORKS),
+            telemetry_candidates=settings.TELEMETRY_CANDIDATES if settings.TELEMETRY_ENABLED else 0,
             gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
             sync_ttl=settings.SYNC_TTL_SECONDS,
             access_log_sample=settings.SERVING_ACCESS_LOG_SAMPLE,
@@ -684,7 +688,7 @@ class ServingApp:
         for imp in ctx.imps:
             n, d = won.get(imp.id, (0, None))
             events.append(
-                _req_event(d, ts, pl, f"{rid}-{n}")
+                _req_event(d, ts, pl, f"{rid}-{n}", ctx, self.config.telemetry_candidates)
                 if d is not None
                 else Event(t="req", ts=ts, pl=pl, d=rid)
             )
@@ -692,7 +696,9 @@ class ServingApp:
             # An ad pod: its ads after the first on one imp, one "req" each like a single ad.
             for n, d in enumerate(outcome.decisions):
                 if won[d.imp.id][1] is not d:
-                    events.append(_req_event(d, ts, pl, f"{rid}-{n}"))
+                    events.append(
+                        _req_event(d, ts, pl, f"{rid}-{n}", ctx, self.config.telemetry_candidates)
+                    )
         permissions = ctx.permissions
         events[0] = msgspec.structs.replace(
             events[0],
@@ -931,14 +937,17 @@ class ServingApp:
             raise _events_unavailable() from exc
 
 
-def _req_event(d: Decision, ts: int, pl: int, rid: str) -> Event:
+def _req_event(
+    d: Decision, ts: int, pl: int, rid: str, ctx: AdContext, candidates: int = 0
+) -> Event:
+    x = slot_features(ctx, d, candidates) if candidates else ""
     li = d.line_item
     if li is not None and d.creative is not None:
         return Event(
             t="req", ts=ts, pl=pl, li=li.id, cp=li.campaign_id,
-            adv=li.advertiser_id, cr=d.creative.id, d=rid,
+            adv=li.advertiser_id, cr=d.creative.id, d=rid, x=x,
         )  # fmt: skip
-    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id)
+    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id, x=x)
 
 
 def _events_unavailable() -> HttpError:

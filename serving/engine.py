@@ -61,6 +61,9 @@ class Decision:
     deal_id: str | None = None
     # Every other bid in the auction with its OpenRTB loss reason (for loss notices).
     losses: tuple[tuple[Bid, int], ...] = ()
+    score: Decimal = Decimal(0)  # the winner's eCPM, what it ranked by
+    # The chosen creative's probability under weighted rotation (telemetry, off-policy).
+    propensity: float = 1.0
 
 
 @dataclass(slots=True)
@@ -320,7 +323,12 @@ def _decision(
     per_second = imp.video is not None and imp.video.mincpmpersec
     if isinstance(winner.payload, tuple):
         candidate, creatives, weights = winner.payload
-        creative = creatives[0] if len(creatives) == 1 else rng.choices(creatives, weights)[0]
+        propensity = 1.0
+        if len(creatives) == 1:
+            creative = creatives[0]
+        else:  # one draw, as rng.choices(creatives, weights) would make
+            n = rng.choices(range(len(creatives)), weights)[0]
+            creative, propensity = creatives[n], weights[n] / sum(weights)
         price = result.price
         if per_second and creative.format == "video":
             price = _per_second_price(result, imp, floor, creative.duration, first_price)
@@ -328,7 +336,7 @@ def _decision(
             imp=imp, price=price, second=result.second, floor=floor,
             line_item=candidate.line_item, creative=creative,
             size=creative.size if creative.format == "banner" else candidate.slot,
-            deal_id=deal_id, losses=result.losses,
+            deal_id=deal_id, losses=result.losses, score=winner.ecpm, propensity=propensity,
         )  # fmt: skip
     ext = winner.payload
     size = f"{ext.w}x{ext.h}" if ext.w and ext.h else (imp.sizes[0] if imp.sizes else "")
@@ -337,7 +345,7 @@ def _decision(
         price = _per_second_price(result, imp, floor, ext.dur, first_price)
     return Decision(
         imp=imp, price=price, second=result.second, floor=floor,
-        external=ext, size=size, deal_id=deal_id, losses=result.losses,
+        external=ext, size=size, deal_id=deal_id, losses=result.losses, score=winner.ecpm,
     )  # fmt: skip
 
 

@@ -54,6 +54,9 @@ class Event(msgspec.Struct, frozen=True):
     rq: str = ""
     # 1: test traffic (OpenRTB `test = 1`): counted apart in the rollups, never billed.
     tt: int = 0
+    # A filled slot's "req": what the decision knew, for the telemetry files (JSON array,
+    # `serving.telemetry.slot_features`); "" when telemetry is off.
+    x: str = ""
 
 
 encode_events = msgspec.json.Encoder().encode

@@ -10,7 +10,18 @@ name, so files of an older version stay readable (the new column reads as null).
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+CANDIDATE = pa.struct(
+    [
+        pa.field("line_item_id", pa.int64()),  # 0: an external buyer's bid
+        pa.field("creative_id", pa.int64()),  # 0: not drawn (a loser)
+        pa.field("tier", pa.int16()),
+        pa.field("bid_micros", pa.int64()),
+        pa.field("score_micros", pa.int64()),  # the eCPM it ranked by
+        pa.field("predicted_ctr", pa.float64()),
+    ]
+)
 
 DECISIONS = pa.schema(
     [
@@ -35,6 +46,22 @@ DECISIONS = pa.schema(
         pa.field("test", pa.bool_(), nullable=False),
         # Why an event is invalid traffic, when it is (null: valid or not judged).
         pa.field("invalid_reason", pa.string()),
+        # Version 2: what a filled slot's decision knew (`serving.telemetry`); null on an
+        # unfilled slot and on rows of version 1.
+        pa.field("door", pa.string()),  # v1 or openrtb
+        pa.field("format", pa.string()),
+        pa.field("size", pa.string()),
+        pa.field("country", pa.string()),
+        pa.field("region", pa.string()),  # null unless personalised
+        pa.field("device_type", pa.int16()),
+        pa.field("os", pa.string()),
+        pa.field("channel", pa.string()),
+        pa.field("content_categories", pa.list_(pa.string())),
+        pa.field("keyword_hashes", pa.list_(pa.int64())),  # CRC-32 of each keyword
+        pa.field("propensity", pa.float64()),  # the chosen creative's, under rotation
+        pa.field("clearing_price_micros", pa.int64()),
+        pa.field("hour_of_week", pa.int16()),  # 0-167, in the advertiser's time zone
+        pa.field("candidates", pa.list_(CANDIDATE)),  # the winner first
     ]
 )
 

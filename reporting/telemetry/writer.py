@@ -14,8 +14,10 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 from django.conf import settings
 from django.db import transaction
@@ -108,6 +110,7 @@ def rows(entries: list[Entry]) -> dict[tuple[str, str, int], list[dict[str, Any]
                         "ip_truncated": (head.ip or None) if personal else None,
                         "test": bool(e.tt),
                         "invalid_reason": None,
+                        **_features(e.x, personal),
                     }
                 )
             elif e.t in OUTCOME_KINDS:
@@ -131,6 +134,63 @@ def rows(entries: list[Entry]) -> dict[tuple[str, str, int], list[dict[str, Any]
                         "invalid_reason": None,
                     }
                 )
+    return out
+
+
+FEATURES = (
+    "door", "format", "size", "country", "region", "device_type", "os", "channel",
+    "content_categories", "keyword_hashes", "propensity", "clearing_price_micros",
+    "hour_of_week",
+)  # fmt: skip
+CANDIDATE_FIELDS = (
+    "line_item_id", "creative_id", "tier", "bid_micros", "score_micros", "predicted_ctr",
+)  # fmt: skip
+NO_FEATURES: dict[str, Any] = dict.fromkeys((*FEATURES, "candidates"))
+
+
+# Prices come as JSON numbers: read back as Decimals, exactly.
+_decode_features = msgspec.json.Decoder(float_hook=Decimal).decode
+MICROS = Decimal(1_000_000)
+
+
+def _micros(value: Any) -> int:
+    return int(Decimal(value) * MICROS)
+
+
+def _features(x: str, personal: bool) -> dict[str, Any]:
+    """A "req" event's `x` (`serving.telemetry.slot_features`) as columns."""
+    if not x:
+        return NO_FEATURES
+    try:
+        values = _decode_features(x)
+        out = dict(zip(FEATURES, values[: len(FEATURES)], strict=True))
+        out["clearing_price_micros"] = _micros(out["clearing_price_micros"])
+        out["propensity"] = float(out["propensity"])
+        out["device_type"] = int(out["device_type"])
+        out["hour_of_week"] = int(out["hour_of_week"])
+        for key in ("door", "format", "size", "country", "region", "os", "channel"):
+            out[key] = str(out[key])
+        out["content_categories"] = [str(c) for c in out["content_categories"]]
+        out["keyword_hashes"] = [int(k) for k in out["keyword_hashes"]]
+        out["candidates"] = [
+            dict(
+                zip(
+                    CANDIDATE_FIELDS,
+                    (*c[:3], _micros(c[3]), _micros(c[4]), float(c[5])),
+                    strict=True,
+                )
+            )
+            for c in values[-1]
+        ]
+    except (msgspec.DecodeError, ValueError, TypeError, ArithmeticError):
+        log.error("telemetry: malformed slot features %r", x[:200])
+        return NO_FEATURES
+    for key in ("door", "format", "size", "country", "os", "channel"):
+        out[key] = out[key] or None
+    out["device_type"] = out["device_type"] or None
+    if not personal:
+        out["region"] = None  # a location finer than the country: only where personalised
+    out["region"] = out["region"] or None
     return out
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import httpx
@@ -16,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from redis import Redis
 
+from campaigns.models import LineItemCreative
 from campaigns.snapshot import publish_snapshot
 from compliance.dsar import run_request
 from compliance.models import DataSubjectRequest, RequestKind
@@ -29,7 +31,7 @@ from serving.events import Event, encode_events
 from serving.keys import RedisKeys
 from tests.compliance.tcf_encoder import Core, VendorSection, encode_core
 from tests.conftest import wait_for
-from tests.factories import make_campaign, make_line_item, make_placement
+from tests.factories import make_campaign, make_creative, make_line_item, make_placement
 from tests.serving.test_app import ad_body, with_client
 
 HOUR_MS = 1_800_000_000_000 - (1_800_000_000_000 % 3_600_000)
@@ -92,7 +94,7 @@ def test_files_hold_exactly_the_events_sent_joined_by_decision(redis_client: Red
         add(redis_client, request(7, d, HOUR_MS + 3_600_000 + i))
         add(redis_client, outcome("imp", 7, d, HOUR_MS + 3_600_100 + i, cpm=1_000_000))
         add(redis_client, outcome("clk", 7, d, HOUR_MS + 3_600_200 + i))
-    add(redis_client, Event(t="req", ts=HOUR_MS + 5, pl=2, d="empty", cs="→ personalised"))
+    add(redis_client, Event(t="req", ts=HOUR_MS + 5, pl=2, d="empty", cs="→ personalised", x="[1,"))
     viewable = Event(t="evt", ts=HOUR_MS + 300, pl=2, li=5, cp=3, adv=1, cr=9, d="a1", r="viewable")
     add(redis_client, viewable)
 
@@ -101,6 +103,11 @@ def test_files_hold_exactly_the_events_sent_joined_by_decision(redis_client: Red
 
     assert (result.read, result.written, result.decisions, result.outcomes) == (16, 16, 7, 9)
     assert write_telemetry().read == 0
+    # Malformed slot features (not what serving writes) leave the columns null, blocking nothing.
+    assert query(
+        "SELECT door, candidates FROM read_parquet('ROOT/decisions/*/*/*.parquet')"
+        " WHERE decision_id = 'empty'"
+    ) == [(None, None)]
     files = list(walk())
     start = datetime.fromtimestamp(HOUR_MS / 1000, UTC)
     date, hour = start.date(), start.hour
@@ -247,7 +254,14 @@ def test_served_ads_reach_the_files_through_the_worker_without_personal_data_unc
 ) -> None:
     with transaction.atomic():
         placement = make_placement()
-        make_line_item(make_campaign(), "2.50")
+        campaign = make_campaign()
+        winner = make_line_item(campaign, "2.50")
+        # Two creatives weighted 3:1: the drawn one's propensity is 0.75 or 0.25.
+        LineItemCreative.objects.filter(line_item=winner).update(weight=3)
+        LineItemCreative.objects.create(
+            line_item=winner, creative=make_creative(campaign.advertiser), weight=1
+        )
+        loser = make_line_item(campaign, "1.00")
     publish_snapshot()
     contextual = encode_core(
         Core(
@@ -256,13 +270,17 @@ def test_served_ads_reach_the_files_through_the_worker_without_personal_data_unc
         )
     )
     user = {"id": f"person-{uuid.uuid4().hex}"}
-    device = {"ip": "203.0.113.77"}
+    device = {"ip": "203.0.113.77", "devicetype": 2, "geo": {"country": "US", "region": "US-CA"}}
+    in_germany = {**device, "geo": {"country": "DE", "region": "DE-BE"}}
 
     async def scenario(client: httpx.AsyncClient, app: Any) -> list[httpx.Response]:
         bodies = [
             ad_body(placement.key, user=user, device=device),  # no GDPR: personalised
             ad_body(
-                placement.key, regs={"gdpr": 1}, user={**user, "consent": contextual}, device=device
+                placement.key,
+                regs={"gdpr": 1},
+                user={**user, "consent": contextual},
+                device=in_germany,
             ),
         ]
         served = [await client.post("/v1/ad", json=b) for b in bodies]
@@ -292,6 +310,31 @@ def test_served_ads_reach_the_files_through_the_worker_without_personal_data_unc
         " ORDER BY 1 DESC"
     )
     assert rows == [("personalised", True, True, "imp"), ("contextual", False, False, "imp")]
+    features = query(
+        "SELECT schema_version, door, format, size, country, region, device_type, propensity,"
+        " clearing_price_micros, [(c.line_item_id, c.tier, c.bid_micros, c.score_micros)"
+        " FOR c IN candidates], creative_id = candidates[1].creative_id"
+        " FROM read_parquet('ROOT/decisions/*/*/*.parquet') ORDER BY consent_outcome DESC"
+    )
+    weights = {c.creative_id: c.weight for c in LineItemCreative.objects.filter(line_item=winner)}
+    assert [row[:4] + row[6:7] for row in features] == [(2, "v1", "banner", "300x250", 2)] * 2
+    assert [row[4] for row in features] == ["US", "DE"]
+    assert [row[5] for row in features] == ["US-CA", None]  # region only where personalised
+    assert {row[7] for row in features} <= {weights[c] / 4 for c in weights}
+    tier = features[0][9][0][1]
+    assert [row[9] for row in features] == [
+        [(winner.pk, tier, 2_500_000, 2_500_000), (loser.pk, tier, 1_000_000, 1_000_000)]
+    ] * 2
+    assert [row[8] for row in features] == [1_010_000, 1_010_000]  # second price
+    assert [row[10] for row in features] == [True, True]
+    local = datetime.now(ZoneInfo(campaign.advertiser.time_zone))
+    expected_hours = {
+        local.weekday() * 24 + local.hour,
+        (local.weekday() * 24 + local.hour - 1) % 168,
+    }
+    assert {
+        h for (h,) in query("SELECT hour_of_week FROM read_parquet('ROOT/decisions/*/*/*.parquet')")
+    } <= expected_hours
     held = repr([read_table(name).to_pylist() for name in walk()])
     assert user["id"] not in held
     assert "203.0.113.77" not in held  # truncated, where kept at all
