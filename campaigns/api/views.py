@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from adsplatform.api.concurrency import ETagMixin, IdempotentCreateMixin, expected_version
 from campaigns import services
 from campaigns.api import serializers as s
+from campaigns.api.filters import AuditEntryFilter
 from campaigns.api.permissions import OrganisationRole
 from campaigns.models import (
     Advertiser,
@@ -202,10 +203,7 @@ class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     serializer_class = s.AuditEntrySerializer
     permission_classes = [permissions.IsAuthenticated]
-    filterset_fields = {
-        "advertiser": ["exact"], "action": ["exact"], "object_id": ["exact"],
-        "content_type__model": ["exact"], "created_at": ["gte", "lt"],
-    }  # fmt: skip
+    filterset_class = AuditEntryFilter
     ordering_fields = ["created_at"]
 
     def get_queryset(self) -> QuerySet[AuditEntry]:
