@@ -239,6 +239,9 @@ def run_demo(host: str, port: int, *, verbose: bool = False, reset: bool = False
     # Each child is restarted when it dies (adsplatform.supervise); Ctrl-C stops them all.
     supervisor = Supervisor()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops it like Ctrl-C
+    # Ctrl-C stops it even when started with SIGINT ignored (a shell's background job, or a
+    # test suite run from one, inherits that): without this it would never stop on SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if reset:
             removed = reset_demo(os.environ)
