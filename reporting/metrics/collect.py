@@ -31,9 +31,14 @@ class Figures:
     now: float = 0.0
 
 
+def _text(value: Any) -> str:
+    """A Redis reply as text (the client may or may not decode its replies)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _number(value: Any) -> float:
     try:
-        return float(value.decode() if isinstance(value, bytes) else value)
+        return float(_text(value))
     except (TypeError, ValueError):
         return 0.0
 
@@ -48,19 +53,16 @@ def collect() -> Figures:
     for name, raw in zip(names, client.mget(names) if names else [], strict=True):
         if raw is None:  # expired between the scan and the read
             continue
-        process = (name.decode() if isinstance(name, bytes) else name).removeprefix(prefix)
+        process = _text(name).removeprefix(prefix)
         figures.serving[process] = json.loads(raw)
     day = day_of(figures.now)
     for raw_field, value in client.hgetall(keys.buyer_stats(day)).items():
-        text = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
+        text = _text(raw_field)
         buyer, _, outcome = text.partition(":")
         figures.buyers[buyer, outcome] = _number(value)
-    figures.backlog = {
-        (k.decode() if isinstance(k, bytes) else k): _number(v)
-        for k, v in client.hgetall(keys.stream_backlog).items()
-    }
+    figures.backlog = {_text(k): _number(v) for k, v in client.hgetall(keys.stream_backlog).items()}
     for raw_field, value in client.hgetall(keys.task_metrics).items():
-        text = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
+        text = _text(raw_field)
         task, _, what = text.rpartition("|")
         entry = figures.tasks.setdefault(task, TaskFigures())
         if what == "runs":
