@@ -43,22 +43,6 @@ FRAME_WATCHDOG = (
     f"var f=this.previousSibling;{_LISTEN};setTimeout(function(){{if(!f.getAttribute("
     f"'data-loaded')){_beacon(ph.ERROR_TIMEOUT)}}},{ph.HTML5_LOAD_TIMEOUT_MS})"
 )
-# MRC viewability (IAB/MRC Viewable Ad Impression Measurement Guidelines): once the
-# impression pixel has loaded, an IntersectionObserver on the ad's box sends `measurable`,
-# then `viewable` after 50 % of its pixels (30 % for ads of 242,500 px² or more) have been in
-# view for one continuous second. An attribute handler, like the watchdog: markup inserted
-# with innerHTML runs no script elements. Its text is the same for every ad (the beacon URL
-# is read from the pixel's data-ev), so a page's CSP can allow it by hash (docs/creatives.md).
-# The server records each event once per decision (`serving.measure`).
-VIEWABILITY = (
-    "(function(p){var a=p.parentNode,u=p.getAttribute('data-ev'),I=window.IntersectionObserver;"
-    "if(!I||!u||p.getAttribute('data-mv'))return;p.setAttribute('data-mv','1');"
-    "new Image().src=u+'?e=measurable';var r=a.getBoundingClientRect(),"
-    "t=r.width*r.height>=242500?.3:.5,h=0,o=new I(function(es){var e=es[es.length-1];"
-    "if(e.isIntersecting&&e.intersectionRatio>=t){h=h||setTimeout(function(){o.disconnect();"
-    "new Image().src=u+'?e=viewable'},1000)}else{clearTimeout(h);h=0}},{threshold:[0,t]});"
-    "o.observe(a)})(this)"
-)
 # VAST macros mean nothing outside a video player: in HTML, serving's cache buster stands in.
 HTML_MACROS = {"[CACHEBUSTING]": ph.CACHEBUSTER}
 
@@ -75,7 +59,7 @@ def _common(creative: Creative) -> dict[str, Any]:
         "imp_url": ph.IMP_URL,
         "on_error": ON_IMAGE_ERROR,
         "event_url": ph.EVENT_URL,
-        "viewability": VIEWABILITY,
+        "viewability": ph.VIEWABILITY,
     }
 
 
@@ -93,7 +77,7 @@ def _render_image(creative: Creative) -> str:
 def _render_html5(creative: Creative) -> str:
     context = _common(creative) | {
         "sandbox": html5.SANDBOX,
-        "watchdog": f"{FRAME_WATCHDOG};{VIEWABILITY}",
+        "watchdog": f"{FRAME_WATCHDOG};{ph.VIEWABILITY}",
         "listener": FRAME_LISTENER,
     }
     if creative.html_tag:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from creatives import placeholders as ph
 from serving import openrtb
 from serving.buyers import ExternalBid, auction_id_of
 from serving.context import AdContext
@@ -173,6 +174,7 @@ def fill(template: str, imp_url: str, click_url: str, decision_id: str) -> str:
     if "%%EVENT_URL%%" in out:
         out = out.replace("%%EVENT_URL%%", imp_url.replace("/v1/imp/", "/v1/ev/", 1))
     if "%%" in out:
+        out = out.replace(ph.VIEWABILITY, ph.VIEWABILITY_ATTR)
         out = out.replace("%%AD_SERVING_ID%%", decision_id).replace(
             "%%CACHEBUSTER%%",
             str(random.randrange(10**8, 10**9)),  # noqa: S311 - not a secret

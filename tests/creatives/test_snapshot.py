@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from creatives import services
 from creatives.models import Creative
-from creatives.rendering import VIEWABILITY, render_markup
+from creatives.placeholders import VIEWABILITY_HANDLER
+from creatives.rendering import render_markup
 from creatives.snapshot import creative_snap, servable_creatives
 from tests.creatives.helpers import served
 from tests.factories import (
@@ -247,6 +248,6 @@ def test_only_servable_creatives_are_offered_to_the_snapshot() -> None:
 
 
 def test_the_viewability_handler_hash_in_the_docs_is_the_handlers() -> None:
-    digest = base64.b64encode(hashlib.sha256(VIEWABILITY.encode()).digest()).decode()
+    digest = base64.b64encode(hashlib.sha256(VIEWABILITY_HANDLER.encode()).digest()).decode()
     docs = (Path(settings.BASE_DIR) / "docs" / "creatives.md").read_text()
     assert f"'sha256-{digest}'" in docs

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from redis import Redis
 
-from creatives.rendering import VIEWABILITY
+from creatives.placeholders import VIEWABILITY_HANDLER
 from serving.app import ServingApp
 from serving.keys import RedisKeys
 from tests.serving.test_app import ad_body, config, placement_key, with_client
@@ -120,6 +120,6 @@ def test_our_openrtb_adm_carries_the_measurement_and_its_beacon_is_recorded(
 
     adm, event_url = with_client(scenario, config(public_url="http://ads.test"))
     assert event_url.startswith("http://ads.test/v1/ev/")
-    assert f'onload="{html.escape(VIEWABILITY)}"' in adm
+    assert f'onload="{html.escape(VIEWABILITY_HANDLER)}"' in adm
     client: Redis = Redis.from_url(settings.REDIS_URL)
     assert [e.r for e in stream_events(client) if e.t == "evt"] == ["viewable"]
