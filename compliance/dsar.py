@@ -49,6 +49,7 @@ from redis.exceptions import LockError, RedisError
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
 from reporting.lease import Lease
 from reporting.models import StreamWatermark
+from reporting.stream import stream_id
 from reporting.telemetry.privacy import TelemetryFiles
 from serving.events import Event, decode_events, encode_events
 from serving.keys import RedisKeys
@@ -122,11 +123,6 @@ def progress(request: DataSubjectRequest) -> tuple[int, int]:
         scanned, total = (int(v or 0) for v in raw)
         return min(scanned, total), total
     return request.entries_scanned, request.entries_total
-
-
-def _stream_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass
@@ -276,11 +272,11 @@ class EventStream:
             raise LockError("ingestion held its lock too long; run the request again")
         try:
             mark = StreamWatermark.objects.filter(stream=stream).values_list("last_id", flat=True)
-            rolled_up = _stream_id(mark.first() or "0-0")
+            rolled_up = stream_id(mark.first() or "0-0")
             for n, (eid, events) in enumerate(matches, start=1):
                 owned = _owned(events, job.pseudonyms)
                 theirs = sum(owned)
-                if _stream_id(eid) <= rolled_up:
+                if stream_id(eid) <= rolled_up:
                     replacement = b""
                     counts = {"entries_deleted": 1, "events_deleted": theirs}
                     if theirs < len(events):

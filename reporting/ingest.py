@@ -1,25 +1,17 @@
-"""Rolling the raw event stream up into hourly rows, exactly once.
-
-Entries are read through a consumer group, aggregated, written in one database transaction
-together with the watermark, and acknowledged only after that commit. A crash before the
-commit leaves them pending and they are read again; a crash after it leaves them pending too,
-but the watermark makes their second reading a no-op.
-"""
+"""Rolling the raw event stream up into hourly rows, exactly once (`reporting.stream`: read
+through the `rollup` consumer group, written in one transaction with the watermark, then
+acknowledged)."""
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import msgspec
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 from django_redis import get_redis_connection
 from redis import Redis
-from redis.exceptions import ResponseError
 
 from reporting.backlog import Backlog, measure_backlog
 from reporting.billing import refuse_billed_again
@@ -30,7 +22,6 @@ from reporting.breakdowns import (
     write_request_keys,
 )
 from reporting.demand import aggregate_demand, write_demand
-from reporting.lease import Lease, LeaseLost
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -38,7 +29,7 @@ from reporting.models import (
     HourlyTestTraffic,
     StreamWatermark,
 )
-from serving.events import Event, decode_events
+from reporting.stream import Entry, Reader, consume, stream_id
 from serving.keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -70,48 +61,6 @@ class _Totals:
 
 # Event kinds that add to the delivery rollup (losses, bids and player events do not).
 DELIVERY_KINDS = frozenset({"req", "imp", "clk", "err"})
-
-
-def _stream_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _ensure_group(client: Redis, stream: str) -> None:
-    try:
-        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-Entry = tuple[str, list[Event]]
-
-
-def _read(client: Redis, stream: str, count: int) -> list[Entry]:
-    # Our own pending entries first (a previous run died before acknowledging), then new ones.
-    for start in ("0", ">"):
-        reply: Any = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=count)
-        entries = []
-        for _, batch in reply or []:
-            for eid, fields in batch:
-                events = _decode(eid, fields)
-                entries.append((eid.decode(), events))
-        if entries:
-            return entries
-    return []
-
-
-def _decode(eid: bytes, fields: dict[bytes, bytes]) -> list[Event]:
-    # A pending entry trimmed away comes back with no fields; a malformed one is logged and
-    # skipped rather than blocking every entry behind it.
-    if not fields:
-        return []
-    try:
-        return decode_events(fields[b"v"])
-    except (KeyError, msgspec.DecodeError):
-        log.error("skipping malformed event entry %s: %r", eid, fields)
-        return []
 
 
 ConsentKey = tuple[datetime, str, str, bool]
@@ -249,57 +198,36 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
     client: Redis = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     stream = keys.events
-    batch_size = batch_size or settings.INGEST_BATCH_SIZE
     result = IngestResult()
     # First, before the database is needed: a stalled ingestion still reports its backlog.
     check_backlog(client, keys)
-    lease = Lease(client, keys.ingest_lock, settings.INGEST_LOCK_SECONDS)
-    if not lease.acquire():
-        return result  # another worker is on it
-    try:
-        _ensure_group(client, stream)
-        for _ in range(max_batches):
-            lease.check()
-            entries = _read(client, stream, batch_size)
-            if not entries:
-                break
-            result.read += len(entries)
-            with transaction.atomic():
-                mark, _ = StreamWatermark.objects.select_for_update().get_or_create(stream=stream)
-                floor = _stream_id(mark.last_id)
-                fresh = [e for e in entries if _stream_id(e[0]) > floor]
-                rows = refused = 0
-                if fresh:
-                    # Test traffic is counted apart and kept out of everything billed.
-                    live, test = _live_and_test(fresh)
-                    _write_test(test)
-                    # Impressions and clicks billed before (a replay Redis no longer knew of)
-                    # go; the entries stay, for the watermark.
-                    live, refused = refuse_billed_again(live)
-                    totals = _aggregate(live)
-                    _write(totals)
-                    _write_consent(_aggregate_consent(fresh))
-                    _write_diagnostics(_aggregate_diagnostics(live))
-                    flat = [e for _, evs in live for e in evs]
-                    write_creatives(aggregate_creatives(flat))
-                    write_request_keys(aggregate_request_keys(flat))
-                    write_demand(aggregate_demand(flat))
-                    rows = len(totals)
-                    mark.last_id = max((e[0] for e in fresh), key=_stream_id)
-                    mark.save(update_fields=["last_id", "updated_at"])
-                # Last word before the commit: a holder that lost its lease (stalled past it;
-                # another worker may be on these entries) rolls back instead of committing.
-                lease.check()
-            result.skipped += len(entries) - len(fresh)
-            result.rows += rows
-            result.counted += len(fresh)
-            result.refused += refused
-            client.xack(stream, GROUP, *[e[0] for e in entries])
+    reader = Reader(
+        client, stream, GROUP, CONSUMER, watermark=stream,
+        lease_name=keys.ingest_lock, lease_seconds=settings.INGEST_LOCK_SECONDS,
+    )  # fmt: skip
+
+    def roll_up(fresh: list[Entry]) -> None:
+        # Test traffic is counted apart and kept out of everything billed.
+        live, test = _live_and_test(fresh)
+        _write_test(test)
+        # Impressions and clicks billed before (a replay Redis no longer knew of) go; the
+        # entries stay, for the watermark.
+        live, refused = refuse_billed_again(live)
+        totals = _aggregate(live)
+        _write(totals)
+        _write_consent(_aggregate_consent(fresh))
+        _write_diagnostics(_aggregate_diagnostics(live))
+        flat = [e for _, evs in live for e in evs]
+        write_creatives(aggregate_creatives(flat))
+        write_request_keys(aggregate_request_keys(flat))
+        write_demand(aggregate_demand(flat))
+        result.rows += len(totals)
+        result.refused += refused
+
+    done = consume(reader, roll_up, batch_size or settings.INGEST_BATCH_SIZE, max_batches)
+    result.read, result.counted, result.skipped = done.read, done.fresh, done.skipped
+    if done.acquired and not done.lost:
         _trim(client, stream)
-    except LeaseLost:
-        log.warning("ingest stopped: its lease expired; the next run carries on")
-    finally:
-        lease.release()
     if result.read:
         log.info("ingested %s", result)
     return result
@@ -320,7 +248,7 @@ def _trim(client: Redis, stream: str) -> None:
     cutoff_ms = (
         int(datetime.now(UTC).timestamp() * 1000) - settings.RAW_EVENT_RETENTION_SECONDS * 1000
     )
-    last_ms, last_seq = _stream_id(mark)
+    last_ms, last_seq = stream_id(mark)
     # XTRIM MINID keeps ids >= MINID: one past the watermark drops the watermark entry too.
     min_id = min((last_ms, last_seq + 1), (cutoff_ms, 0))
     # Nor ones the telemetry files do not hold yet (reporting/telemetry, once it has started).
@@ -328,7 +256,7 @@ def _trim(client: Redis, stream: str) -> None:
 
     written = floor(stream)
     if written:
-        written_ms, written_seq = _stream_id(written)
+        written_ms, written_seq = stream_id(written)
         min_id = min(min_id, (written_ms, written_seq + 1))
     # Exact, not "~": retention is a promise about personal data, not a memory hint.
     client.xtrim(stream, minid=f"{min_id[0]}-{min_id[1]}", approximate=False)

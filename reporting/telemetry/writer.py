@@ -20,25 +20,19 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 from django.conf import settings
-from django.db import transaction
 from django_redis import get_redis_connection
 from redis import Redis
-from redis.exceptions import ResponseError
 
-from reporting.ingest import _decode, _stream_id
-from reporting.lease import Lease, LeaseLost
 from reporting.models import StreamWatermark
+from reporting.stream import Entry, Reader, consume, stream_id
 from reporting.telemetry.files import partition, write_table
 from reporting.telemetry.schema import DECISIONS, OUTCOME_KINDS, OUTCOMES, SCHEMA_VERSION
-from serving.events import Event
 from serving.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
 GROUP = "telemetry"
 CONSUMER = "telemetry-1"
-
-Entry = tuple[str, list[Event]]
 
 
 @dataclass
@@ -194,31 +188,10 @@ def _features(x: str, personal: bool) -> dict[str, Any]:
     return out
 
 
-def _ensure_group(client: Redis, stream: str) -> None:
-    try:
-        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def _read(client: Redis, stream: str, count: int) -> list[Entry]:
-    for start in ("0", ">"):
-        reply: Any = client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=count)
-        entries = [
-            (eid.decode(), _decode(eid, fields))
-            for _, batch in reply or []
-            for eid, fields in batch
-        ]
-        if entries:
-            return entries
-    return []
-
-
 def _write_files(grouped: dict[tuple[str, str, int], list[dict[str, Any]]]) -> int:
     schemas = {"decisions": DECISIONS, "outcomes": OUTCOMES}
     for (dataset, date, hour), batch in grouped.items():
-        first = min((r["stream_id"] for r in batch), key=_stream_id)
+        first = min((r["stream_id"] for r in batch), key=stream_id)
         name = f"{partition(dataset, date, hour)}/part-{first}.parquet"
         write_table(name, pa.Table.from_pylist(batch, schema=schemas[dataset]))
     return len(grouped)
@@ -231,43 +204,22 @@ def write_telemetry(batch_size: int | None = None, max_batches: int = 20) -> Wri
         return result
     client: Redis = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
-    stream = keys.events
-    batch_size = batch_size or settings.TELEMETRY_BATCH_SIZE
-    lease = Lease(client, f"{keys.ingest_lock}:{GROUP}", settings.INGEST_LOCK_SECONDS)
-    if not lease.acquire():
-        return result
-    try:
-        _ensure_group(client, stream)
-        for _ in range(max_batches):
-            lease.check()
-            entries = _read(client, stream, batch_size)
-            if not entries:
-                break
-            result.read += len(entries)
-            with transaction.atomic():
-                mark, _ = StreamWatermark.objects.select_for_update().get_or_create(
-                    stream=watermark_name(stream)
-                )
-                below = _stream_id(mark.last_id)
-                fresh = [e for e in entries if _stream_id(e[0]) > below]
-                if fresh:
-                    grouped = rows(fresh)
-                    result.files += _write_files(grouped)
-                    for (dataset, _, _), batch in grouped.items():
-                        if dataset == "decisions":
-                            result.decisions += len(batch)
-                        else:
-                            result.outcomes += len(batch)
-                    mark.last_id = max((e[0] for e in fresh), key=_stream_id)
-                    mark.save(update_fields=["last_id", "updated_at"])
-                lease.check()
-            result.written += len(fresh)
-            result.skipped += len(entries) - len(fresh)
-            client.xack(stream, GROUP, *[e[0] for e in entries])
-    except LeaseLost:
-        log.warning("telemetry stopped: its lease expired; the next run carries on")
-    finally:
-        lease.release()
+    reader = Reader(
+        client, keys.events, GROUP, CONSUMER, watermark=watermark_name(keys.events),
+        lease_name=f"{keys.ingest_lock}:{GROUP}", lease_seconds=settings.INGEST_LOCK_SECONDS,
+    )  # fmt: skip
+
+    def write(fresh: list[Entry]) -> None:
+        grouped = rows(fresh)
+        result.files += _write_files(grouped)
+        for (dataset, _, _), batch in grouped.items():
+            if dataset == "decisions":
+                result.decisions += len(batch)
+            else:
+                result.outcomes += len(batch)
+
+    done = consume(reader, write, batch_size or settings.TELEMETRY_BATCH_SIZE, max_batches)
+    result.read, result.written, result.skipped = done.read, done.fresh, done.skipped
     if result.read:
         log.info("telemetry written %s", result)
     return result

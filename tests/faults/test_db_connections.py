@@ -108,7 +108,9 @@ def test_connections_stay_bounded_at_50_requests_per_second(tmp_path: Path) -> N
         f"process: {per_process}"
     )
     assert set(statuses) == {200}
-    assert len(statuses) >= 50
+    # Every client was answered at least once: THREADS concurrent clients against a pool
+    # of WORKERS x POOL_MAX. How many more depends on the machine's load (no timed assert).
+    assert len(statuses) >= THREADS
     # The server's own sockets to Postgres: at most the pool of each worker, whatever the
     # number of requests (pg_stat_activity also counts this test's connections).
     assert all(n <= POOL_MAX for n in per_process.values())
