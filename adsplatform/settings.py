@@ -327,6 +327,16 @@ CELERY_BEAT_SCHEDULE = {
 # expires within seconds (reporting/lease.py); and reads the stream this many entries a batch.
 INGEST_LOCK_SECONDS = env.float("INGEST_LOCK_SECONDS", default=5.0)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=5000)
+# Partitions of the event stream (`events`, `events:1`, ...): serving appends a request's
+# events to one chosen by its decision id; each is rolled up by its own consumer, lease and
+# watermark, so ingestion runs on as many Celery workers as there are partitions. 1 on the
+# embedded default. Changing it needs nothing drained: ingestion, telemetry, retention and
+# data-subject requests read every partition ever configured (`reporting.stream.partitions`).
+EVENT_STREAM_PARTITIONS = env.int("EVENT_STREAM_PARTITIONS", default=1)
+if not 1 <= EVENT_STREAM_PARTITIONS <= 256:
+    raise ImproperlyConfigured(
+        f"EVENT_STREAM_PARTITIONS is {EVENT_STREAM_PARTITIONS}; expected 1 to 256"
+    )
 # The event stream is never trimmed by length (that would drop entries not rolled up yet);
 # past this many entries it is reported instead: a log line per crossing, a gauge in Redis,
 # the admin's ingestion status (reporting/backlog.py). 5,000,000 entries is about 17 minutes

@@ -49,7 +49,7 @@ from redis.exceptions import LockError, RedisError
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
 from reporting.lease import Lease
 from reporting.models import StreamWatermark
-from reporting.stream import stream_id
+from reporting.stream import partition_suffix, partitions, stream_id
 from reporting.telemetry.privacy import TelemetryFiles
 from serving.events import Event, decode_events, encode_events
 from serving.keys import RedisKeys
@@ -178,38 +178,41 @@ def _value(fields: list[bytes] | None) -> bytes:
     return pairs.get(b"v", b"")
 
 
-def _matching_entries(job: Job) -> Iterator[tuple[str, list[Event]]]:
-    """Stream entries holding at least one event of the subject, oldest first."""
-    stream = job.keys.events
+def _matching_entries(job: Job) -> Iterator[tuple[str, str, list[Event]]]:
+    """(partition, entry id, events) of the stream entries holding at least one event of the
+    subject, partition by partition, oldest first."""
+    streams = partitions(job.client, job.keys)
     needles = [p.encode() for p in job.pseudonyms]
     client, key = job.client, progress_key(job.request.pk)
     reader = _raw_reader(client)
-    total = int(client.xlen(stream))
+    total = sum(int(client.xlen(stream)) for stream in streams)
     client.hset(key, mapping={"total": total, "scanned": 0})
     client.expire(key, STATE_TTL)
-    start = "-"
-    while True:
-        batch: Any = reader.xrange(stream, min=start, count=job.chunk)
-        raws = [_value(fields) for _, fields in batch]
-        # Bytes are searched before anything is decoded, a whole chunk at once: most chunks
-        # hold none of the subject's events, and decoding every entry would cost ten scans.
-        blob = b"\n".join(raws)
-        if any(n in blob for n in needles):
-            for (eid, _), raw in zip(batch, raws, strict=True):
-                if not any(n in raw for n in needles):
-                    continue
-                try:
-                    events = decode_events(raw)
-                except msgspec.DecodeError:
-                    log.error("data-subject request %s: malformed entry %s", job.request.pk, eid)
-                    continue
-                if any(e.u in job.pseudonyms for e in events):
-                    yield eid.decode(), events
-        job.scanned += len(batch)
-        client.hset(key, "scanned", job.scanned)
-        if len(batch) < job.chunk:
-            return
-        start = "(" + batch[-1][0].decode()
+    for stream in streams:
+        start = "-"
+        while True:
+            batch: Any = reader.xrange(stream, min=start, count=job.chunk)
+            raws = [_value(fields) for _, fields in batch]
+            # Bytes are searched before anything is decoded, a whole chunk at once: most
+            # chunks hold none of the subject's events, and decoding every entry would cost
+            # ten scans.
+            blob = b"\n".join(raws)
+            if any(n in blob for n in needles):
+                for (eid, _), raw in zip(batch, raws, strict=True):
+                    if not any(n in raw for n in needles):
+                        continue
+                    try:
+                        events = decode_events(raw)
+                    except msgspec.DecodeError:
+                        log.error("data-subject request %s: bad entry %s", job.request.pk, eid)
+                        continue
+                    if any(e.u in job.pseudonyms for e in events):
+                        yield stream, eid.decode(), events
+            job.scanned += len(batch)
+            client.hset(key, "scanned", job.scanned)
+            if len(batch) < job.chunk:
+                break
+            start = "(" + batch[-1][0].decode()
 
 
 def _iso_ms(ts_ms: int) -> str:
@@ -253,7 +256,7 @@ class EventStream:
     def collect(self, job: Job) -> list[dict[str, Any]]:
         return [
             _exported(eid, e)
-            for eid, events in _matching_entries(job)
+            for _, eid, events in _matching_entries(job)
             for e, theirs in zip(events, _owned(events, job.pseudonyms), strict=True)
             if theirs
         ]
@@ -263,17 +266,27 @@ class EventStream:
         job.step("events:scanned")
         if not matches:
             return
-        client, stream = job.client, job.keys.events
+        n = 0
+        for stream in dict.fromkeys(m[0] for m in matches):
+            for_stream = [(eid, events) for s, eid, events in matches if s == stream]
+            n = self._erase_in(job, stream, for_stream, n)
+
+    def _erase_in(
+        self, job: Job, stream: str, matches: list[tuple[str, list[Event]]], done: int
+    ) -> int:
+        """Erase the subject's entries in one partition; `done` entries were before it."""
+        client = job.client
         rewrite = client.register_script(REWRITE_ENTRY)
-        # The ingestion lease (renewed while this runs, expiring seconds after a crash), so
-        # ingestion never rolls up an entry while it is being rewritten.
-        lease = Lease(client, job.keys.ingest_lock, settings.INGEST_LOCK_SECONDS)
+        # The partition's ingestion lease (renewed while this runs, expiring seconds after a
+        # crash), so ingestion never rolls up an entry while it is being rewritten.
+        lease_name = job.keys.ingest_lock + partition_suffix(stream, job.keys)
+        lease = Lease(client, lease_name, settings.INGEST_LOCK_SECONDS)
         if not lease.acquire(wait=INGEST_LOCK_WAIT):
             raise LockError("ingestion held its lock too long; run the request again")
         try:
             mark = StreamWatermark.objects.filter(stream=stream).values_list("last_id", flat=True)
             rolled_up = stream_id(mark.first() or "0-0")
-            for n, (eid, events) in enumerate(matches, start=1):
+            for n, (eid, events) in enumerate(matches, start=done + 1):
                 owned = _owned(events, job.pseudonyms)
                 theirs = sum(owned)
                 if stream_id(eid) <= rolled_up:
@@ -298,6 +311,7 @@ class EventStream:
                     "data-subject request %s: the ingestion lock had expired", job.request.pk
                 )
             lease.release()
+        return done + len(matches)
 
 
 class FrequencyCaps:

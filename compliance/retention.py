@@ -29,6 +29,7 @@ from compliance.pseudonym import DAY
 from reporting.billing import prune_billed_decisions
 from reporting.ingest import GROUP, check_backlog
 from reporting.models import StreamWatermark
+from reporting.stream import partitions
 from reporting.telemetry.privacy import purge_old_files
 from reporting.telemetry.writer import floor as telemetry_floor
 
@@ -141,8 +142,12 @@ def purge_personal_data(now: datetime | None = None) -> PurgeResult:
     now = now or timezone.now()
     client, keys = redis_client(), redis_keys()
     result = PurgeResult()
-    result.events_trimmed, result.events_held_back = purge_raw_events(client, keys.events, now)
-    check_backlog(client, keys)  # held back for long: the stream's growth is reported
+    streams = partitions(client, keys)
+    for stream in streams:
+        trimmed, held_back = purge_raw_events(client, stream, now)
+        result.events_trimmed += trimmed
+        result.events_held_back = result.events_held_back or held_back
+    check_backlog(client, keys, streams)  # held back for long: the stream's growth is reported
     if result.events_held_back:
         log.warning("raw events past retention are kept: ingestion has not rolled them up")
     result.caps_given_expiry = expire_frequency_caps(

@@ -13,6 +13,7 @@ from compliance.dsar import redis_client, redis_keys
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus, SubjectKind
 from compliance.pseudonym import DAY, Pseudonymiser
 from compliance.tasks import run_data_subject_request_task
+from reporting.stream import partitions
 
 MAX_ID_LENGTH = 1024
 # What iOS and Android send when the user limits ad tracking: it names no one.
@@ -49,10 +50,12 @@ def subject_window(now: datetime) -> tuple[datetime, datetime]:
     period (frequency caps outlive a rotation a little), and the oldest event still held."""
     lookback = max(settings.RAW_EVENT_RETENTION_SECONDS, settings.PSEUDONYM_ROTATION_DAYS * DAY)
     start = now - timedelta(seconds=lookback)
-    oldest: Any = redis_client().xrange(redis_keys().events, count=1)
-    if oldest:
-        first_ms = int(oldest[0][0].decode().partition("-")[0])
-        start = min(start, datetime.fromtimestamp(first_ms / 1000, now.tzinfo))
+    client = redis_client()
+    for stream in partitions(client, redis_keys()):
+        oldest: Any = client.xrange(stream, count=1)
+        if oldest:
+            first_ms = int(oldest[0][0].decode().partition("-")[0])
+            start = min(start, datetime.fromtimestamp(first_ms / 1000, now.tzinfo))
     return start, now
 
 

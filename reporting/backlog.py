@@ -12,6 +12,7 @@ outage you mean to ride out; docs/deploy.md "Redis durability".
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,22 +24,23 @@ log = logging.getLogger(__name__)
 # Record the stream's length in the gauge and flip its `over` flag when the limit is crossed;
 # returns {length, crossed (1 up, -1 down, 0 neither), crossings so far}. One script, so that
 # of many processes measuring at once exactly one sees (and logs) each crossing.
-# KEYS: stream, gauge. ARGV: limit, now (epoch seconds), pending, lag.
+# KEYS: gauge, then the stream's partitions. ARGV: limit, now (epoch seconds), pending, lag.
 MEASURE = """
-local length = redis.call('XLEN', KEYS[1])
+local length = 0
+for i = 2, #KEYS do length = length + redis.call('XLEN', KEYS[i]) end
 local limit = tonumber(ARGV[1])
-local was_over = redis.call('HGET', KEYS[2], 'over') == '1'
+local was_over = redis.call('HGET', KEYS[1], 'over') == '1'
 local over = length > limit
 local crossed = 0
 if over and not was_over then
   crossed = 1
-  redis.call('HINCRBY', KEYS[2], 'crossings', 1)
+  redis.call('HINCRBY', KEYS[1], 'crossings', 1)
 elseif was_over and not over then
   crossed = -1
 end
-redis.call('HSET', KEYS[2], 'length', length, 'limit', limit, 'over', over and 1 or 0,
+redis.call('HSET', KEYS[1], 'length', length, 'limit', limit, 'over', over and 1 or 0,
   'pending', ARGV[3], 'lag', ARGV[4], 'checked_at', ARGV[2])
-return {length, crossed, tonumber(redis.call('HGET', KEYS[2], 'crossings') or '0')}
+return {length, crossed, tonumber(redis.call('HGET', KEYS[1], 'crossings') or '0')}
 """
 
 
@@ -74,25 +76,34 @@ def _group_state(client: Redis, stream: str, group_name: str) -> tuple[int, int 
     return 0, None  # never read: the whole stream is behind, XLEN says how much
 
 
-def measure_backlog(client: Redis, stream: str, group: str, gauge: str, limit: int) -> Backlog:
-    """Measure the stream, update the gauge, and log when the length crosses the limit."""
-    pending, lag = _group_state(client, stream, group)
+def measure_backlog(
+    client: Redis, streams: Sequence[str], group: str, gauge: str, limit: int
+) -> Backlog:
+    """Measure the stream (all its partitions together), update the gauge, and log when the
+    length crosses the limit."""
+    pending = 0
+    lag: int | None = 0
+    for stream in streams:
+        p, partition_lag = _group_state(client, stream, group)
+        pending += p
+        lag = None if lag is None or partition_lag is None else lag + partition_lag
     now = time.time()
     script = client.register_script(MEASURE)
     reply: Any = script(
-        keys=[stream, gauge], args=[limit, now, pending, -1 if lag is None else lag]
+        keys=[gauge, *streams], args=[limit, now, pending, -1 if lag is None else lag]
     )
     length, crossed, crossings = (int(v) for v in reply)
     backlog = Backlog(length, pending, lag, limit, crossings, now)
+    named = streams[0] if len(streams) == 1 else f"{streams[0]} ({len(streams)} partitions)"
     if crossed > 0:
         # Not trimmed: Redis memory grows until ingestion catches up (or Redis refuses writes).
         log.error(
             "event stream %s holds %s entries, over STREAM_BACKLOG_LIMIT %s (not rolled up: %s);"
             " ingestion is behind or stopped, nothing is trimmed until it catches up",
-            stream, length, limit, "unknown" if lag is None else lag + pending,
+            named, length, limit, "unknown" if lag is None else lag + pending,
         )  # fmt: skip
     elif crossed < 0:
-        log.warning("event stream %s back under STREAM_BACKLOG_LIMIT: %s entries", stream, length)
+        log.warning("event stream %s back under STREAM_BACKLOG_LIMIT: %s entries", named, length)
     return backlog
 
 

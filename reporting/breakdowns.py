@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db.models import F
 
 from reporting.models import CreativeHourly, RequestKeyHourly
+from reporting.stream import lock_order
 from serving.events import Event
 from serving.request_keys import decode_key
 
@@ -51,7 +52,7 @@ def aggregate_creatives(events: list[Event]) -> dict[CreativeKey, _CreativeTotal
 
 
 def write_creatives(totals: dict[CreativeKey, _CreativeTotals]) -> None:
-    for (hour, line_item_id, creative_id), t in totals.items():
+    for (hour, line_item_id, creative_id), t in lock_order(totals):
         row, _ = CreativeHourly.objects.get_or_create(
             hour=hour,
             line_item_id=line_item_id,
@@ -83,7 +84,7 @@ def aggregate_request_keys(events: list[Event]) -> dict[RequestKey, int]:
 
 
 def write_request_keys(counts: dict[RequestKey, int]) -> None:
-    for (hour, placement_id, slots, country, devicetype, channel), n in counts.items():
+    for (hour, placement_id, slots, country, devicetype, channel), n in lock_order(counts):
         row, _ = RequestKeyHourly.objects.get_or_create(
             hour=hour,
             placement_id=placement_id,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import F
 
 from reporting.models import DemandHourly
+from reporting.stream import lock_order
 from serving.events import Event
 
 NANOS = Decimal(1_000_000_000)
@@ -83,7 +84,7 @@ def aggregate_demand(events: list[Event]) -> dict[DemandKey, DemandRow]:
 
 
 def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
-    for (hour, placement_id, line_item_id, buyer_id, currency), r in rows.items():
+    for (hour, placement_id, line_item_id, buyer_id, currency), r in lock_order(rows):
         row, _ = DemandHourly.objects.get_or_create(
             hour=hour,
             placement_id=placement_id,

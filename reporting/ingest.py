@@ -29,7 +29,15 @@ from reporting.models import (
     HourlyTestTraffic,
     StreamWatermark,
 )
-from reporting.stream import Entry, Reader, consume, stream_id
+from reporting.stream import (
+    Entry,
+    Reader,
+    consume,
+    lock_order,
+    partition_suffix,
+    partitions,
+    stream_id,
+)
 from serving.keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -93,7 +101,7 @@ def _aggregate_consent(entries: list[Entry]) -> dict[ConsentKey, int]:
 
 
 def _write_consent(counts: dict[ConsentKey, int]) -> None:
-    for (hour, outcome, reason, valid), n in counts.items():
+    for (hour, outcome, reason, valid), n in lock_order(counts):
         row, _ = ConsentHourly.objects.get_or_create(
             hour=hour, outcome=outcome, reason=reason, valid_signal=valid
         )
@@ -138,7 +146,7 @@ def _aggregate_diagnostics(entries: list[Entry]) -> dict[DiagnosticKey, tuple[in
 
 
 def _write_diagnostics(counts: dict[DiagnosticKey, tuple[int, int, int]]) -> None:
-    for (hour, line_item_id, reason), (campaign_id, advertiser_id, n) in counts.items():
+    for (hour, line_item_id, reason), (campaign_id, advertiser_id, n) in lock_order(counts):
         row, _ = DeliveryDiagnosticHourly.objects.get_or_create(
             hour=hour,
             line_item_id=line_item_id,
@@ -167,7 +175,7 @@ def _live_and_test(
 
 
 def _write_test(counts: dict[tuple[datetime, int], list[int]]) -> None:
-    for (hour, placement_id), (requests, impressions, clicks) in counts.items():
+    for (hour, placement_id), (requests, impressions, clicks) in lock_order(counts):
         row, _ = HourlyTestTraffic.objects.get_or_create(hour=hour, placement_id=placement_id)
         HourlyTestTraffic.objects.filter(pk=row.pk).update(
             requests=F("requests") + requests,
@@ -177,7 +185,7 @@ def _write_test(counts: dict[tuple[datetime, int], list[int]]) -> None:
 
 
 def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
-    for (hour, placement_id, line_item_id), t in totals.items():
+    for (hour, placement_id, line_item_id), t in lock_order(totals):
         row, _ = HourlyRollup.objects.get_or_create(
             hour=hour,
             placement_id=placement_id,
@@ -193,17 +201,38 @@ def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
         )
 
 
-def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> IngestResult:
-    """Roll up what the stream holds now (bounded per call); safe to run concurrently."""
+def ingest_events(
+    batch_size: int | None = None, max_batches: int = 20, partition: int | None = None
+) -> IngestResult:
+    """Roll up what the stream holds now (bounded per call, per partition): every partition,
+    or only `partition`; safe to run concurrently (each partition has its own lease)."""
     client: Redis = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
-    stream = keys.events
     result = IngestResult()
     # First, before the database is needed: a stalled ingestion still reports its backlog.
-    check_backlog(client, keys)
+    streams = partitions(client, keys)
+    check_backlog(client, keys, streams)
+    if partition is not None:
+        streams = streams[partition : partition + 1]
+    for stream in streams:
+        _ingest_partition(client, keys, stream, batch_size, max_batches, result)
+    if result.read:
+        log.info("ingested %s", result)
+    return result
+
+
+def _ingest_partition(
+    client: Redis,
+    keys: RedisKeys,
+    stream: str,
+    batch_size: int | None,
+    max_batches: int,
+    result: IngestResult,
+) -> None:
     reader = Reader(
         client, stream, GROUP, CONSUMER, watermark=stream,
-        lease_name=keys.ingest_lock, lease_seconds=settings.INGEST_LOCK_SECONDS,
+        lease_name=keys.ingest_lock + partition_suffix(stream, keys),
+        lease_seconds=settings.INGEST_LOCK_SECONDS,
     )  # fmt: skip
 
     def roll_up(fresh: list[Entry]) -> None:
@@ -225,19 +254,22 @@ def ingest_events(batch_size: int | None = None, max_batches: int = 20) -> Inges
         result.refused += refused
 
     done = consume(reader, roll_up, batch_size or settings.INGEST_BATCH_SIZE, max_batches)
-    result.read, result.counted, result.skipped = done.read, done.fresh, done.skipped
+    result.read += done.read
+    result.counted += done.fresh
+    result.skipped += done.skipped
     if done.acquired and not done.lost:
         _trim(client, stream)
-    if result.read:
-        log.info("ingested %s", result)
-    return result
 
 
-def check_backlog(client: Redis, keys: RedisKeys) -> Backlog:
-    """Measure the event stream against STREAM_BACKLOG_LIMIT (gauge, log per crossing)."""
+def check_backlog(
+    client: Redis, keys: RedisKeys, streams: tuple[str, ...] | None = None
+) -> Backlog:
+    """Measure the event stream, all its partitions, against STREAM_BACKLOG_LIMIT (gauge, log
+    per crossing)."""
     return measure_backlog(
-        client, keys.events, GROUP, keys.stream_backlog, settings.STREAM_BACKLOG_LIMIT
-    )
+        client, streams or partitions(client, keys), GROUP, keys.stream_backlog,
+        settings.STREAM_BACKLOG_LIMIT,
+    )  # fmt: skip
 
 
 def _trim(client: Redis, stream: str) -> None:

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from django.conf import settings
 from django.db import transaction
 from redis import Redis
 from redis.exceptions import ResponseError
 
 from reporting.lease import Lease, LeaseLost
 from reporting.models import StreamWatermark
-from serving.events import Event, decode_events
+from serving.events import KNOWN_PARTITIONS, Event, decode_events
+from serving.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,28 @@ def decode(eid: bytes, fields: dict[bytes, bytes]) -> list[Event]:
     except (KeyError, msgspec.DecodeError):
         log.error("skipping malformed event entry %s: %r", eid, fields)
         return []
+
+
+def partitions(client: Redis, keys: RedisKeys) -> tuple[str, ...]:
+    """Every partition of the event stream that may hold entries: as many as configured
+    (EVENT_STREAM_PARTITIONS), or as were ever configured if that was more, so that lowering
+    the setting leaves no partition unread."""
+    known: Any = client.eval(KNOWN_PARTITIONS.body, 1, keys.event_partitions,
+                             settings.EVENT_STREAM_PARTITIONS)  # fmt: skip
+    return keys.event_streams(int(known))
+
+
+def partition_suffix(stream: str, keys: RedisKeys) -> str:
+    """ "" for the first partition (names as with one partition), ":{n}" for the others: what
+    a reader appends to its lease's name."""
+    return stream.removeprefix(keys.events)
+
+
+def lock_order[K, V](rows: dict[K, V]) -> list[tuple[K, V]]:
+    """A batch's rollup rows in one order for every writer: partitions rolled up at once lock
+    the rows they share in the same order, so one waits for the other instead of both
+    deadlocking."""
+    return sorted(rows.items(), key=lambda kv: repr(kv[0]))
 
 
 @dataclass(frozen=True, slots=True)

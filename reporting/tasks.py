@@ -1,13 +1,25 @@
 from celery import shared_task
+from django.conf import settings
+from django_redis import get_redis_connection
 
 from reporting.ingest import ingest_events
+from reporting.stream import partitions
 from reporting.telemetry.writer import write_telemetry
+from serving.keys import RedisKeys
 
 
 @shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)
-def ingest_events_task() -> int:
-    """Roll the event stream up into hourly rows; returns how many events were counted."""
-    return ingest_events().counted
+def ingest_events_task(partition: int | None = None) -> int:
+    """Roll the event stream up into hourly rows; returns how many events were counted.
+
+    With several partitions (EVENT_STREAM_PARTITIONS) beat's run hands each partition to a
+    task of its own, so as many workers as there are partitions roll up at once."""
+    if partition is None and settings.EVENT_STREAM_PARTITIONS > 1:
+        client = get_redis_connection("default")
+        for n in range(len(partitions(client, RedisKeys(settings.REDIS_KEY_PREFIX)))):
+            ingest_events_task.delay(partition=n)
+        return 0
+    return ingest_events(partition=partition).counted
 
 
 @shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)

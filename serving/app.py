@@ -37,7 +37,7 @@ from serving.buyers import BuyerPool, ExternalBid
 from serving.context import AdContext
 from serving.engine import Decision, Outcome, decide
 from serving.enrich import Enricher
-from serving.events import Event, EventSink
+from serving.events import KNOWN_PARTITIONS, Event, EventSink
 from serving.http import (
     GIF,
     JSON,
@@ -127,6 +127,7 @@ class ServingConfig:
     access_log_sample: float = 0.01
     # Candidates recorded per filled slot for the telemetry files (0: no features recorded).
     telemetry_candidates: int = 0
+    stream_partitions: int = 1
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -155,6 +156,7 @@ class ServingConfig:
             pseudonym_rotation_seconds=settings.PSEUDONYM_ROTATION_DAYS * 86400,
             fetch_allowed_networks=tuple(settings.SERVING_FETCH_ALLOWED_NETWORKS),
             telemetry_candidates=settings.TELEMETRY_CANDIDATES if settings.TELEMETRY_ENABLED else 0,
+            stream_partitions=settings.EVENT_STREAM_PARTITIONS,
             gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
             sync_ttl=settings.SYNC_TTL_SECONDS,
             access_log_sample=settings.SERVING_ACCESS_LOG_SAMPLE,
@@ -187,8 +189,9 @@ class ServingApp:
         self.outage = Outage()
         self.store = SnapshotStore(self.redis, self.keys)
         self.sink = EventSink(
-            config.redis_url, self.keys.events, timeout=timeout, outage=self.outage
-        )
+            config.redis_url, self.keys.events, self.keys.event_streams(config.stream_partitions),
+            timeout=timeout, outage=self.outage,
+        )  # fmt: skip
         # (index, pacing) -> the pacing rates with every paid line item stopped (`_decide`).
         self._house_only: tuple[Index, PacingRates, PacingRates] | None = None
         self.limiter = RateLimiter(self.sink, config.key_prefix, config.rate_limit)
@@ -246,6 +249,10 @@ class ServingApp:
                     publish_forever(self.metrics, self.redis, self._metrics_key, self._gauges)
                 ),
             ]
+            if self.config.stream_partitions > 1:
+                # With the first batch: readers must know to read every partition.
+                known = (self.keys.event_partitions,)
+                self.sink.script(KNOWN_PARTITIONS, known, (self.config.stream_partitions,))
             self._started.set()
 
     async def shutdown(self) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,16 @@ class SinkUnavailable(ConnectionError):
     """The sink refused an operation: its queue is full (Redis hung or too slow)."""
 
 
+# The most partitions the event stream was ever configured with (RedisKeys.event_partitions),
+# raised to ARGV[1]: serving says so on start, readers before they read, so that readers read
+# every partition that may hold entries (whichever side was configured first, or lowered).
+KNOWN_PARTITIONS = Lua("""
+local known = tonumber(redis.call('GET', KEYS[1]) or '0')
+local configured = tonumber(ARGV[1])
+if configured > known then redis.call('SET', KEYS[1], configured); known = configured end
+return known
+""")
+
 XADD, SCRIPT, COMMAND = 0, 1, 2
 # A script op whose connection lost its scripts (SCRIPT FLUSH) is retried this many times.
 SCRIPT_RETRIES = 1
@@ -99,6 +110,8 @@ class EventSink:
 
     url: str
     stream: str
+    # The event stream's partitions (EVENT_STREAM_PARTITIONS), `stream` first; none: only it.
+    streams: tuple[str, ...] = ()
     flush_delay: float = 0.002
     idle_delay: float = 0.010
     max_batch: int = 256
@@ -138,9 +151,18 @@ class EventSink:
         """Operations waiting for a batch (bounded by `max_pending`)."""
         return len(self._ops)
 
+    def stream_for(self, decision_id: str) -> str:
+        """The partition of a decision's events: by its request's id (the 22 characters a
+        decision id starts with, `serving.ids`), so a request's slots share one."""
+        streams = self.streams
+        if len(streams) < 2:
+            return self.stream
+        return streams[zlib.crc32(decision_id[:22].encode()) % len(streams)]
+
     def emit(self, events: list[Event]) -> None:
-        """Append events to the stream with the next batch; do not wait for it."""
-        self._add(_Op(XADD, (), (encode_events(events),), None))
+        """Append events to the stream (the partition of the first one's decision) with the
+        next batch; do not wait for it."""
+        self._add(_Op(XADD, (self.stream_for(events[0].d),), (encode_events(events),), None))
 
     def call(self, command: str, *args: Any) -> None:
         """Run a Redis command with the next batch; do not wait for it (counters)."""
@@ -248,13 +270,12 @@ class EventSink:
         use on a connection is preceded by its SCRIPT LOAD)."""
         commands: list[Command] = []
         where: list[int] = []
-        stream = self.stream
         for op in ops:
             if op.kind == XADD:
                 # No MAXLEN: it would drop entries not rolled up yet (billable ones too).
                 # Ingestion and retention trim behind the watermark; a stream past
                 # STREAM_BACKLOG_LIMIT is reported instead (reporting.backlog).
-                commands.append(("XADD", stream, "*", "v", op.args[0]))
+                commands.append(("XADD", op.keys[0], "*", "v", op.args[0]))
             elif op.kind == SCRIPT:
                 script = op.script
                 assert script is not None  # noqa: S101 - set for SCRIPT ops

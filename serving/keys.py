@@ -46,7 +46,22 @@ class RedisKeys:
 
     @property
     def events(self) -> str:
+        """The event stream's first partition (the only one unless EVENT_STREAM_PARTITIONS
+        says more)."""
         return f"{self.prefix}events"
+
+    def event_stream(self, partition: int) -> str:
+        """One partition of the event stream: `events` for the first (as with one partition),
+        `events:{n}` for the others."""
+        return f"{self.prefix}events:{partition}" if partition else f"{self.prefix}events"
+
+    def event_streams(self, partitions: int) -> tuple[str, ...]:
+        return tuple(self.event_stream(n) for n in range(max(1, partitions)))
+
+    @property
+    def event_partitions(self) -> str:
+        """The most partitions the event stream was ever configured with (what readers read)."""
+        return f"{self.prefix}eventpartitions"
 
     def seen(self, kind: str, decision_id: str) -> str:
         return f"{self.prefix}seen:{kind}:{decision_id}"

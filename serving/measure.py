@@ -50,6 +50,7 @@ def record_event(sink: EventSink, keys: RedisKeys, event: Event, ttl: int) -> No
     once per decision for the events that happen once."""
     if event.r in ONCE_PER_DECISION:
         dedupe = keys.seen(f"ev:{event.r}", event.d)
-        sink.script(RECORD_ONCE, (dedupe, sink.stream), (ttl, encode_events([event])))
+        stream = sink.stream_for(event.d)
+        sink.script(RECORD_ONCE, (dedupe, stream), (ttl, encode_events([event])))
     else:
         sink.emit([event])

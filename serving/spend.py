@@ -296,7 +296,7 @@ class SpendRecorder:
         day = local_day(clock.of_wall(issued_at), self._zone(li, c))
         keys = (
             dedupe_key,
-            sink.stream,
+            sink.stream_for(event.d),
             self.keys.spend(day, c),
             self.keys.lifetime_spend(c),
             self.keys.exhausted(day),

@@ -24,7 +24,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 
 from reporting.models import StreamWatermark
-from reporting.stream import Entry, Reader, consume, stream_id
+from reporting.stream import Entry, Reader, consume, partition_suffix, partitions, stream_id
 from reporting.telemetry.files import partition, write_table
 from reporting.telemetry.schema import DECISIONS, OUTCOME_KINDS, OUTCOMES, SCHEMA_VERSION
 from serving.keys import RedisKeys
@@ -204,10 +204,6 @@ def write_telemetry(batch_size: int | None = None, max_batches: int = 20) -> Wri
         return result
     client: Redis = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
-    reader = Reader(
-        client, keys.events, GROUP, CONSUMER, watermark=watermark_name(keys.events),
-        lease_name=f"{keys.ingest_lock}:{GROUP}", lease_seconds=settings.INGEST_LOCK_SECONDS,
-    )  # fmt: skip
 
     def write(fresh: list[Entry]) -> None:
         grouped = rows(fresh)
@@ -218,8 +214,16 @@ def write_telemetry(batch_size: int | None = None, max_batches: int = 20) -> Wri
             else:
                 result.outcomes += len(batch)
 
-    done = consume(reader, write, batch_size or settings.TELEMETRY_BATCH_SIZE, max_batches)
-    result.read, result.written, result.skipped = done.read, done.fresh, done.skipped
+    for stream in partitions(client, keys):
+        reader = Reader(
+            client, stream, GROUP, CONSUMER, watermark=watermark_name(stream),
+            lease_name=f"{keys.ingest_lock}{partition_suffix(stream, keys)}:{GROUP}",
+            lease_seconds=settings.INGEST_LOCK_SECONDS,
+        )  # fmt: skip
+        done = consume(reader, write, batch_size or settings.TELEMETRY_BATCH_SIZE, max_batches)
+        result.read += done.read
+        result.written += done.fresh
+        result.skipped += done.skipped
     if result.read:
         log.info("telemetry written %s", result)
     return result
