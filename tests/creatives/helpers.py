@@ -7,6 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from campaigns.models import Advertiser, ApiToken, Membership, Role
+from creatives import placeholders as ph
 
 # Realistic serving URLs: signed, with & in the query and an OpenRTB price macro.
 SERVED = {
@@ -16,6 +17,7 @@ SERVED = {
     "%%EVENT_URL%%": "https://ads.example.com/v1/evt/eyJrIjo0fQ.c2ln",
     "%%AD_SERVING_ID%%": "req-7f3a-0",
     "%%CACHEBUSTER%%": "83412",
+    ph.VIEWABILITY: ph.VIEWABILITY_ATTR,
 }
 
 
