@@ -345,6 +345,9 @@ STREAM_BACKLOG_LIMIT = env.int("STREAM_BACKLOG_LIMIT", default=5_000_000)
 
 # Operations (reporting.metrics): /metrics answers loopback, or this bearer token when set.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Per-campaign budget series on /metrics: live campaigns only, at most this many (by id), so
+# a scrape stays a few hundred kilobytes; adsplatform_campaigns_live says how many there are.
+METRICS_CAMPAIGN_LIMIT = env.int("METRICS_CAMPAIGN_LIMIT", default=500)
 # /readyz: the checks that make it answer 503 (of database, redis, snapshot, beat, ingest),
 # how long without a pacing run means beat is down, and the unrolled entries that mean
 # ingestion has fallen behind.

@@ -107,6 +107,34 @@ def measure_backlog(
     return backlog
 
 
+def oldest_unrolled_ms(client: Redis, stream: str, group_name: str) -> int | None:
+    """The time (epoch ms, from its id) of the oldest entry ingestion has not rolled up: the
+    oldest one delivered and not acknowledged, else the first after the group's last
+    delivered; None when there is none. Three small reads, for `/metrics`."""
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except ResponseError:  # no stream yet
+        return None
+    last = "0-0"
+    for group in groups:
+        name = group["name"]
+        if (name.decode() if isinstance(name, bytes) else name) == group_name:
+            last = _text(group["last-delivered-id"])
+            if int(group["pending"]):
+                summary: Any = client.xpending(stream, group_name)
+                return _ms(summary["min"])
+    after: Any = client.xrange(stream, min=f"({last}", count=1)
+    return _ms(after[0][0]) if after else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms(entry_id: Any) -> int:
+    return int(_text(entry_id).partition("-")[0])
+
+
 def read_gauge(client: Redis, gauge: str) -> dict[str, str]:
     """The gauge as last measured (what a metrics endpoint exports)."""
     raw: Any = client.hgetall(gauge)

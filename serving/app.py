@@ -61,10 +61,10 @@ from serving.metrics import (
     AccessLog,
     ServingMetrics,
     door_of,
-    gauges_of,
     process_name,
     publish_forever,
     publish_once,
+    state_of,
 )
 from serving.netguard import FetchPolicy
 from serving.outage import Outage
@@ -246,7 +246,7 @@ class ServingApp:
                 loop.create_task(self._drain_request_keys()),
                 loop.create_task(self.bodies.watch()),
                 loop.create_task(
-                    publish_forever(self.metrics, self.redis, self._metrics_key, self._gauges)
+                    publish_forever(self.metrics, self.redis, self._metrics_key, self._state)
                 ),
             ]
             if self.config.stream_partitions > 1:
@@ -266,11 +266,11 @@ class ServingApp:
 
     async def publish_metrics(self) -> None:
         """This process's metrics to Redis now (they also go every few seconds)."""
-        await publish_once(self.metrics, self.redis, self._metrics_key, self._gauges)
+        await publish_once(self.metrics, self.redis, self._metrics_key, self._state)
 
-    def _gauges(self) -> dict[str, float]:
+    def _state(self) -> dict[str, Any]:
         """This moment's state, published with the counters (`serving.metrics`)."""
-        return gauges_of(self.store, self.sink, self.outage)
+        return state_of(self.store, self.sink, self.outage, self.pool)
 
     async def _drain_request_keys(self) -> None:
         while True:

@@ -16,7 +16,8 @@ that makes calling buyers safe at volume:
   failure opens it for another cooldown. Any answer that is not a failure (a bid, a no-bid,
   an invalid bid, a 4xx) counts as a success: the buyer is up, whatever it thinks of us;
 - outcome counters per (buyer, reason) and latency sums, flushed to Redis in one pipeline
-  about once a second (`flush_stats`), never per request;
+  about once a second (`flush_stats`), never per request; and a latency histogram per buyer
+  since the process started, published with the process's figures (`serving.metrics`);
 - win, billing and loss notices, fired without waiting and bounded in number.
 
 The decision to call is the consent policy's (`Permissions.for_buyer`, with the buyer's own
@@ -46,6 +47,13 @@ from serving.blocks import adomain_blocked, domain_keys, normalise_badv
 from serving.context import VIDEO, AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
 from serving.macros import macro_values, substitute
+from serving.metrics import (
+    BREAKER_CLOSED,
+    BREAKER_HALF_OPEN,
+    BREAKER_OPEN,
+    BUYER_BUCKETS,
+    Histogram,
+)
 from serving.netguard import FetchPolicy, GuardedResolver, RefusedAddress
 from serving.openrtb import (
     LOSS_ADVERTISER_EXCLUSION,
@@ -300,6 +308,14 @@ class CircuitBreaker:
         """A call was abandoned without a verdict (the whole request was cancelled)."""
         self.probing = False
 
+    def state(self, now: float) -> int:
+        """Closed, open (cooling down) or half-open (its cooldown over: the next call probes)."""
+        if self.opened_at is None:
+            return BREAKER_CLOSED
+        if self.probing or now - self.opened_at >= self.cooldown:
+            return BREAKER_HALF_OPEN
+        return BREAKER_OPEN
+
     def record(self, failed: bool, now: float) -> None:
         if not failed:
             self.failures, self.opened_at, self.probing = 0, None, False
@@ -422,6 +438,8 @@ class BuyerPool:
         self._counts: Counter[tuple[int, str]] = Counter()
         self._latency_sum: defaultdict[int, float] = defaultdict(float)
         self._latency_count: Counter[int] = Counter()
+        # buyer id -> seconds to an answer (timeouts are counted, not timed), never reset.
+        self.latency: dict[int, Histogram] = {}
         self._notices: set[asyncio.Task[None]] = set()
         self._rounds: set[asyncio.Task[_Answer]] = set()
         self._late: set[asyncio.Task[tuple[int, bytes]]] = set()
@@ -442,6 +460,11 @@ class BuyerPool:
 
     def breaker(self, buyer_id: int) -> CircuitBreaker:
         return self._state(buyer_id).breaker
+
+    def circuit_states(self) -> dict[int, int]:
+        """Each buyer's circuit now (`CircuitBreaker.state`), for the buyers called so far."""
+        now = time.monotonic()
+        return {buyer_id: s.breaker.state(now) for buyer_id, s in self._states.items()}
 
     def _state(self, buyer_id: int) -> _BuyerState:
         state = self._states.get(buyer_id)
@@ -706,6 +729,10 @@ class BuyerPool:
         if answer.latency_ms is not None:
             self._latency_sum[buyer.id] += answer.latency_ms
             self._latency_count[buyer.id] += 1
+            histogram = self.latency.get(buyer.id)
+            if histogram is None:
+                histogram = self.latency[buyer.id] = Histogram(BUYER_BUCKETS)
+            histogram.observe(answer.latency_ms / 1000)
         self._state(buyer.id).breaker.record(_is_failure(answer.reason), time.monotonic())
         result.bids.extend(answer.bids)
         result.lost.extend(answer.lost)

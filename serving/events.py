@@ -20,6 +20,7 @@ from typing import Any
 import hiredis
 import msgspec
 
+from serving.metrics import LATENCY_BUCKETS, Histogram
 from serving.outage import Outage
 from serving.wire import Command, Endpoint, Lua, Wire, connect
 
@@ -133,6 +134,9 @@ class EventSink:
     # The last batch failed to reach Redis (until one succeeds).
     _down: bool = False
     dropped: int = 0
+    # Each batch's round trip that reached Redis (connecting included), and those that did not.
+    flush_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    flush_failures: int = 0
 
     @property
     def accepting(self) -> bool:
@@ -290,15 +294,18 @@ class EventSink:
 
     async def _flush(self, ops: list[_Op]) -> None:
         results: list[Any]
+        started = time.perf_counter()
         try:
             wire = await self._connection()
             commands, where = self._commands(wire, ops)
             replies = await wire.send(commands)
             results = [replies[i] for i in where]
+            self.flush_latency.observe(time.perf_counter() - started)
             self._down = False
             self.outage.ok("events")
         except Exception as exc:  # Redis unreachable: fail the waiters, count the rest
             # Logged once per outage (`serving.outage`), not once per batch.
+            self.flush_failures += 1
             self._down = True
             self.outage.failed("events", exc)
             results = [exc] * len(ops)

@@ -69,8 +69,9 @@ class RedisKeys:
     def spend(self, day: str, campaign_id: int) -> str:
         """A campaign's day (in its time zone) as a hash (`serving.spend`): spend `s` in
         billionths of its currency (CPM micros per impression), impressions won `i`, clicks
-        `k`, the same per line item (`s:{li}`...), wins not yet rendered (`p:{li}:{minute}`)
-        and the day's caps the pacing controller sets (`cap`, `icap`, `kcap`)."""
+        `k`, the same per line item (`s:{li}`...), wins not yet rendered (`p:{li}:{minute}`),
+        the day's caps the pacing controller sets (`cap`, `icap`, `kcap`) and when it first
+        saw the campaign out of budget (`x`, epoch seconds)."""
         return f"{self.prefix}spend:{day}:{campaign_id}"
 
     def lifetime_spend(self, campaign_id: int) -> str:
@@ -154,6 +155,13 @@ class RedisKeys:
         """A hash: per Celery task name, runs, failures, runtime sum and the last run's end
         (`reporting.metrics.signals`)."""
         return f"{self.prefix}metrics:tasks"
+
+    @property
+    def reconcile_metrics(self) -> str:
+        """A hash: per campaign `d:{id}`, today's spend in Redis less the rollups' at the last
+        reconciliation (nanos, before its repair); per currency `r:{code}`, the spend it has
+        repaired (nanos, summed); `at`, its last run (`campaigns.pacing.services`)."""
+        return f"{self.prefix}metrics:reconcile"
 
     @property
     def stream_backlog(self) -> str:

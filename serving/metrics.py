@@ -1,12 +1,13 @@
 """Operational metrics of a serving process: plain in-process counters, published to Redis.
 
-The hot path only adds to dicts and lists (`observe`: about a microsecond a request, see
-`bench/metrics_cost.py`); nothing in it waits. Every PUBLISH_SECONDS each process writes its
-figures as one JSON value under `RedisKeys.serving_metrics(process)`, expiring after
-EXPIRE_SECONDS, and the Prometheus endpoint of the Django app (`reporting.metrics`) renders
-every live process's figures with a `process` label: granian's workers, and any number of
-serving hosts sharing the Redis, are scraped through one URL, and a restarted worker is a
-new series (Prometheus' `rate()` handles its reset).
+The hot path only adds to dicts and lists (`observe`: about a microsecond a request, measured
+with `bench/profile_serving.py`); nothing in it waits. A buyer's call and an event-sink batch
+add to a `Histogram` the same way (`serving.buyers`, `serving.events`). Every PUBLISH_SECONDS
+each process writes its figures as one JSON value under `RedisKeys.serving_metrics(process)`,
+expiring after EXPIRE_SECONDS, and the Prometheus endpoint of the Django app
+(`reporting.metrics`) renders every live process's figures with a `process` label: granian's
+workers, and any number of serving hosts sharing the Redis, are scraped through one URL, and
+a restarted worker is a new series (Prometheus' `rate()` handles its reset).
 """
 
 import asyncio
@@ -29,8 +30,12 @@ log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 5.0
 EXPIRE_SECONDS = 30
 # Upper bounds of the decision-latency histogram, in seconds (Prometheus' `le`); the last
-# bucket (+Inf) is implicit.
+# bucket (+Inf) is implicit. The Redis batches' round trips use the same bounds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+# An external buyer's answer, in seconds: its timeout is 50 to 300 ms in practice.
+BUYER_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+# Circuit-breaker states as published (`adsplatform_buyer_circuit_state`).
+BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN = 0, 1, 2
 
 # The door of a path: what the requests/latency series are labelled with.
 _EXACT = {
@@ -65,6 +70,26 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class Histogram:
+    """Counts per fixed bucket (the last is +Inf) and their sum since the process started:
+    one bisect and two additions an observation."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def as_dict(self) -> dict[str, Any]:
+        """As published: {"buckets": counts per bucket, not cumulative; "sum": ...}."""
+        return {"buckets": list(self.counts), "sum": self.sum}
+
+
 class ServingMetrics:
     """Counters of one serving process since it started."""
 
@@ -72,18 +97,15 @@ class ServingMetrics:
         self.started_at = time.time()
         self.requests: Counter[tuple[str, int]] = Counter()
         self.no_fill: Counter[tuple[str, str]] = Counter()
-        # door -> counts per bucket (the last is +Inf), and the sum of seconds.
-        self.latency: dict[str, list[int]] = {}
-        self.latency_sum: dict[str, float] = {}
+        self.latency: dict[str, Histogram] = {}  # door -> time in the app
 
     def observe(self, door: str, status: int, seconds: float, headers: Any = None) -> None:
         """One answered request: its door, status and time in the app."""
         self.requests[door, status] += 1
-        buckets = self.latency.get(door)
-        if buckets is None:
-            buckets = self.latency[door] = [0] * (len(LATENCY_BUCKETS) + 1)
-        buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum[door] = self.latency_sum.get(door, 0.0) + seconds
+        histogram = self.latency.get(door)
+        if histogram is None:
+            histogram = self.latency[door] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
         if status == 204 and headers:
             for name, value in headers:
                 if name in _NO_FILL_HEADERS:
@@ -103,19 +125,16 @@ class ServingMetrics:
 
         return watched, seen
 
-    def figures(self, gauges: dict[str, float]) -> dict[str, Any]:
-        """What is published: counters so far and the gauges of this moment."""
+    def figures(self, state: dict[str, Any]) -> dict[str, Any]:
+        """What is published: counters so far, and the state of this moment (`state_of`)."""
         return {
             "started_at": self.started_at,
             "published_at": time.time(),
             "requests": [[d, s, n] for (d, s), n in self.requests.items()],
             "no_fill": [[d, r, n] for (d, r), n in self.no_fill.items()],
-            "latency": {
-                d: {"buckets": b, "sum": self.latency_sum.get(d, 0.0)}
-                for d, b in self.latency.items()
-            },
+            "latency": {d: h.as_dict() for d, h in self.latency.items()},
             "buckets": list(LATENCY_BUCKETS),
-            "gauges": gauges,
+            **state,
         }
 
 
@@ -150,43 +169,51 @@ class AccessLog:
         )  # fmt: skip
 
 
-def gauges_of(store: Any, sink: Any, outage: Any) -> dict[str, float]:
-    """Snapshot version and age, the event sink's queue and refusals, Redis outage state."""
+def state_of(store: Any, sink: Any, outage: Any, pool: Any) -> dict[str, Any]:
+    """This moment's gauges (snapshot version and age, the event sink's queue and refusals,
+    Redis outage state), the Redis batches' round trips and, per buyer called so far, its
+    answers' latency and its circuit's state."""
     now = time.time()
     age = -1.0
     if store.built_at:
         with contextlib.suppress(ValueError):
             age = now - datetime.fromisoformat(store.built_at).timestamp()
     return {
-        "snapshot_version": float(store.version),
-        "snapshot_age_seconds": age,
-        "snapshot_loaded_seconds_ago": now - store.loaded_at if store.loaded_at else -1.0,
-        "sink_pending": float(sink.pending),
-        "sink_dropped_total": float(sink.dropped),
-        "sink_accepting": 1.0 if sink.accepting else 0.0,
-        "redis_outage": 1.0 if outage.down else 0.0,
+        "gauges": {
+            "snapshot_version": float(store.version),
+            "snapshot_age_seconds": age,
+            "snapshot_loaded_seconds_ago": now - store.loaded_at if store.loaded_at else -1.0,
+            "sink_pending": float(sink.pending),
+            "sink_dropped_total": float(sink.dropped),
+            "sink_accepting": 1.0 if sink.accepting else 0.0,
+            "redis_outage": 1.0 if outage.down else 0.0,
+        },
+        "flush": {**sink.flush_latency.as_dict(), "failures": sink.flush_failures},
+        "buyer_buckets": list(BUYER_BUCKETS),
+        "buyer_latency": {str(b): h.as_dict() for b, h in pool.latency.items()},
+        "buyer_circuit": {str(b): state for b, state in pool.circuit_states().items()},
     }
 
 
 async def publish_once(
-    metrics: ServingMetrics, redis: Any, key: str, gauges: Callable[[], dict[str, float]]
+    metrics: ServingMetrics, redis: Any, key: str, state: Callable[[], dict[str, Any]]
 ) -> None:
     """Write this process's figures now (one SET with expiry)."""
-    await redis.set(key, msgspec.json.encode(metrics.figures(gauges())), ex=EXPIRE_SECONDS)
+    await redis.set(key, msgspec.json.encode(metrics.figures(state())), ex=EXPIRE_SECONDS)
 
 
 async def publish_forever(
     metrics: ServingMetrics,
     redis: Any,
     key: str,
-    gauges: Callable[[], dict[str, float]],
+    state: Callable[[], dict[str, Any]],
     every: float = PUBLISH_SECONDS,
 ) -> None:
     """Write this process's figures every `every` seconds until cancelled (a failed write is
     retried at the next turn: these are operational figures, not money)."""
     while True:
         try:
-            await publish_once(metrics, redis, key, gauges)
+            await publish_once(metrics, redis, key, state)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis down: the outage is reported by serving itself

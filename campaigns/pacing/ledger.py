@@ -96,6 +96,7 @@ class Counters:
     pending: dict[tuple[int, int], int] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
     reconciled_at: float | None = None
+    exhausted_at: float | None = None  # when the controller first saw the campaign spent
 
     @property
     def pending_total(self) -> int:
@@ -119,6 +120,8 @@ def parse_counters(raw: Mapping[Any, Any]) -> Counters:
             out.clicks = int(text)
         elif name == "r":
             out.reconciled_at = float(text)
+        elif name == "x":
+            out.exhausted_at = float(text)
         elif name in ("cap", "icap", "kcap"):
             out.caps[name] = int(text)
         elif name.startswith("p:"):
@@ -204,6 +207,31 @@ class Ledger:
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(key, "r", repr(at))
         pipe.expire(key, DAY_TTL_SECONDS)
+        pipe.execute()
+
+    def mark_exhausted(self, marks: Iterable[tuple[int, str, float | None]]) -> None:
+        """Record when each (campaign, day) ran out of budget, or forget it (None: a raised
+        budget resumed it), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for campaign_id, day, at in marks:
+            key = self.keys.spend(day, campaign_id)
+            if at is None:
+                pipe.hdel(key, "x")
+            else:
+                pipe.hsetnx(key, "x", repr(at))
+        if len(pipe):
+            pipe.execute()
+
+    def record_reconciliation(
+        self, drift: Mapping[int, int], repaired: Mapping[str, int], at: float
+    ) -> None:
+        """The reconciliation's figures for `/metrics` (`RedisKeys.reconcile_metrics`)."""
+        key = self.keys.reconcile_metrics
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, mapping={"at": repr(at), **{f"d:{c}": n for c, n in drift.items()}})
+        for currency, nanos in repaired.items():
+            if nanos:
+                pipe.hincrby(key, f"r:{currency}", nanos)
         pipe.execute()
 
     def read_states(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:

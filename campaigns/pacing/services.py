@@ -212,7 +212,13 @@ def _run_pacing(led: Ledger, now: datetime) -> PacingRun:
     for tick in ticks.values():
         _step_campaign(tick, previous, states, rates, multipliers, old_multipliers, now, at)
         _settle(led, tick, pipe)
-    pipe.execute()
+    settled = pipe.execute()
+    # When each campaign ran out of budget today, to the tick (`/metrics`, alerts).
+    led.mark_exhausted(
+        (t.campaign.pk, t.schedule.day, at if spent else None)
+        for t, reply in zip(ticks.values(), settled, strict=True)
+        if (spent := bool(reply and int(reply[0]))) != (t.today.exhausted_at is not None)
+    )
     led.write(states=states, rates=rates, multipliers=multipliers)
     result.throttled = len(rates)
     result.lowered_bids = len(multipliers)
@@ -484,6 +490,8 @@ def _reconcile(
     )
     # A win's token is not billable past its lifetime: its pending charge is released then.
     stale_minute = int((time.time() - settings.SERVING_TOKEN_TTL_SECONDS - 60) // 60)
+    drift: dict[int, int] = {}
+    repaired: dict[str, int] = defaultdict(int)
     for c in campaigns:
         lease.check()  # a holder stalled past its lease must not repair what another did
         today_day, yesterday_day = days[c.pk]
@@ -499,7 +507,13 @@ def _reconcile(
                     life.spend -= released
                     life.line_spend[li] = life.line_spend.get(li, 0) - released
                     result.released += released
-        result.repaired += _repair(led, c.pk, today_day, today, truth_today.get(c.pk, {}), 0)
+        # Rendered spend in Redis less the rollups': above 0, impressions not rolled up yet;
+        # below, counts Redis lost (repaired now).
+        truth = truth_today.get(c.pk, {})
+        drift[c.pk] = today.spend - today.pending_total - sum(t.spend for t in truth.values())
+        fixed = _repair(led, c.pk, today_day, today, truth, 0)
+        repaired[c.currency] += fixed
+        result.repaired += fixed
         pending = today.pending_total + yesterday.pending_total
         result.repaired += _repair(led, c.pk, "life", life, truth_life.get(c.pk, {}), pending)
         led.mark_reconciled(c.pk, today_day, now.timestamp())
@@ -512,6 +526,7 @@ def _reconcile(
                 for li in c.line_items.all()
             ],
         )
+    led.record_reconciliation(drift, repaired, now.timestamp())
     return result
 
 

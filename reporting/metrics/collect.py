@@ -3,9 +3,13 @@
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from campaigns.snapshot import redis_client, redis_keys
+from reporting.backlog import oldest_unrolled_ms
+from reporting.ingest import GROUP
+from reporting.metrics.budgets import BudgetFigures, collect_budgets
 from serving.keys import day_of
 
 # Celery tasks whose last run tells whether beat is alive and pacing on schedule.
@@ -29,6 +33,9 @@ class Figures:
     tasks: dict[str, TaskFigures] = field(default_factory=dict)
     snapshot_version: int = 0
     now: float = 0.0
+    # Epoch ms of the oldest event not rolled up (None: none).
+    ingest_oldest_ms: int | None = None
+    budgets: BudgetFigures = field(default_factory=BudgetFigures)
 
 
 def _text(value: Any) -> str:
@@ -43,9 +50,10 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def collect() -> Figures:
+def collect(*, budgets: bool = False) -> Figures:
     """Every live serving process's figures, today's buyer counters (UTC day), the stream
-    backlog gauge and the Celery task figures: a handful of Redis reads."""
+    backlog gauge, the oldest event not rolled up and the Celery task figures: a handful of
+    Redis reads; with `budgets`, the live campaigns' budget figures too (`budgets`)."""
     client, keys = redis_client(), redis_keys()
     figures = Figures(now=time.time())
     names = sorted(client.scan_iter(match=keys.serving_metrics_pattern(), count=500))
@@ -74,4 +82,7 @@ def collect() -> Figures:
         elif what == "last_end":
             entry.last_end = _number(value)
     figures.snapshot_version = int(_number(client.get(keys.snapshot_version)))
+    figures.ingest_oldest_ms = oldest_unrolled_ms(client, keys.events, GROUP)
+    if budgets:
+        figures.budgets = collect_budgets(datetime.fromtimestamp(figures.now, UTC))
     return figures
