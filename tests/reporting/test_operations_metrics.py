@@ -245,13 +245,16 @@ def test_reconciliation_drift_and_repairs(redis_client: Redis) -> None:
     assert got["adsplatform_campaign_spend_today", c] == spend_now
 
 
-def test_campaign_series_are_bounded_by_the_limit(settings: Any) -> None:
+def test_campaign_series_are_bounded_by_the_limit(
+    settings: Any, django_assert_num_queries: Any
+) -> None:
     settings.METRICS_CAMPAIGN_LIMIT = 2
     for _ in range(3):
         make_campaign()
     make_campaign(active=False)  # not live: never exported
 
-    got = scrape()
+    with django_assert_num_queries(2):  # the page of campaigns, and their count at the limit
+        got = scrape()
     assert got["adsplatform_campaigns_live", ()] == 3
     assert got["adsplatform_campaigns_exported", ()] == 2
     info = [labels for name, labels in got if name == "adsplatform_campaign_info"]
