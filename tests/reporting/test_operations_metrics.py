@@ -121,8 +121,8 @@ def test_ingest_lag_in_seconds_is_the_age_of_the_oldest_event_not_rolled_up(
 
     serve(scenario)
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
-    [(first_id, _)] = redis_client.xrange(keys.events, count=1)  # type: ignore[misc]
-    first = int(first_id.decode().split("-")[0]) / 1000
+    entries: Any = redis_client.xrange(keys.events, count=1)
+    first = int(entries[0][0].decode().split("-")[0]) / 1000
     before = timezone.now().timestamp() - first
     lag = scrape()["adsplatform_ingest_lag_seconds", ()]
     after = timezone.now().timestamp() - first
