@@ -145,7 +145,8 @@ def _zones_either_side_of_18(now: datetime) -> tuple[str, str]:
 
 
 def _campaign_in(zone: str, daily: str) -> tuple[Campaign, str]:
-    advertiser = Advertiser.objects.create(name=f"Advertiser {zone}", time_zone=zone)
+    name = f"Advertiser {zone} {Advertiser.objects.count()}"  # zones may repeat
+    advertiser = Advertiser.objects.create(name=name, time_zone=zone)
     campaign = make_campaign(advertiser, daily_budget=Decimal(daily))
     services.update_campaign(campaign, lifetime_budget=Decimal("40.00"))
     # Alone on its placement, a 2.50 bid clears at the floor and a cent: 1.00 CPM, 0.001
