@@ -17,6 +17,7 @@ require_secrets()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from reporting.live.routing import websocket_application  # noqa: E402
 from serving.app import ServingApp  # noqa: E402
 
 serving_application = ServingApp.from_settings()
@@ -44,6 +45,9 @@ class ServingFirst:
 application = ProtocolTypeRouter(
     {
         "http": ServingFirst(serving_application, django_application),
+        # The live dashboard (reporting.live): chosen by the scope's type, so HTTP, and with
+        # it /v1/ad, never passes the session and origin checks it runs behind.
+        "websocket": websocket_application(),
         # Lifespan loads the first snapshot before the server reports ready.
         "lifespan": serving_application,
     }

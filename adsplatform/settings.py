@@ -524,6 +524,24 @@ CELERY_BEAT_SCHEDULE["reconcile-spend"] = {
 }
 # --- End of Pacing -----------------------------------------------------------------------------
 
+# --- Live dashboard (issue 15; reporting/live) --------------------------------------------
+# The channels layer (websocket groups) on the project's Redis, under our key prefix.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}asgi", "expiry": 10},
+    }
+}
+# How often the figures of watched pages are pushed (one Celery task per tick for all of
+# them); a tick older than its period in the queue is dropped, the next one is fresher.
+LIVE_EVERY_SECONDS = env.float("LIVE_EVERY_SECONDS", default=2.0)
+CELERY_BEAT_SCHEDULE["publish-live"] = {
+    "task": "reporting.tasks.publish_live_task",
+    "schedule": schedule(LIVE_EVERY_SECONDS),
+    "options": {"expires": LIVE_EVERY_SECONDS},
+}
+# --- End of Live dashboard ---------------------------------------------------------------------
+
 # --- Telemetry (issue #16; docs/telemetry.md) ------------------------------------------------
 # Log-level Parquet files of decisions and outcomes, written from the event stream by a beat
 # job with its own watermark; raw events are not trimmed before it has written them.

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import switch_organisation_view, tokens_page
+from reporting.live.views import ops_page
 from reporting.metrics.views import healthz, metrics_view, readyz
 from reporting.pacing import pacing_chart
 from reporting.reports.views import report_download, report_page
@@ -16,6 +17,7 @@ urlpatterns = [
     path("reports/", report_page, name="reports"),
     path("reports/download/<str:table>.<str:fmt>", report_download, name="report-download"),
     path("reports/pacing/<int:campaign_id>/", pacing_chart, name="pacing-chart"),
+    path("ops/live/", ops_page, name="ops-live"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),

@@ -3,6 +3,7 @@ from django.conf import settings
 from django_redis import get_redis_connection
 
 from reporting.ingest import ingest_events
+from reporting.live.publisher import publish_live
 from reporting.stream import partitions
 from reporting.telemetry.writer import write_telemetry
 from serving.keys import RedisKeys
@@ -26,3 +27,10 @@ def ingest_events_task(partition: int | None = None) -> int:
 def write_telemetry_task() -> int:
     """Write the event stream to the Parquet telemetry files; returns the entries written."""
     return write_telemetry().written
+
+
+@shared_task
+def publish_live_task() -> int:
+    """Push the live dashboard's figures to the pages watching; returns the messages sent.
+    Not retried: the next tick, a second or two later, sends fresher ones."""
+    return publish_live()

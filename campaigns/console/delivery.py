@@ -52,6 +52,12 @@ class CampaignState:
     spend_lifetime: Decimal
     pace: str  # "On pace", "Ahead", "Behind" or "" (no pacing data today)
     pacing_error: float | None
+    # The controller's pass-through rate today (1.0 before its first tick of the day) and
+    # the day's spend target (the daily budget, or the lifetime budget's share of today).
+    pass_through: float = 1.0
+    budget_today: Decimal | None = None
+    wins_today: int = 0
+    clicks_today: int = 0
 
     @property
     def ok(self) -> bool:
@@ -181,12 +187,18 @@ def campaign_states(
         day = days[c.pk]
         today, life = counters[(c.pk, day)], counters[(c.pk, "life")]
         lifetime = to_money(life.spend)
-        pace, error = _pace(views.get(f"v{c.pk}"), day)
+        view = views.get(f"v{c.pk}") or {}
+        pace, error = _pace(view, day)
+        fresh = view.get("day") == day
         states[c.pk] = CampaignState(
             delivery=_delivery(c, now, inventory, f"{day}:{c.pk}" in exhausted, lifetime),
             spend_today=to_money(today.spend),
             spend_lifetime=lifetime,
             pace=pace,
             pacing_error=error,
+            pass_through=float(view["rate"]) if fresh else 1.0,
+            budget_today=to_money(view["target"]) if fresh else c.daily_budget,
+            wins_today=today.impressions,
+            clicks_today=today.clicks,
         )
     return states

@@ -25,6 +25,7 @@ from campaigns.console.views.creatives import rejected_notice
 from campaigns.models import AuditEntry, Campaign, CampaignStatus
 from campaigns.organisations import current_organisation
 from campaigns.services import StaleVersion
+from reporting.live.figures import campaign_fields
 
 PAGE_SIZE = 25
 SORTS = {
@@ -138,7 +139,8 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     campaign = rows[0]
     inventory = delivery.active_inventory()
-    state = delivery.campaign_states(rows, timezone.now(), inventory)[campaign.pk]
+    now = timezone.now()
+    state = delivery.campaign_states(rows, now, inventory)[campaign.pk]
     line_items = [
         {
             "obj": li,
@@ -159,6 +161,8 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
             {
                 "campaign": campaign,
                 "state": state,
+                # The same numbers the live feed updates (reporting.live), formatted alike.
+                "live": campaign_fields(campaign, state, now),
                 "line_items": line_items,
                 "history": list(history),
                 "can_write": access.can_write(request.user, campaign.advertiser),
