@@ -1,13 +1,15 @@
 """The live dashboard's websockets: `/ws/live/ops` for staff, `/ws/live/campaign/<id>` for
 the members of the campaign's organisation (and staff). Anyone else is refused at the
 handshake (HTTP 403) and is never added to a group, so receives nothing; access is checked
-again at every ping, so a member removed meanwhile is disconnected within a ping."""
+again at every ping (20 s), so a member removed, an account deactivated or no longer staff
+is disconnected within one."""
 
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from campaigns.models import Campaign
 from reporting.live.publisher import OPS, campaign_watch, group_name, last_figures, watch
@@ -62,8 +64,7 @@ class OpsConsumer(LiveConsumer):
     watched = OPS
 
     async def allowed(self) -> bool:
-        user = self.scope.get("user")
-        return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+        return await _may_see(self.scope.get("user"), None)
 
 
 class CampaignConsumer(LiveConsumer):
@@ -72,15 +73,21 @@ class CampaignConsumer(LiveConsumer):
     async def allowed(self) -> bool:
         campaign_id = int(self.scope["url_route"]["kwargs"]["campaign_id"])
         self.watched = campaign_watch(campaign_id)
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
-            return False
-        return bool(await _may_see(user, campaign_id))
+        return await _may_see(self.scope.get("user"), campaign_id)
 
 
 @database_sync_to_async
-def _may_see(user: Any, campaign_id: int) -> bool:
-    return bool(Campaign.objects.for_user(user).filter(pk=campaign_id).exists())
+def _may_see(user: Any, campaign_id: int | None) -> bool:
+    """Staff (campaign None: the ops page), or a member of the campaign's organisation; the
+    user read afresh, so a ping sees an account deactivated or no longer staff."""
+    if user is None or not user.is_authenticated:
+        return False
+    fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
+    if fresh is None:
+        return False
+    if campaign_id is None:
+        return bool(fresh.is_staff)
+    return bool(Campaign.objects.for_user(fresh).filter(pk=campaign_id).exists())
 
 
 class UnknownPath(AsyncJsonWebsocketConsumer):

@@ -101,7 +101,8 @@ def ops_fields(figures: Figures, samples: Mapping[str, Any]) -> dict[str, str]:
     fields["snapshot.age"] = f"{max(ages):.0f} s" if ages else DASH
     outage = any(f.get("gauges", {}).get("redis_outage") for f in figures.serving.values())
     fields["redis"] = "outage" if outage else "ok"
-    fields["ingest.lag"] = f"{int(figures.backlog.get('lag', 0)):,}"
+    lag = figures.backlog.get("lag", -1.0)  # not measured yet: -1, or no gauge at all
+    fields["ingest.lag"] = f"{int(lag):,}" if lag >= 0 else DASH
     pacing = figures.tasks.get(PACING_TASK)
     fields["pacing.age"] = (
         f"{figures.now - pacing.last_end:.0f} s" if pacing and pacing.last_end else DASH

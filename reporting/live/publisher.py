@@ -111,7 +111,7 @@ def publish_live() -> int:
     messages: dict[str, dict[str, Any]] = {}
     if OPS in watched:
         messages[OPS] = _ops_message()
-    ids = [int(w.split(".", 1)[1]) for w in watched if w.startswith("campaign.")]
+    ids = [int(w[9:]) for w in watched if w.startswith("campaign.") and w[9:].isdigit()]
     if ids:
         messages.update(_campaign_messages(ids))
     if not messages:

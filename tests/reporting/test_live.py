@@ -200,3 +200,27 @@ def test_an_unknown_websocket_path_is_refused() -> None:
         return connected
 
     assert asyncio.run(connect()) is False
+
+
+def test_a_member_removed_while_watching_is_disconnected_at_the_next_ping() -> None:
+    acme = make_advertiser("Acme")
+    alice = _user("alice", acme)
+    campaign = make_campaign(acme)
+    cookie = _cookie(alice)
+
+    async def scenario() -> tuple[Any, Any]:
+        socket = _socket(f"/ws/live/campaign/{campaign.pk}", ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        await socket.send_json_to({"type": "ping"})
+        while (answer := await socket.receive_json_from(timeout=5)).get("kind") != "pong":
+            pass
+        await sync_to_async(Membership.objects.filter(user=alice).delete)()
+        await socket.send_json_to({"type": "ping"})
+        closed = await socket.receive_output(timeout=5)
+        await _close_thread_connections()
+        return answer, closed
+
+    answer, closed = asyncio.run(scenario())
+
+    assert answer == {"kind": "pong"}
+    assert closed == {"type": "websocket.close", "code": 4403}
