@@ -1,4 +1,5 @@
 import asyncio
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ from django_redis import get_redis_connection
 from redis import Redis
 
 from adsplatform.celery import app as celery_app
+
+# Debian's chromium (a test tool's own browser download fails on these machines).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _delete_prefixed(client: Redis, prefix: str) -> None:
@@ -74,6 +78,30 @@ def celery_worker(transactional_db: None) -> Iterator[None]:
     celery_app.control.purge()
     with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         yield
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    """A headless Debian Chromium driven by Playwright (a module skips itself without it)."""
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
+    # are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:

@@ -8,8 +8,6 @@ git) for a reviewer to look at.
 
 import asyncio
 import os
-import shutil
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +27,7 @@ from creatives.placeholders import ERROR_TIMEOUT, HTML5_LOAD_TIMEOUT_MS
 from creatives.rendering import render_markup
 from reporting.ingest import ingest_events
 from serving.app import ServingApp
-from tests.conftest import wait_for
+from tests.conftest import CHROMIUM, wait_for
 from tests.creatives import media
 from tests.creatives.helpers import SERVED, served
 from tests.factories import (
@@ -41,7 +39,6 @@ from tests.factories import (
     verify_shop_domain,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"):
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
@@ -51,29 +48,6 @@ WIDTHS = {"desktop": 1280, "phone": 390}
 # A 1x1 GIF: an impression pixel that loads, so it arms the watchdog.
 PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
 pytestmark = pytest.mark.urls("tests.media_urls")
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
-    # are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 def _user(name: str, org: Advertiser | None, role: str = Role.ADMIN, **extra: Any) -> Any:

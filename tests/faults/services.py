@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import redis
 
 
@@ -300,6 +301,32 @@ class LoggedProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=timeout)
+
+
+def product_granian(
+    port: int, *, env: dict[str, str], log: Path, workers: int = 1
+) -> LoggedProcess:
+    """granian serving the whole product (`adsplatform.asgi`: dashboard, API, websockets and
+    serving) on a loopback port; `wait_listening` tells when it answers."""
+    return LoggedProcess(
+        [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "adsplatform.asgi:application"],
+        env=env, log=log,
+    )  # fmt: skip
+
+
+def wait_listening(base: str, server: LoggedProcess, timeout: float = 60) -> None:
+    """Until serving's /v1/health answers at all (any status): the server is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/v1/health", timeout=1)
+            return
+        except httpx.HTTPError:
+            if not server.alive():
+                raise RuntimeError(server.text()) from None
+            time.sleep(0.2)
+    raise TimeoutError(server.text())
 
 
 def celery_worker_args(*extra: str) -> list[str]:

@@ -15,24 +15,9 @@ from django.conf import settings
 from campaigns.demo import load_demo
 from campaigns.demo_accounts import HOME_KEY
 from campaigns.snapshot import publish_snapshot
-from tests.faults.services import VENV_BIN, LoggedProcess, free_port, project_env
+from tests.faults.services import free_port, product_granian, project_env, wait_listening
 
 pytestmark = pytest.mark.django_db
-
-
-def _wait_listening(base: str, server: LoggedProcess, timeout: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/v1/health", timeout=1)
-            return
-        except httpx.HTTPError:
-            if not server.alive():
-                raise RuntimeError(server.text()) from None
-            time.sleep(0.2)
-    raise TimeoutError(server.text())
 
 
 @pytest.mark.parametrize("debug", ["false", "true"])
@@ -50,13 +35,9 @@ def test_database_refusing_connections_gives_clean_503s(tmp_path: Path, debug: s
         # A request waits this long for a pooled connection before its 503 (10 s by default).
         DB_POOL_TIMEOUT="2",
     )
-    server = LoggedProcess(
-        [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "adsplatform.asgi:application"],
-        env=env, log=tmp_path / "granian.log",
-    )  # fmt: skip
+    server = product_granian(port, env=env, log=tmp_path / "granian.log")
     try:
-        _wait_listening(base, server)
+        wait_listening(base, server)
         with httpx.Client(base_url=base, timeout=30) as client:
             # a logged-in dashboard user: the session is looked up in the database
             page = client.get("/", cookies={"sessionid": "x" * 32})

@@ -18,11 +18,11 @@ from django.db import connection
 
 from campaigns.models import ApiToken
 from tests.faults.services import (
-    VENV_BIN,
-    LoggedProcess,
     free_port,
+    product_granian,
     project_env,
     shared_database_url,
+    wait_listening,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,23 +63,11 @@ def test_connections_stay_bounded_at_50_requests_per_second(tmp_path: Path) -> N
         DATABASE_URL=database_url, DB_POOL_MAX_SIZE=str(POOL_MAX), API_RATE_LIMIT="100000/min",
         LOG_LEVEL="WARNING",
     )  # fmt: skip
-    server = LoggedProcess(
-        [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(WORKERS), "adsplatform.asgi:application"],
-        env=env, log=tmp_path / "granian.log",
-    )  # fmt: skip
+    server = product_granian(port, env=env, log=tmp_path / "granian.log", workers=WORKERS)
     statuses: list[int] = []
     samples: list[int] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/v1/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert server.alive(), server.text()
-                assert time.monotonic() < deadline, server.text()
-                time.sleep(0.2)
+        wait_listening(base, server)
 
         def load(n_threads: int, until: float) -> None:
             with httpx.Client(base_url=base, timeout=10) as client:

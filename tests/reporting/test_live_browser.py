@@ -5,7 +5,6 @@ requests sent to /v1/ad change the campaign page's and the ops page's numbers wi
 reload, and a member of another organisation opening the campaign's socket gets nothing."""
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,16 +19,16 @@ from django.contrib.auth import get_user_model
 from campaigns.models import Membership, Role
 from campaigns.snapshot import publish_snapshot
 from reporting.tasks import publish_live_task
+from tests.conftest import CHROMIUM
 from tests.factories import make_advertiser, make_campaign, make_line_item, make_placement
 from tests.faults.services import (
-    VENV_BIN,
-    LoggedProcess,
     free_port,
+    product_granian,
     project_env,
     shared_database_url,
+    wait_listening,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"):
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
@@ -49,21 +48,9 @@ def server(tmp_path: Path) -> Iterator[str]:
         DATABASE_URL=database_url, DJANGO_DEBUG="true", SERVING_PUBLIC_URL=base,
         LOG_LEVEL="WARNING",
     )  # fmt: skip
-    process = LoggedProcess(
-        [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "adsplatform.asgi:application"],
-        env=env, log=tmp_path / "granian.log",
-    )  # fmt: skip
+    process = product_granian(port, env=env, log=tmp_path / "granian.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/v1/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert process.alive(), process.text()
-                assert time.monotonic() < deadline, process.text()
-                time.sleep(0.2)
+        wait_listening(base, process)
         yield base
     finally:
         process.stop()
@@ -84,20 +71,6 @@ def beat(celery_worker: None) -> Iterator[None]:
     yield
     stop.set()
     thread.join(5)
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop in this thread
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
 
 
 def _sign_in(browser: Any, base: str, username: str, then: str) -> Any:
