@@ -127,13 +127,10 @@ def _pace(view: dict[str, Any] | None, day: str) -> tuple[str, float | None]:
     return ("Ahead" if error > 0 else "Behind"), error
 
 
-def _delivery(
-    campaign: Campaign,
-    now: datetime,
-    inventory: list[Placement],
-    exhausted: bool,
-    spend_lifetime: Decimal,
-) -> str:
+def _campaign_gate(
+    campaign: Campaign, now: datetime, exhausted: bool, spend_lifetime: Decimal
+) -> str | None:
+    """Why the campaign itself cannot deliver (status, flight, budgets), or None."""
     if campaign.status == CampaignStatus.ARCHIVED:
         return Delivery.ARCHIVED
     if campaign.status == CampaignStatus.DRAFT:
@@ -148,6 +145,11 @@ def _delivery(
         return Delivery.OUT_OF_LIFETIME_BUDGET
     if exhausted:
         return Delivery.OUT_OF_DAILY_BUDGET
+    return None
+
+
+def line_items_verdict(campaign: Campaign, inventory: list[Placement]) -> str:
+    """Whether the campaign's active line items (prefetched) can deliver, and why not."""
     live = [li for li in campaign.line_items.all() if li.status == LineItemStatus.ACTIVE]
     if not live:
         return Delivery.NO_LINE_ITEM
@@ -167,12 +169,19 @@ def active_inventory() -> list[Placement]:
 
 
 def campaign_states(
-    campaigns: list[Campaign], now: datetime, inventory: list[Placement] | None = None
+    campaigns: list[Campaign],
+    now: datetime,
+    inventory: list[Placement] | None = None,
+    verdicts: dict[int, str] | None = None,
 ) -> dict[int, CampaignState]:
-    """Delivery, spend and pace of each campaign (line items prefetched), in one Redis trip."""
+    """Delivery, spend and pace of each campaign, in one Redis trip. The line items' part of
+    delivery is `verdicts[id]` when given (the live feed's, refreshed less often), else read
+    from the prefetched line items."""
     if not campaigns:
         return {}
-    inventory = active_inventory() if inventory is None else inventory
+    verdicts = verdicts or {}
+    if inventory is None and any(c.pk not in verdicts for c in campaigns):
+        inventory = active_inventory()
     days = {c.pk: day_schedule(now, c.advertiser.time_zone, c.pacing_mode).day for c in campaigns}
     led = ledger()
     counters = led.read(
@@ -191,7 +200,9 @@ def campaign_states(
         pace, error = _pace(view, day)
         fresh = view.get("day") == day
         states[c.pk] = CampaignState(
-            delivery=_delivery(c, now, inventory, f"{day}:{c.pk}" in exhausted, lifetime),
+            delivery=_campaign_gate(c, now, f"{day}:{c.pk}" in exhausted, lifetime)
+            or verdicts.get(c.pk)
+            or line_items_verdict(c, inventory or []),
             spend_today=to_money(today.spend),
             spend_lifetime=lifetime,
             pace=pace,

@@ -3,11 +3,13 @@ each page's group over the channels layer.
 
 The cost is per tick, not per connected page: a page registers what it watches (`watch`,
 renewed by its pings) in one sorted set; a tick reads that set, then the serving figures
-once for the ops group and the watched campaigns' states in one batch (a fixed number of
-queries and one Redis pipeline, `campaigns.console.delivery.campaign_states`), and sends one
-message per group however many pages are in it. Nothing watched: one Redis round trip.
+once for the ops group and the watched campaigns' states in one batch (one query and one
+Redis pipeline, `campaigns.console.delivery.campaign_states`; their line items, a heavier
+read, every VERDICT_SECONDS), and sends one message per group however many pages are in it.
+Nothing watched: one Redis round trip.
 """
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -30,6 +32,10 @@ OPS = "ops"
 WATCH_SECONDS = 60
 # The last figures of a group are kept this long, for a page that connects between ticks.
 LAST_SECONDS = 30
+# A campaign's line-item verdict (see `_verdicts`) is read again after this long.
+VERDICT_SECONDS = 30
+# Group sends in flight at once (each holds a Redis connection while it runs).
+SENDS_AT_ONCE = 8
 
 
 def group_name(watched: str) -> str:
@@ -78,15 +84,39 @@ def _ops_message() -> dict[str, Any]:
     return {"kind": "ops", "fields": ops_fields(figures, samples)}
 
 
+def _verdicts(campaigns: list[Campaign], at: float) -> dict[int, str]:
+    """The line items' part of each campaign's delivery (creatives in review, targeting that
+    matches no inventory...): it changes only with edits, so it is read from the database
+    for a campaign at most every VERDICT_SECONDS (the budget part, every tick)."""
+    client = redis_client()
+    held = read_json_hash(client, _key("verdicts"))
+    verdicts = {
+        c.pk: v["v"]
+        for c in campaigns
+        if (v := held.get(str(c.pk))) is not None and at - v["at"] < VERDICT_SECONDS
+    }
+    stale = [c.pk for c in campaigns if c.pk not in verdicts]
+    if stale:
+        rows = Campaign.objects.filter(pk__in=stale).prefetch_related(
+            delivery.line_items_prefetch()
+        )
+        inventory = delivery.active_inventory()
+        fresh = {c.pk: delivery.line_items_verdict(c, inventory) for c in rows}
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(
+            _key("verdicts"),
+            mapping={str(pk): json.dumps({"at": at, "v": v}) for pk, v in fresh.items()},
+        )
+        pipe.expire(_key("verdicts"), WATCH_SECONDS)
+        pipe.execute()
+        verdicts.update(fresh)
+    return verdicts
+
+
 def _campaign_messages(ids: list[int]) -> dict[str, dict[str, Any]]:
     now = timezone.now()
-    rows = list(
-        Campaign.objects.filter(pk__in=ids)
-        .select_related("advertiser")
-        .prefetch_related(delivery.line_items_prefetch())
-        .order_by("id")
-    )
-    states = delivery.campaign_states(rows, now)
+    rows = list(Campaign.objects.filter(pk__in=ids).select_related("advertiser").order_by("id"))
+    states = delivery.campaign_states(rows, now, verdicts=_verdicts(rows, now.timestamp()))
     return {
         campaign_watch(c.pk): {
             "kind": "campaign",
@@ -101,8 +131,15 @@ async def _send(messages: Mapping[str, dict[str, Any]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer")
-    for watched, figures in messages.items():
-        await layer.group_send(group_name(watched), {"type": "live.figures", "figures": figures})
+    # A few at once: each send is a few Redis round trips, each holding a connection.
+    slots = asyncio.Semaphore(SENDS_AT_ONCE)
+
+    async def send(watched: str, figures: dict[str, Any]) -> None:
+        async with slots:
+            message = {"type": "live.figures", "figures": figures}
+            await layer.group_send(group_name(watched), message)
+
+    await asyncio.gather(*(send(w, f) for w, f in messages.items()))
 
 
 def publish_live() -> int:
