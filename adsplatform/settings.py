@@ -578,6 +578,16 @@ CELERY_BEAT_SCHEDULE["write-telemetry"] = {
 }
 # --- End of Telemetry --------------------------------------------------------------------------
 
+# --- Conversions (issue #16; docs/conversions.md) --------------------------------------------
+# Attribution of the pixel's and postbacks' conversions, from the event stream with its own
+# watermark, every CONVERSIONS_EVERY_SECONDS; conversion rows are kept this many days.
+CELERY_BEAT_SCHEDULE["attribute-conversions"] = {
+    "task": "reporting.tasks.attribute_conversions_task",
+    "schedule": schedule(env.float("CONVERSIONS_EVERY_SECONDS", default=10.0)),
+}
+CONVERSION_RETENTION_DAYS = env.int("CONVERSION_RETENTION_DAYS", default=400)
+# --- End of Conversions ------------------------------------------------------------------------
+
 # LOG_FORMAT: "text" (lines for a terminal) or "json" (one JSON object per line, structlog:
 # adsplatform.logs). The Celery worker and beat log JSON too when LOG_FORMAT=json is in their
 # environment (adsplatform.celery); under text they keep Celery's own format.

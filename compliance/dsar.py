@@ -47,6 +47,7 @@ from redis import Redis
 from redis.exceptions import LockError, RedisError
 
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
+from reporting.conversions.privacy import ConversionStore
 from reporting.lease import Lease
 from reporting.models import StreamWatermark
 from reporting.stream import partition_suffix, partitions, stream_id
@@ -367,7 +368,7 @@ class OtherKeys:
     """Any other key under our prefix named after a pseudonym: a safety net for new stores."""
 
     name = "other_keys"
-    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:")
+    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:", "conv:")
 
     def _keys(self, job: Job) -> list[bytes]:
         prefix = job.keys.prefix
@@ -413,11 +414,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# Telemetry exports do not exist yet; when they do, their store goes here.
-# The stream before the telemetry files: an entry erased there is not written to them after.
+# The stream before the telemetry files and the conversions: an entry erased there is not
+# written to them after.
 STORES: tuple[Store, ...] = (
     EventStream(),
     TelemetryFiles(),
+    ConversionStore(),
     FrequencyCaps(),
     SyncTable(),
     OtherKeys(),

@@ -11,6 +11,8 @@
 - Access exports are emptied `DSAR_EXPORT_RETENTION_DAYS` after they were made.
 - Billed-decision marks (no personal data, `reporting.billing`) go once no replay of their
   token can be billed any more.
+- Conversions go `CONVERSION_RETENTION_DAYS` after they happened; post-view touches in Redis
+  carry an expiry of MAX_POST_VIEW_DAYS (one left without it gets it here).
 """
 
 import logging
@@ -23,10 +25,14 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from campaigns.models.core import MAX_POST_VIEW_DAYS
 from compliance.dsar import redis_client, redis_keys
 from compliance.models import DataSubjectRequest
 from compliance.pseudonym import DAY
 from reporting.billing import prune_billed_decisions
+from reporting.conversions.attribution import floor as attributed_floor
+from reporting.conversions.attribution import views_key
+from reporting.conversions.privacy import purge_old_conversions
 from reporting.ingest import GROUP, check_backlog
 from reporting.models import StreamWatermark
 from reporting.stream import partitions
@@ -63,6 +69,9 @@ class PurgeResult:
     billed_decisions_pruned: int = 0
     # Telemetry files of hours past TELEMETRY_RETENTION_DAYS (reporting/telemetry).
     telemetry_files_deleted: int = 0
+    # Conversions past CONVERSION_RETENTION_DAYS, and post-view touches given an expiry.
+    conversions_deleted: int = 0
+    touches_given_expiry: int = 0
 
 
 def _parse(entry_id: Any) -> StreamId:
@@ -94,9 +103,10 @@ def keep_from(client: Redis, stream: str, cutoff: StreamId) -> StreamId | None:
     if not mark or group is None:
         return None  # nothing was ever rolled up
     bound = min(cutoff, _after(_parse(mark)), _after(_parse(group["last-delivered-id"])))
-    written = telemetry_floor(stream)  # the telemetry files' writer, once it has started
-    if written:
-        bound = min(bound, _after(_parse(written)))
+    # The telemetry files' writer and the conversions' attribution, once they have started.
+    for written in (telemetry_floor(stream), attributed_floor(stream)):
+        if written:
+            bound = min(bound, _after(_parse(written)))
     if group["pending"]:
         summary: Any = client.xpending(stream, GROUP)
         if summary["min"] is not None:
@@ -161,5 +171,9 @@ def purge_personal_data(now: datetime | None = None) -> PurgeResult:
     result.exports_deleted = delete_old_exports(now)
     result.billed_decisions_pruned = prune_billed_decisions(now)
     result.telemetry_files_deleted = purge_old_files(now)
+    result.conversions_deleted = purge_old_conversions(now)
+    result.touches_given_expiry = expire_frequency_caps(
+        client, views_key(keys, "*"), MAX_POST_VIEW_DAYS * DAY
+    )
     log.info("retention purge: %s", result)
     return result

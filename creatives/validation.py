@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from creatives import html5, media
 from creatives.units import seconds, weight
 from creatives.verifications import verification_problems
+from serving.conversions import CLICK_ID_MACRO
 
 if TYPE_CHECKING:
     from creatives.models import Creative
@@ -97,7 +98,8 @@ def unsafe_url_characters(url: str) -> str | None:
 def landing_problem(url: str) -> str | None:
     if url and urlsplit(url).scheme.lower() != "https":
         return f"The landing URL must use https; {url} does not."
-    unsafe = unsafe_url_characters(url)
+    # `{CLICK_ID}` is ours: the click redirect fills it with a URL-safe click id.
+    unsafe = unsafe_url_characters(url.replace(CLICK_ID_MACRO, ""))
     if unsafe:
         return f"The landing URL has characters to percent-encode: {unsafe}."
     return None

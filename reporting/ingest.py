@@ -284,11 +284,13 @@ def _trim(client: Redis, stream: str) -> None:
     # XTRIM MINID keeps ids >= MINID: one past the watermark drops the watermark entry too.
     min_id = min((last_ms, last_seq + 1), (cutoff_ms, 0))
     # Nor ones the telemetry files do not hold yet (reporting/telemetry, once it has started).
+    # Nor ones the conversions' attribution has not read yet (reporting/conversions).
+    from reporting.conversions.attribution import floor as attributed
     from reporting.telemetry.writer import floor
 
-    written = floor(stream)
-    if written:
-        written_ms, written_seq = stream_id(written)
-        min_id = min(min_id, (written_ms, written_seq + 1))
+    for written in (floor(stream), attributed(stream)):
+        if written:
+            written_ms, written_seq = stream_id(written)
+            min_id = min(min_id, (written_ms, written_seq + 1))
     # Exact, not "~": retention is a promise about personal data, not a memory hint.
     client.xtrim(stream, minid=f"{min_id[0]}-{min_id[1]}", approximate=False)

@@ -292,3 +292,7 @@ class DemandHourly(models.Model):
             f"{self.hour:%Y-%m-%d %H:00} placement {self.placement_id} li {self.line_item_id}"
             f" buyer {self.buyer_id} {self.currency}"
         )
+
+
+# The conversions package's models, registered with this app.
+from reporting.conversions.models import Conversion, ConversionKey  # noqa: E402, F401

@@ -2,6 +2,7 @@ from celery import shared_task
 from django.conf import settings
 from django_redis import get_redis_connection
 
+from reporting.conversions.attribution import attribute_conversions
 from reporting.ingest import ingest_events
 from reporting.live.publisher import publish_live
 from reporting.stream import partitions
@@ -34,3 +35,9 @@ def publish_live_task() -> int:
     """Push the live dashboard's figures to the pages watching; returns the messages sent.
     Not retried: the next tick, a second or two later, sends fresher ones."""
     return publish_live()
+
+
+@shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)
+def attribute_conversions_task() -> int:
+    """Attribute the stream's conversions to decisions; returns the conversion rows written."""
+    return attribute_conversions().conversions

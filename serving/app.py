@@ -35,6 +35,8 @@ from serving import clock as spend_clock
 from serving import openrtb
 from serving.buyers import BuyerPool, ExternalBid
 from serving.context import AdContext
+from serving.conversions import PIXEL as PIXEL_FIELDS
+from serving.conversions import ClickId, ClickIds, conversion_event, parse_conversion
 from serving.engine import Decision, Outcome, decide
 from serving.enrich import Enricher
 from serving.events import KNOWN_PARTITIONS, Event, EventSink
@@ -77,7 +79,7 @@ from serving.request_keys import DRAIN_SECONDS, RequestKeyDrain
 from serving.schema import RequestError, ad_request_decoder, to_context, vast_context
 from serving.snapshot import TIERS, BuyerSnap, LineItemSnap, PlacementSnap
 from serving.store import SnapshotStore
-from serving.sync import UserSync, parse_buyer_uids
+from serving.sync import UserSync, parse_buyer_uids, pixel_context, raw_user_id
 from serving.targeting import BUDGET, PacingRates, RequestState, cap_fields
 from serving.telemetry import slot_features
 from serving.tokens import InvalidToken, TokenKind, TokenSigner, TrackingToken
@@ -176,6 +178,7 @@ class ServingApp:
         self.config = config
         self.keys = RedisKeys(config.key_prefix)
         self.signer = TokenSigner(config.signing_key)
+        self.click_ids = ClickIds(config.signing_key)
         self.renderer = Renderer(self.signer, config.public_url, config.currency)
         self.bodies = BodyReads(config.body_timeout)
         # Connections open lazily, on the first command inside the server's event loop. This
@@ -363,6 +366,8 @@ class ServingApp:
             )
         elif path.startswith("/v1/ev/") and method in ("GET", "HEAD", "POST"):
             await self._creative_event(path.removeprefix("/v1/ev/"), "evt", scope, send, request_id)
+        elif path == "/v1/conv" and method in ("GET", "HEAD"):
+            await self._conversion(scope, send, request_id)
         elif path == "/v1/sync" and method in ("GET", "HEAD"):
             await self._sync(scope, send, request_id)
         elif path == "/v1/sync/return" and method in ("GET", "HEAD"):
@@ -826,8 +831,42 @@ class ServingApp:
         if self._fresh(token):
             # CPC is charged on the click (micros per click, in billionths like all spend).
             await self._record_billable(token, "clk", cost=token.click_micros * 1000, pending=0)
-        location = token.landing_url.encode()
-        await respond(send, 302, b"", request_id, [(b"location", location), NO_STORE])
+        # `{CLICK_ID}` in the landing URL becomes a signed click id the advertiser's site keeps
+        # for its conversion pixel or postback (post-click attribution, serving.conversions).
+        landing = self.click_ids.landing(token.landing_url, _click_of(token))
+        await respond(send, 302, b"", request_id, [(b"location", landing.encode()), NO_STORE])
+
+    async def _conversion(self, scope: Scope, send: Send, request_id: str) -> None:
+        """The conversion pixel: checked, then one `conv` event with the next batch (not
+        waited on); attribution happens at ingestion (reporting.conversions)."""
+        query = query_params(scope)
+        advertiser = query.get("adv", "")
+        if not advertiser.isdigit() or len(advertiser) > 12 or not int(advertiser):
+            raise HttpError(400, "invalid_request", "`adv`: the advertiser id is required")
+        adv = int(advertiser)
+        try:
+            conversion = parse_conversion(query.get, PIXEL_FIELDS, self.click_ids, adv)
+            ctx = pixel_context(query, scope, request_id, "conv")
+        except ValueError as exc:
+            raise HttpError(400, "invalid_request", str(exc)) from exc
+        self.enricher.enrich(ctx, all_headers(scope))
+        ctx.privacy = apply_gdpr_by_geography(
+            ctx.privacy, ctx.geo.country, self.config.gdpr_countries
+        )
+        permissions = evaluate(ctx.privacy, self.config.gvl_vendor_id)
+        status = b"recorded"
+        # Attribution measures ad performance (TCF purpose 7); the post-view path also needs
+        # an id on the device (purpose 1). Without 7 nothing is recorded.
+        if permissions.measure:
+            raw = raw_user_id(ctx) if permissions.use_ids else None
+            pseudonym = self.pseudonyms.pseudonym(raw, conversion.ts_ms / 1000) if raw else ""
+            if not self.sink.accepting:
+                raise _events_unavailable()
+            self.sink.emit([conversion_event(conversion, adv, pseudonym, "pixel")])
+        else:
+            status = b"not_recorded:no_measurement_consent"
+        headers = [(b"content-type", b"image/gif"), NO_STORE, (b"x-conversion", status)]
+        await respond(send, 200, GIF, request_id, headers)
 
     async def _creative_event(
         self, text: str, kind: TokenKind, scope: Scope, send: Send, request_id: str
@@ -955,6 +994,13 @@ def _req_event(
             adv=li.advertiser_id, cr=d.creative.id, d=rid, x=x,
         )  # fmt: skip
     return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id, x=x)
+
+
+def _click_of(token: TrackingToken) -> ClickId:
+    return ClickId(
+        token.decision_id, token.placement_id, token.line_item_id, token.campaign_id,
+        token.advertiser_id, token.creative_id, int(time.time()),
+    )  # fmt: skip
 
 
 def _events_unavailable() -> HttpError:

@@ -100,36 +100,7 @@ class UserSync:
     def context(self, query: Mapping[str, str], scope: Scope, request_id: str) -> AdContext:
         """The sync request as an AdContext without imps, so that consent is decided by the
         same policy as an ad request's. Raises ValueError naming a bad parameter."""
-        try:
-            gpp_sid = tuple(int(s) for s in query.get("gpp_sid", "").split(",") if s)
-        except ValueError:
-            raise ValueError("`gpp_sid` must be comma-separated numbers") from None
-        lmt = int_param(query, "lmt")
-        client = scope.get("client")
-        return AdContext(
-            request_id=request_id,
-            source="sync",
-            placement_key="",
-            imps=[],
-            device=DeviceInfo(
-                ua=header(scope, b"user-agent"),
-                ip=client[0] if client else None,
-                ifa=query.get("ifa") or None,
-                lmt=lmt,
-            ),
-            user_id=query.get("uid") or None,
-            privacy=PrivacySignals(
-                gdpr=int_param(query, "gdpr"),
-                tc_string=query.get("gdpr_consent") or None,
-                us_privacy=query.get("us_privacy") or None,
-                gpp=query.get("gpp") or None,
-                gpp_sid=gpp_sid,
-                coppa=int_param(query, "coppa"),
-                gpc=header(scope, b"sec-gpc"),
-                lmt=lmt,
-            ),
-            now=time.time(),
-        )
+        return pixel_context(query, scope, request_id, "sync")
 
     async def start(
         self, ctx: AdContext, buyer: BuyerSnap, refusal: str, send: Send, request_id: str
@@ -190,3 +161,41 @@ class UserSync:
 def parse_buyer_uids(raw: list[bytes]) -> dict[int, str]:
     """An HGETALL reply of the sync table: buyer id → uid."""
     return {int(raw[i]): raw[i + 1].decode() for i in range(0, len(raw), 2)}
+
+
+def pixel_context(
+    query: Mapping[str, str], scope: Scope, request_id: str, source: str
+) -> AdContext:
+    """A pixel's query (user sync, conversions) as an AdContext without imps, so that consent
+    is decided by the same policy as an ad request's. Raises ValueError naming a bad
+    parameter."""
+    try:
+        gpp_sid = tuple(int(s) for s in query.get("gpp_sid", "").split(",") if s)
+    except ValueError:
+        raise ValueError("`gpp_sid` must be comma-separated numbers") from None
+    lmt = int_param(query, "lmt")
+    client = scope.get("client")
+    return AdContext(
+        request_id=request_id,
+        source=source,
+        placement_key="",
+        imps=[],
+        device=DeviceInfo(
+            ua=header(scope, b"user-agent"),
+            ip=client[0] if client else None,
+            ifa=query.get("ifa") or None,
+            lmt=lmt,
+        ),
+        user_id=query.get("uid") or None,
+        privacy=PrivacySignals(
+            gdpr=int_param(query, "gdpr"),
+            tc_string=query.get("gdpr_consent") or None,
+            us_privacy=query.get("us_privacy") or None,
+            gpp=query.get("gpp") or None,
+            gpp_sid=gpp_sid,
+            coppa=int_param(query, "coppa"),
+            gpc=header(scope, b"sec-gpc"),
+            lmt=lmt,
+        ),
+        now=time.time(),
+    )

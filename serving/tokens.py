@@ -47,12 +47,12 @@ _decoder = msgspec.json.Decoder(TrackingToken)
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     # binascii directly: base64.urlsafe_b64encode costs twice as much on the hot path.
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
     """The bytes of canonical unpadded base64url, else ValueError.
 
     Decoding alone is lenient: the last character's unused bits are ignored (16 spellings of
@@ -61,7 +61,7 @@ def _unb64(text: str) -> bytes:
     encoded again and must come back unchanged.
     """
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64(data) != text:
+    if b64(data) != text:
         raise ValueError("not canonical base64url")
     return data
 
@@ -75,7 +75,7 @@ class TokenSigner:
 
     def sign(self, token: TrackingToken) -> str:
         payload = _encoder.encode(token)
-        return f"{_b64(payload)}.{_b64(self._tag(payload))}"
+        return f"{b64(payload)}.{b64(self._tag(payload))}"
 
     def verify(self, text: str, kind: TokenKind, *also: TokenKind) -> TrackingToken:
         """The token, if its signature matches and it is of `kind` (or one of `also`)."""
@@ -83,7 +83,7 @@ class TokenSigner:
         if not sep:
             raise InvalidToken("token has no signature")
         try:
-            payload, given = _unb64(body), _unb64(tag)
+            payload, given = unb64(body), unb64(tag)
         except ValueError as exc:
             raise InvalidToken("token is not base64url") from exc
         if not hmac.compare_digest(given, self._tag(payload)):

@@ -77,7 +77,8 @@ class CampaignSerializer(serializers.ModelSerializer[Campaign]):
         fields = [
             "id", "organisation", "name", "status", "start_at", "end_at", "currency",
             "daily_budget", "lifetime_budget", "pacing_mode", "priority_tier", "goal_type",
-            "goal_target", "version", "created_at", "updated_at",
+            "goal_target", "post_click_days", "post_view_days", "version", "created_at",
+            "updated_at",
         ]  # fmt: skip
         read_only_fields = ["status", "version", "created_at", "updated_at"]
 

@@ -69,6 +69,8 @@ FIELD_COLUMNS = [
     _col("Priority Tier", "priority_tier", TIER, CAMPAIGN, removed=""),
     _col("Goal Type", "goal_type", GOAL, CAMPAIGN, removed=""),
     _col("Goal Target", "goal_target", DECIMAL, CAMPAIGN),
+    _col("Post-Click Days", "post_click_days", c.Integer(), CAMPAIGN),
+    _col("Post-View Days", "post_view_days", c.Integer(), CAMPAIGN),
     _col("Bid Type", "bid_type", BID_TYPE, LINE_ITEM, removed=""),
     _col("Bid", "bid", DECIMAL, LINE_ITEM),
     _col("Bid Strategy", "bid_strategy", STRATEGY, LINE_ITEM, removed=""),

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from campaigns import validators as v
@@ -125,6 +125,18 @@ class GoalType(models.TextChoices):
     IMPRESSIONS = "impressions", "Impressions"
     CLICKS = "clicks", "Clicks"
     SPEND = "spend", "Spend"
+    # Optimise toward conversions (reporting/conversions): the target is a cost per
+    # conversion in the campaign currency, or a return on ad spend as a ratio (4 = 400 %).
+    TARGET_CPA = "target_cpa", "Target CPA"
+    TARGET_ROAS = "target_roas", "Target ROAS"
+
+
+# Conversion goals: they need conversions to be attributable to the campaign.
+CONVERSION_GOALS = frozenset({GoalType.TARGET_CPA, GoalType.TARGET_ROAS})
+# Attribution windows (docs/conversions.md): the longest a click or a view may count for.
+MAX_POST_CLICK_DAYS = 90
+MAX_POST_VIEW_DAYS = 30
+MAX_TARGET_ROAS = Decimal(1000)
 
 
 class CampaignQuerySet(OrgQuerySet):
@@ -157,6 +169,16 @@ class Campaign(models.Model):
         max_length=20, choices=GoalType.choices, default=GoalType.NONE, blank=True
     )
     goal_target = _money("goal target", null=True, validators=POSITIVE)
+    # Last-touch attribution windows of conversions (reporting/conversions); 0 turns one off.
+    post_click_days = models.PositiveSmallIntegerField(
+        "post-click window (days)", default=30, validators=[MaxValueValidator(MAX_POST_CLICK_DAYS)],
+        help_text="A conversion this many days after a click on the campaign's ad counts for it.",
+    )  # fmt: skip
+    post_view_days = models.PositiveSmallIntegerField(
+        "post-view window (days)", default=1, validators=[MaxValueValidator(MAX_POST_VIEW_DAYS)],
+        help_text="A conversion this many days after an impression (no click) counts for it, "
+        "where consent allowed a pseudonymous id.",
+    )  # fmt: skip
     # Bumped on every change: the API's ETag, so concurrent editors cannot overwrite silently.
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -185,6 +207,19 @@ class Campaign(models.Model):
             errors["goal_target"] = f"A {self.goal_type} goal needs a target."
         if not self.goal_type and self.goal_target is not None:
             errors["goal_type"] = "Choose what the goal target counts."
+        if self.goal_type in CONVERSION_GOALS and not (self.post_click_days or self.post_view_days):
+            errors["goal_type"] = (
+                f"A {self.goal_type} goal needs conversions: set a post-click or post-view window."
+            )
+        if (
+            self.goal_type == GoalType.TARGET_ROAS
+            and self.goal_target is not None
+            and self.goal_target > MAX_TARGET_ROAS
+        ):
+            errors["goal_target"] = (
+                f"A target ROAS is a ratio of conversion value to spend (4 = 400 %), at most "
+                f"{MAX_TARGET_ROAS}."
+            )
         if errors:
             raise ValidationError(errors)
 

@@ -1,0 +1,85 @@
+"""Conversions under data-subject requests and retention (docs/privacy.md, docs/conversions.md).
+
+A conversion row holds a pseudonym only when the conversion came with an id and consent
+allowed it; the post-view touches in Redis (`conv:view:<pseudonym>`, and the short-lived
+`conv:dec:<decision>` naming a decision's pseudonym until its impression arrives) are the
+subject's too. Access exports them; erasure deletes the rows and the keys. Retention deletes
+rows older than CONVERSION_RETENTION_DAYS; the Redis touches expire by themselves.
+"""
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from redis.exceptions import LockError
+
+from reporting.conversions.attribution import GROUP, decision_key, views_key
+from reporting.conversions.models import Conversion
+from reporting.lease import Lease
+
+if TYPE_CHECKING:
+    from compliance.dsar import Job
+
+LOCK_WAIT = 30.0
+SCAN_COUNT = 10_000
+EXPORTED = (
+    "event", "value", "currency", "order_id", "converted_at", "source", "attribution",
+    "campaign_id", "line_item_id", "decision_id", "touched_at", "pseudonym",
+)  # fmt: skip
+
+
+def _pending_keys(job: "Job") -> list[bytes]:
+    """The decisions waiting for their impression that name one of the pseudonyms."""
+    wanted = {p.encode() for p in job.pseudonyms}
+    found = []
+    pattern = decision_key(job.keys, "*")
+    for key in job.client.scan_iter(match=pattern, count=SCAN_COUNT):
+        value: Any = job.client.get(key)
+        if value in wanted:
+            found.append(key)
+    return sorted(found)
+
+
+class ConversionStore:
+    """Conversion rows and post-view touches of the subject's pseudonyms."""
+
+    name = "conversions"
+
+    def collect(self, job: "Job") -> dict[str, Any]:
+        rows = Conversion.objects.filter(pseudonym__in=job.pseudonyms).order_by("converted_at")
+        found = [
+            {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in row.items()}
+            for row in rows.values(*EXPORTED)
+        ]
+        views = {}
+        for p in sorted(job.pseudonyms):
+            held: Any = job.client.hgetall(views_key(job.keys, p))
+            if held:
+                views[p] = {k.decode(): v.decode() for k, v in sorted(held.items())}
+        return {"rows": found, "post_view_touches": views}
+
+    def erase(self, job: "Job") -> None:
+        from compliance.dsar import DELETE_KEYS, STATE_TTL
+
+        # The attribution's lease: no batch read before the stream was erased commits after.
+        lease = Lease(job.client, f"{job.keys.ingest_lock}:{GROUP}", settings.INGEST_LOCK_SECONDS)
+        if not lease.acquire(wait=LOCK_WAIT):
+            raise LockError("conversion attribution held its lock too long; run it again")
+        try:
+            deleted, _ = Conversion.objects.filter(pseudonym__in=job.pseudonyms).delete()
+            if deleted:
+                job.client.hincrby(job.counts_key, "conversions_deleted", deleted)
+            keys = [views_key(job.keys, p) for p in sorted(job.pseudonyms)]
+            keys += [k.decode() for k in _pending_keys(job)]
+            job.client.eval(
+                DELETE_KEYS, len(keys) + 1, job.counts_key, *keys, "conversion_touches", STATE_TTL
+            )
+        finally:
+            lease.release()
+
+
+def purge_old_conversions(now: datetime) -> int:
+    """Delete conversions older than CONVERSION_RETENTION_DAYS; returns how many went."""
+    before = now - timedelta(days=settings.CONVERSION_RETENTION_DAYS)
+    deleted, _ = Conversion.objects.filter(converted_at__lt=before).delete()
+    return deleted
