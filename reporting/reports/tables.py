@@ -18,6 +18,8 @@ from django.urls import reverse
 
 from campaigns.models import Campaign, LineItem, Placement
 from creatives.models import Creative
+from reporting.conversions.reports import COLUMNS as CONVERSION_COLUMNS
+from reporting.conversions.reports import ConversionSums, conversions_by_campaign
 from reporting.reports.periods import Period
 
 CENTS = Decimal("0.01")
@@ -122,14 +124,16 @@ def by_campaign(rows: QuerySet[Any], period: Period) -> Table:
             "pk", "name", "daily_budget"
         )
     }
+    converted = conversions_by_campaign(list(campaigns), period.start, period.end)
     out = []
     for g in grouped:
         sums = Sums()
         sums.add(g)
         c = campaigns.get(g["campaign_id"], {"name": f"#{g['campaign_id']}", "daily_budget": None})
         used = _budget_used(sums.spend, c["daily_budget"], period.days)
-        out.append([c["name"], g["currency"], *sums.metrics, used, g["campaign_id"]])
-    columns = ["Campaign", "Currency", *METRIC_COLUMNS, "Budget used %"]
+        conv = converted.get(g["campaign_id"], ConversionSums()).metrics(sums.clicks, sums.spend)
+        out.append([c["name"], g["currency"], *sums.metrics, used, *conv, g["campaign_id"]])
+    columns = ["Campaign", "Currency", *METRIC_COLUMNS, "Budget used %", *CONVERSION_COLUMNS]
     ordered = _ordered(out, 2)
     links = [reverse("pacing-chart", args=[row.pop()]) for row in ordered]
     return Table("campaign", "By campaign", columns, ordered, links)
