@@ -4,7 +4,6 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import switch_organisation_view, tokens_page
-from reporting.conversions.views import ConversionPostbackView
 from reporting.live.views import ops_page
 from reporting.metrics.views import healthz, metrics_view, readyz
 from reporting.pacing import pacing_chart
@@ -31,11 +30,7 @@ urlpatterns = [
         name="api-report-diagnostics",
     ),
     path("api/v1/reports/targeting/", targeting_match_view, name="api-report-targeting"),
-    path(
-        "api/v1/conversions/postback/",
-        ConversionPostbackView.as_view(),
-        name="api-conversion-postback",
-    ),
+    path("api/v1/", include("reporting.conversions.urls")),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("creatives.api.urls")),
     path("api/v1/", include("campaigns.bulk.urls")),

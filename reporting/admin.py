@@ -1,12 +1,14 @@
+from typing import Any
+
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.http import HttpRequest
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from reporting.ingest import check_backlog
-from reporting.models import StreamWatermark
+from reporting.models import Conversion, ConversionKey, StreamWatermark
 from serving.keys import RedisKeys
 
 
@@ -38,4 +40,44 @@ class IngestionStatusAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False
+
+
+@admin.register(ConversionKey)
+class ConversionKeyAdmin(admin.ModelAdmin):
+    """Advertisers' postback keys: the secret is shown once, when the key is made."""
+
+    list_display = ["name", "advertiser", "key_id", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["advertiser"]
+    readonly_fields = ["key_id", "created_at", "last_used_at"]
+    fields = ["advertiser", "name", "key_id", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request: HttpRequest, obj: ConversionKey, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            self.message_user(
+                request,
+                f"Key {obj.key_id} made. Its secret, shown this once: {obj.secret}",
+                messages.WARNING,
+            )
+
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
+        return False  # revoke instead: the conversions it reported stay explained
+
+
+@admin.register(Conversion)
+class ConversionAdmin(admin.ModelAdmin):
+    """Conversions as recorded and attributed (read-only; data-subject requests erase them)."""
+
+    list_display = ["converted_at", "advertiser_id", "event", "value", "currency", "order_id",
+                    "attribution", "campaign_id", "line_item_id", "source"]  # fmt: skip
+    list_filter = ["attribution", "source", "event"]
+    search_fields = ["order_id", "decision_id"]
+    date_hierarchy = "converted_at"
+    exclude = ["pseudonym"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
