@@ -45,18 +45,22 @@ class ConversionStore:
 
     name = "conversions"
 
-    def collect(self, job: "Job") -> dict[str, Any]:
+    def collect(self, job: "Job") -> list[dict[str, Any]]:
+        """The subject's conversions, then their post-view touches (one item per campaign)."""
         rows = Conversion.objects.filter(pseudonym__in=job.pseudonyms).order_by("converted_at")
-        found = [
-            {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in row.items()}
+        found: list[dict[str, Any]] = [
+            {"kind": "conversion"}
+            | {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in row.items()}
             for row in rows.values(*EXPORTED)
         ]
-        views = {}
         for p in sorted(job.pseudonyms):
             held: Any = job.client.hgetall(views_key(job.keys, p))
-            if held:
-                views[p] = {k.decode(): v.decode() for k, v in sorted(held.items())}
-        return {"rows": found, "post_view_touches": views}
+            for campaign, touch in sorted(held.items()):
+                found.append(
+                    {"kind": "post_view_touch", "pseudonym": p,
+                     "campaign_id": campaign.decode(), "touch": touch.decode()}
+                )  # fmt: skip
+        return found
 
     def erase(self, job: "Job") -> None:
         from compliance.dsar import DELETE_KEYS, STATE_TTL

@@ -158,7 +158,8 @@ def test_the_access_export_holds_the_subjects_events_and_frequency_caps(
     assert export["request"]["fingerprint"] == request.fingerprint
     assert SUBJECT not in request.export
     assert request.counts == {
-        "events": 3, "telemetry": 0, "frequency_caps": 1, "user_syncs": 0, "other_keys": 0,
+        "events": 3, "telemetry": 0, "conversions": 0, "frequency_caps": 1, "user_syncs": 0,
+        "other_keys": 0,
     }  # fmt: skip
     assert (request.status, request.entries_total, request.entries_scanned) == ("done", 6, 6)
     assert len(stream(redis_client)) == 6  # an access request changes nothing
@@ -407,7 +408,8 @@ def test_staff_file_a_request_and_follow_it(
     assert [r["kind"] for r in listing["results"]] == ["erasure"] * 3 + ["access"]
     assert (detail["status"], detail["entries_scanned"], detail["entries_total"]) == ("done", 6, 6)
     assert detail["counts"] == {
-        "events": 3, "telemetry": 0, "frequency_caps": 1, "user_syncs": 0, "other_keys": 0,
+        "events": 3, "telemetry": 0, "conversions": 0, "frequency_caps": 1, "user_syncs": 0,
+        "other_keys": 0,
     }  # fmt: skip
     assert detail["export_url"] == f"http://testserver{URL}{body['id']}/export/"
     assert export.status_code == 200
