@@ -50,7 +50,7 @@ class CampaignForm(forms.ModelForm):
         model = Campaign
         fields = [
             "name", "start_at", "end_at", "daily_budget", "lifetime_budget", "pacing_mode",
-            "goal_type", "goal_target", "post_click_days", "post_view_days",
+            "goal_type", "goal_target",
         ]  # fmt: skip
         widgets = {"start_at": DATETIME, "end_at": DATETIME}
         help_texts = {
