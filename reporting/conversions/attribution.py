@@ -34,7 +34,7 @@ from campaigns.models import Advertiser, Campaign
 from campaigns.models.core import MAX_POST_VIEW_DAYS
 from reporting.conversions.models import Attribution, Conversion
 from reporting.models import StreamWatermark
-from reporting.stream import Entry, Reader, consume
+from reporting.stream import Entry, Reader, consume, partition_suffix, partitions
 from serving.conversions import ConversionDetail, decode_detail
 from serving.events import Event
 from serving.keys import RedisKeys
@@ -85,6 +85,11 @@ def views_key(keys: RedisKeys, pseudonym: str) -> str:
     """A pseudonym's latest view per campaign: `<ts ms>|<li>|<creative>|<placement>|<decision>|
     <advertiser>` under the campaign id."""
     return f"{keys.prefix}conv:view:{pseudonym}"
+
+
+def lease_name(keys: RedisKeys, stream: str) -> str:
+    """The attribution lease of one partition of the stream."""
+    return f"{keys.ingest_lock}{partition_suffix(stream, keys)}:{GROUP}"
 
 
 def watermark_name(stream: str) -> str:
@@ -284,10 +289,6 @@ def attribute_conversions(
     client: Redis = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     result = AttributionResult()
-    reader = Reader(
-        client, keys.events, GROUP, CONSUMER, watermark=watermark_name(keys.events),
-        lease_name=f"{keys.ingest_lock}:{GROUP}", lease_seconds=settings.INGEST_LOCK_SECONDS,
-    )  # fmt: skip
 
     def attribute(fresh: list[Entry]) -> None:
         live = [(eid, [e for e in events if not e.tt]) for eid, events in fresh]
@@ -295,8 +296,15 @@ def attribute_conversions(
         result.views += _record_views(client, keys, live, campaigns)
         _attribute(client, keys, live, campaigns, result)
 
-    done = consume(reader, attribute, batch_size or settings.INGEST_BATCH_SIZE, max_batches)
-    result.read = done.read
+    # Each partition of the stream under its own lease and watermark; a view and a later
+    # conversion in two partitions meet in the next run at the latest.
+    for stream in partitions(client, keys):
+        reader = Reader(
+            client, stream, GROUP, CONSUMER, watermark=watermark_name(stream),
+            lease_name=lease_name(keys, stream), lease_seconds=settings.INGEST_LOCK_SECONDS,
+        )  # fmt: skip
+        done = consume(reader, attribute, batch_size or settings.INGEST_BATCH_SIZE, max_batches)
+        result.read += done.read
     if result.read:
         log.info("conversions attributed %s", result)
     return result

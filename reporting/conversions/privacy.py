@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from redis.exceptions import LockError
 
-from reporting.conversions.attribution import GROUP, decision_key, views_key
+from reporting.conversions.attribution import decision_key, lease_name, views_key
 from reporting.conversions.models import Conversion
 from reporting.lease import Lease
+from reporting.stream import partitions
 
 if TYPE_CHECKING:
     from compliance.dsar import Job
@@ -65,11 +66,16 @@ class ConversionStore:
     def erase(self, job: "Job") -> None:
         from compliance.dsar import DELETE_KEYS, STATE_TTL
 
-        # The attribution's lease: no batch read before the stream was erased commits after.
-        lease = Lease(job.client, f"{job.keys.ingest_lock}:{GROUP}", settings.INGEST_LOCK_SECONDS)
-        if not lease.acquire(wait=LOCK_WAIT):
-            raise LockError("conversion attribution held its lock too long; run it again")
+        # The attribution's leases: no batch read before the stream was erased commits after.
+        leases = []
         try:
+            for stream in partitions(job.client, job.keys):
+                lease = Lease(
+                    job.client, lease_name(job.keys, stream), settings.INGEST_LOCK_SECONDS
+                )
+                if not lease.acquire(wait=LOCK_WAIT):
+                    raise LockError("conversion attribution held its lock too long; run it again")
+                leases.append(lease)
             deleted, _ = Conversion.objects.filter(pseudonym__in=job.pseudonyms).delete()
             if deleted:
                 job.client.hincrby(job.counts_key, "conversions_deleted", deleted)
@@ -79,7 +85,8 @@ class ConversionStore:
                 DELETE_KEYS, len(keys) + 1, job.counts_key, *keys, "conversion_touches", STATE_TTL
             )
         finally:
-            lease.release()
+            for lease in leases:
+                lease.release()
 
 
 def purge_old_conversions(now: datetime) -> int:
