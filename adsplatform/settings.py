@@ -587,6 +587,16 @@ CELERY_BEAT_SCHEDULE["attribute-conversions"] = {
 }
 CONVERSION_RETENTION_DAYS = env.int("CONVERSION_RETENTION_DAYS", default=400)
 # --- End of Conversions ------------------------------------------------------------------------
+# Measurement rollups (reporting/measurement): hours older than this many days are summed
+# into UTC days by the roll-up job (every DEMAND_ROLLUP_SECONDS); reports read both. At
+# least 2, so that no event can still arrive for an hour being rolled (tokens expire first).
+DEMAND_HOURLY_DAYS = env.int("DEMAND_HOURLY_DAYS", default=35)
+if DEMAND_HOURLY_DAYS < 2:
+    raise ImproperlyConfigured("DEMAND_HOURLY_DAYS must be at least 2")
+CELERY_BEAT_SCHEDULE["roll-up-demand-days"] = {
+    "task": "reporting.tasks.roll_up_days_task",
+    "schedule": schedule(env.float("DEMAND_ROLLUP_SECONDS", default=3600.0)),
+}
 
 # LOG_FORMAT: "text" (lines for a terminal) or "json" (one JSON object per line, structlog:
 # adsplatform.logs). The Celery worker and beat log JSON too when LOG_FORMAT=json is in their

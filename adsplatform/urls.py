@@ -5,6 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import switch_organisation_view, tokens_page
 from reporting.live.views import ops_page
+from reporting.measurement.views import (
+    budgets_api,
+    buyer_latency_api,
+    measurement_api,
+    measurement_page,
+)
 from reporting.metrics.views import healthz, metrics_view, readyz
 from reporting.pacing import pacing_chart
 from reporting.reports.views import report_download, report_page
@@ -15,6 +21,7 @@ admin.site.site_header = "adsplatform ad ops"
 urlpatterns = [
     path("", include("campaigns.console.urls")),
     path("reports/", report_page, name="reports"),
+    path("reports/measurement/", measurement_page, name="measurement-report"),
     path("reports/download/<str:table>.<str:fmt>", report_download, name="report-download"),
     path("reports/pacing/<int:campaign_id>/", pacing_chart, name="pacing-chart"),
     path("ops/live/", ops_page, name="ops-live"),
@@ -31,6 +38,9 @@ urlpatterns = [
     ),
     path("api/v1/reports/targeting/", targeting_match_view, name="api-report-targeting"),
     path("api/v1/", include("reporting.conversions.urls")),
+    path("api/v1/reports/measurement/", measurement_api, name="api-report-measurement"),
+    path("api/v1/reports/budgets/", budgets_api, name="api-report-budgets"),
+    path("api/v1/reports/buyer-latency/", buyer_latency_api, name="api-report-buyer-latency"),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("creatives.api.urls")),
     path("api/v1/", include("campaigns.bulk.urls")),

@@ -1,11 +1,17 @@
-"""The measurement rollup (`DemandHourly`), written in the same ingest transaction as
-`HourlyRollup`: bids and wins per buyer, viewability and video player events per line item.
+"""The measurement rollups (`DemandHourly`, `BuyerLatencyHourly`), written in the same
+ingest transaction as `HourlyRollup`: bids and wins per buyer, viewability and video player
+events per line item, per door; buyer response-time histograms.
+
+Spend is kept in the currency it was charged in: our line items' impressions and clicks
+carry micros of their campaign's currency (`serving.render.costs`), external demand's the
+platform currency (SERVING_CURRENCY).
 
 Player and viewability events arrive as kind "evt" with the name in `r` (`serving.measure`
 de-duplicates the once-per-decision ones before they reach the stream).
 """
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,9 +19,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import F
 
-from reporting.models import DemandHourly
+from campaigns.models import Campaign
+from reporting.models import BuyerLatencyHourly, DemandHourly
 from reporting.stream import lock_order
 from serving.events import Event
+from serving.latency import TIMEOUT
 
 NANOS = Decimal(1_000_000_000)
 
@@ -36,7 +44,7 @@ COUNTS = (
     "requests", "bids", "wins", "impressions", "clicks", "errors", *PLAYER_COLUMNS.values(),
 )  # fmt: skip
 
-DemandKey = tuple[datetime, int, int, int, str]
+DemandKey = tuple[datetime, int, int, int, str, str]
 
 
 @dataclass(slots=True)
@@ -51,9 +59,20 @@ def _hour(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
 
 
-def aggregate_demand(events: list[Event]) -> dict[DemandKey, DemandRow]:
-    """Per (hour, placement, line item, buyer, currency): the counts and spend of the batch."""
-    currency = settings.SERVING_CURRENCY
+def campaign_currencies(events: list[Event]) -> dict[int, str]:
+    """The currency of each campaign the events name (one query per batch)."""
+    ids = {e.cp for e in events if e.cp}
+    if not ids:
+        return {}
+    return dict(Campaign.objects.filter(pk__in=ids).values_list("pk", "currency"))
+
+
+def aggregate_demand(
+    events: list[Event], currencies: Mapping[int, str]
+) -> dict[DemandKey, DemandRow]:
+    """Per (hour, placement, line item, buyer, currency, door): the counts and spend of the
+    batch; `currencies` maps campaign ids to their currency (the platform's otherwise)."""
+    platform = settings.SERVING_CURRENCY
     rows: dict[DemandKey, DemandRow] = {}
     for e in events:
         t = e.t
@@ -72,7 +91,8 @@ def aggregate_demand(events: list[Event]) -> dict[DemandKey, DemandRow]:
         else:
             continue
         # External demand is its buyer's row (line item 0, buyer set), never the unfilled one.
-        key = (_hour(e.ts), e.pl, e.li, 0 if e.li else e.b, currency)
+        currency = currencies.get(e.cp, platform) if e.cp else platform
+        key = (_hour(e.ts), e.pl, e.li, 0 if e.li else e.b, currency, e.dr[:8])
         row = rows.get(key)
         if row is None:
             row = rows[key] = DemandRow(e.cp, e.adv, defaultdict(int), 0)
@@ -84,13 +104,14 @@ def aggregate_demand(events: list[Event]) -> dict[DemandKey, DemandRow]:
 
 
 def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
-    for (hour, placement_id, line_item_id, buyer_id, currency), r in lock_order(rows):
+    for (hour, placement_id, line_item_id, buyer_id, currency, door), r in lock_order(rows):
         row, _ = DemandHourly.objects.get_or_create(
             hour=hour,
             placement_id=placement_id,
             line_item_id=line_item_id,
             buyer_id=buyer_id,
             currency=currency,
+            door=door,
             defaults={"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id},
         )
         updates: dict[str, object] = {c: F(c) + n for c, n in r.counts.items() if n}
@@ -98,3 +119,26 @@ def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
             updates["spend"] = F("spend") + Decimal(r.spend_nanos) / NANOS
         if updates:
             DemandHourly.objects.filter(pk=row.pk).update(**updates)
+
+
+LatencyKey = tuple[datetime, int, int]
+
+
+def aggregate_latency(events: list[Event]) -> dict[LatencyKey, int]:
+    """(hour, buyer, bucket) to answers, from serving's "lat" events."""
+    counts: dict[LatencyKey, int] = defaultdict(int)
+    for e in events:
+        if e.t != "lat" or not e.r.isdigit():
+            continue
+        bucket = int(e.r)
+        if 0 <= bucket <= TIMEOUT and e.n > 0:
+            counts[(_hour(e.ts), e.b, bucket)] += e.n
+    return counts
+
+
+def write_latency(counts: dict[LatencyKey, int]) -> None:
+    for (hour, buyer_id, bucket), n in counts.items():
+        row, _ = BuyerLatencyHourly.objects.get_or_create(
+            hour=hour, buyer_id=buyer_id, bucket=bucket
+        )
+        BuyerLatencyHourly.objects.filter(pk=row.pk).update(count=F("count") + n)

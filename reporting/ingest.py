@@ -21,7 +21,13 @@ from reporting.breakdowns import (
     write_creatives,
     write_request_keys,
 )
-from reporting.demand import aggregate_demand, write_demand
+from reporting.demand import (
+    aggregate_demand,
+    aggregate_latency,
+    campaign_currencies,
+    write_demand,
+    write_latency,
+)
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -249,7 +255,8 @@ def _ingest_partition(
         flat = [e for _, evs in live for e in evs]
         write_creatives(aggregate_creatives(flat))
         write_request_keys(aggregate_request_keys(flat))
-        write_demand(aggregate_demand(flat))
+        write_demand(aggregate_demand(flat, campaign_currencies(flat)))
+        write_latency(aggregate_latency(flat))
         result.rows += len(totals)
         result.refused += refused
 

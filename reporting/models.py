@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -244,20 +245,27 @@ class BilledDecision(models.Model):
         return f"{self.kind} {self.decision_id}"
 
 
-class DemandHourly(models.Model):
-    """What the measurement reports need per hour x placement x line item x buyer x currency.
+class DemandQuerySet(models.QuerySet[Any]):
+    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> "DemandQuerySet":
+        """Rows the user may see: all for staff, their organisations' otherwise (external
+        demand's rows belong to no organisation: staff only)."""
+        if getattr(user, "is_staff", False):
+            return self
+        from campaigns.organisations import organisations_of
 
-    External demand (buyer_id set, line_item_id 0) gets its own rows, never the unfilled
-    row (line item 0, buyer 0). Spend is in `currency` and never summed across currencies
-    unconverted (serving prices everything in SERVING_CURRENCY). Ids are plain integers, as
-    in `HourlyRollup`.
-    """
+        return self.filter(advertiser_id__in=organisations_of(user).values("pk"))
 
-    hour = models.DateTimeField()
+
+class DemandCounts(models.Model):
+    """The measurement columns `DemandHourly` and `DemandDaily` share."""
+
     placement_id = models.PositiveBigIntegerField()
     line_item_id = models.PositiveBigIntegerField()
     buyer_id = models.PositiveBigIntegerField()
     currency = models.CharField(max_length=3)
+    # The door of the ad request: "v1", "openrtb", "vast" ("" for events from before doors
+    # were recorded).
+    door = models.CharField(max_length=8, default="")
     campaign_id = models.PositiveBigIntegerField(default=0)
     advertiser_id = models.PositiveBigIntegerField(default=0)
     requests = models.PositiveBigIntegerField(default=0)  # slots asked for
@@ -278,21 +286,108 @@ class DemandHourly(models.Model):
     pause = models.PositiveBigIntegerField(default=0)
     spend = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
 
+    objects = DemandQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class DemandHourly(DemandCounts):
+    """What the measurement reports need per hour x placement x line item x buyer x currency
+    x door.
+
+    External demand (buyer_id set, line_item_id 0) gets its own rows, never the unfilled
+    row (line item 0, buyer 0). Spend is in `currency` (the campaign's for our line items,
+    SERVING_CURRENCY for external demand) and never summed across currencies unconverted.
+    Ids are plain integers, as in `HourlyRollup`. Rolled into `DemandDaily` after
+    DEMAND_HOURLY_DAYS (reporting.measurement.rollup).
+    """
+
+    hour = models.DateTimeField()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "placement_id", "line_item_id", "buyer_id", "currency"],
-                name="one_demand_row_per_hour",
+                fields=["hour", "placement_id", "line_item_id", "buyer_id", "currency", "door"],
+                name="one_demand_row_per_hour_and_door",
             )
         ]
-        indexes = [models.Index(fields=["advertiser_id", "hour"], name="demand_adv_hour")]
+        indexes = [
+            models.Index(fields=["advertiser_id", "hour"], name="demand_adv_hour"),
+            models.Index(fields=["hour"], name="demand_hour"),
+        ]
 
     def __str__(self) -> str:
         return (
             f"{self.hour:%Y-%m-%d %H:00} placement {self.placement_id} li {self.line_item_id}"
-            f" buyer {self.buyer_id} {self.currency}"
+            f" buyer {self.buyer_id} {self.currency} {self.door or '-'}"
         )
 
 
 # The conversions package's models, registered with this app.
 from reporting.conversions.models import Conversion, ConversionKey  # noqa: E402, F401
+
+
+class DemandDaily(DemandCounts):
+    """`DemandHourly` rows older than DEMAND_HOURLY_DAYS, summed per UTC day (`day` is its
+    midnight, UTC): the reports read both, so a year stays a few hundred rows per line item."""
+
+    day = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "placement_id", "line_item_id", "buyer_id", "currency", "door"],
+                name="one_demand_row_per_day",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["advertiser_id", "day"], name="demand_daily_adv_day"),
+            models.Index(fields=["day"], name="demand_daily_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} placement {self.placement_id} li {self.line_item_id}"
+
+
+class BuyerLatencyHourly(models.Model):
+    """How many of a buyer's answers fell in each response-time bucket (`serving.latency`)
+    per hour: merged over any range by summing, read as p50/p95/p99. Bucket `TIMEOUT` counts
+    calls with no answer before the deadline. Platform data (buyers are ad ops'), no
+    personal data."""
+
+    hour = models.DateTimeField()
+    buyer_id = models.PositiveBigIntegerField()
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "buyer_id", "bucket"], name="one_latency_bucket_per_hour"
+            )
+        ]
+        indexes = [models.Index(fields=["hour"], name="latency_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} buyer {self.buyer_id} bucket {self.bucket}"
+
+
+class BuyerLatencyDaily(models.Model):
+    """`BuyerLatencyHourly` older than DEMAND_HOURLY_DAYS, per UTC day (midnight in `day`)."""
+
+    day = models.DateTimeField()
+    buyer_id = models.PositiveBigIntegerField()
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "buyer_id", "bucket"], name="one_latency_bucket_per_day"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="latency_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} buyer {self.buyer_id} bucket {self.bucket}"

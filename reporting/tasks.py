@@ -5,6 +5,7 @@ from django_redis import get_redis_connection
 from reporting.conversions.attribution import attribute_conversions
 from reporting.ingest import ingest_events
 from reporting.live.publisher import publish_live
+from reporting.measurement.rollup import roll_up_days
 from reporting.stream import partitions
 from reporting.telemetry.writer import write_telemetry
 from serving.keys import RedisKeys
@@ -41,3 +42,9 @@ def publish_live_task() -> int:
 def attribute_conversions_task() -> int:
     """Attribute the stream's conversions to decisions; returns the conversion rows written."""
     return attribute_conversions().conversions
+
+
+@shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)
+def roll_up_days_task() -> int:
+    """Roll measurement hours older than DEMAND_HOURLY_DAYS into daily rows (exactly once)."""
+    return roll_up_days()

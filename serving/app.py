@@ -280,8 +280,9 @@ class ServingApp:
             await asyncio.sleep(DRAIN_SECONDS)
             try:
                 self.request_keys.drain(self.store.index, self.sink)
+                self.pool.latency_counts.drain(self.sink, int(time.time() * 1000))
             except Exception:
-                log.exception("request-key counts not drained")
+                log.exception("request-key counts or buyer latencies not drained")
 
     async def _flush_buyer_stats(self) -> None:
         while True:
@@ -702,7 +703,7 @@ class ServingApp:
             events.append(
                 _req_event(d, ts, pl, f"{rid}-{n}", ctx, self.config.telemetry_candidates)
                 if d is not None
-                else Event(t="req", ts=ts, pl=pl, d=rid)
+                else Event(t="req", ts=ts, pl=pl, d=rid, dr=ctx.source)
             )
         if len(won) < len(outcome.decisions):
             # An ad pod: its ads after the first on one imp, one "req" each like a single ad.
@@ -754,7 +755,10 @@ class ServingApp:
         self, placement: PlacementSnap, ctx: AdContext, reason: str, user: str | None
     ) -> None:
         ts = int(ctx.now * 1000)
-        events = [Event(t="req", ts=ts, pl=placement.id, d=ctx.request_id) for _ in ctx.imps]
+        events = [
+            Event(t="req", ts=ts, pl=placement.id, d=ctx.request_id, dr=ctx.source)
+            for _ in ctx.imps
+        ]
         ledger = ctx.permissions.ledger_text() if ctx.permissions else f"→ none:{reason}"
         events[0] = msgspec.structs.replace(events[0], cs=ledger, rq=ctx.correlation_id)
         if ctx.test:
@@ -885,7 +889,7 @@ class ServingApp:
             event = Event(
                 t=kind, ts=int(time.time() * 1000), pl=token.placement_id,
                 li=token.line_item_id, cp=token.campaign_id, adv=token.advertiser_id,
-                cr=token.creative_id, d=token.decision_id, r=detail,
+                cr=token.creative_id, d=token.decision_id, r=detail, dr=token.door,
             )  # fmt: skip
             if kind == "evt":
                 record_event(self.sink, self.keys, event, self.config.token_ttl + 3600)
@@ -964,6 +968,7 @@ class ServingApp:
             d=token.decision_id,
             b=token.buyer_id,
             tt=1 if token.test else 0,
+            dr=token.door,
         )
         if token.test:  # recorded (once) for the test counts, never charged
             cost = pending = 0
@@ -991,9 +996,9 @@ def _req_event(
     if li is not None and d.creative is not None:
         return Event(
             t="req", ts=ts, pl=pl, li=li.id, cp=li.campaign_id,
-            adv=li.advertiser_id, cr=d.creative.id, d=rid, x=x,
+            adv=li.advertiser_id, cr=d.creative.id, d=rid, x=x, dr=ctx.source,
         )  # fmt: skip
-    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id, x=x)
+    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id, x=x, dr=ctx.source)
 
 
 def _click_of(token: TrackingToken) -> ClickId:

@@ -46,6 +46,7 @@ from compliance.policy import BuyerPermission
 from serving.blocks import adomain_blocked, domain_keys, normalise_badv
 from serving.context import VIDEO, AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
+from serving.latency import LatencyCounts
 from serving.macros import macro_values, substitute
 from serving.metrics import (
     BREAKER_CLOSED,
@@ -440,6 +441,8 @@ class BuyerPool:
         self._latency_count: Counter[int] = Counter()
         # buyer id -> seconds to an answer (timeouts are counted, not timed), never reset.
         self.latency: dict[int, Histogram] = {}
+        # Response-time bucket counts per buyer for the hourly reports (`serving.latency`).
+        self.latency_counts = LatencyCounts()
         self._notices: set[asyncio.Task[None]] = set()
         self._rounds: set[asyncio.Task[_Answer]] = set()
         self._late: set[asyncio.Task[tuple[int, bytes]]] = set()
@@ -733,6 +736,9 @@ class BuyerPool:
             if histogram is None:
                 histogram = self.latency[buyer.id] = Histogram(BUYER_BUCKETS)
             histogram.observe(answer.latency_ms / 1000)
+            self.latency_counts.answered(buyer.id, answer.latency_ms)
+        elif answer.reason == TIMEOUT:
+            self.latency_counts.timed_out(buyer.id)
         self._state(buyer.id).breaker.record(_is_failure(answer.reason), time.monotonic())
         result.bids.extend(answer.bids)
         result.lost.extend(answer.lost)

@@ -150,7 +150,7 @@ class AdContext:
     # Our id of this request, made by the server (`serving.ids`): the decisions' ids derive
     # from it, and it seeds their draws. Never the caller's.
     request_id: str
-    source: str  # "v1" or "openrtb"
+    source: str  # the door: "v1", "openrtb" or "vast"
     placement_key: str
     imps: list[Imp]
     device: DeviceInfo = field(default_factory=DeviceInfo)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class Event(msgspec.Struct, frozen=True):
     # "req" (one per slot; li set when it was filled), "loss" (a candidate turned away, r
     # says why), "bid" (an external buyer's valid bid), "imp", "clk", "err" (creative error),
-    # "keys" (opportunities per request key, every few seconds per process).
+    # "keys" (opportunities per request key, every few seconds per process), "lat" (buyer
+    # response times: r a bucket of `serving.latency`, n the count, every few seconds).
     t: str
     ts: int  # epoch milliseconds
     pl: int  # placement
@@ -59,6 +60,9 @@ class Event(msgspec.Struct, frozen=True):
     # A filled slot's "req": what the decision knew, for the telemetry files (JSON array,
     # `serving.telemetry.slot_features`); "" when telemetry is off.
     x: str = ""
+    # The door the ad request came in by ("v1", "openrtb", "vast"): on "req" events, and on
+    # the impression, click, error and player events of its decisions (from their token).
+    dr: str = ""
 
 
 encode_events = msgspec.json.Encoder().encode

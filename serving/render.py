@@ -85,6 +85,7 @@ class Renderer:
             click_micros=click_micros,
             measure=ctx.permissions is not None and ctx.permissions.measure,
             test=ctx.test,
+            door=ctx.source,
         )
         # One signed token per decision, for its impression, click, error and event URLs
         # alike (the path says which): one HMAC per decision on the hot path.
@@ -120,6 +121,7 @@ class Renderer:
             # Test traffic is never billable: the buyer gets no billing notice for it.
             notice=substitute(ext.burl, values) if ext.burl and not ctx.test else "",
             test=ctx.test,
+            door=ctx.source,
         )
         imp_url = f"{self.public_url}/v1/imp/{self.signer.sign(token)}"
         markup = substitute(ext.adm or "", values)

@@ -34,6 +34,7 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     # viewability events (/v1/ev/) are recorded only then. Last, so older tokens still decode.
     measure: bool = True
     test: bool = False  # a decision on test traffic (OpenRTB test = 1): never billed
+    door: str = ""  # the door of the ad request ("v1", "openrtb", "vast"), for the reports
 
 
 class InvalidToken(ValueError):

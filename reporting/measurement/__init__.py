@@ -1,0 +1,1 @@
+"""Measurement reports over DemandHourly/DemandDaily and the buyer latency histograms."""

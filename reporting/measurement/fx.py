@@ -1,0 +1,73 @@
+"""Converting report amounts with the rates in effect when they were spent.
+
+The reference rates are one set per day (`FxRateSet`), so the rate of an hour is that of its
+UTC day: the newest set of that day or before, while it is younger than FX_MAX_AGE_SECONDS
+then, laid over the `FX_RATES` constants, exactly as the snapshot builder chose it at the
+time (`campaigns.fx.services.current_fx_table`); the constants alone before any set.
+Rates are platform units (SERVING_CURRENCY) per unit.
+"""
+
+import bisect
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+
+from campaigns.fx.services import configured_fx_rates
+from campaigns.models import FxRateSet
+
+
+class FxHistory:
+    """The rate tables of the days up to `last`, loaded once per report."""
+
+    def __init__(self, last: date) -> None:
+        self.constants = configured_fx_rates()
+        by_day: dict[date, dict[str, Decimal]] = {}
+        # Oldest first and, within a day, the newest fetch last: it wins, as `newest()`.
+        for rates_date, rates in (
+            FxRateSet.objects.filter(rates_date__lte=last)
+            .order_by("rates_date", "fetched_at")
+            .values_list("rates_date", "rates")
+        ):
+            by_day[rates_date] = {code: Decimal(value) for code, value in rates.items()}
+        self._days = sorted(by_day)
+        self._tables = [by_day[d] for d in self._days]
+        self._max_age = timedelta(seconds=settings.FX_MAX_AGE_SECONDS)
+        self.used_sets: set[date] = set()
+        self.used_constants = False
+
+    def table(self, day: date) -> dict[str, Decimal]:
+        """The rates in effect on `day` (UTC)."""
+        i = bisect.bisect_right(self._days, day) - 1
+        if i >= 0 and day - self._days[i] <= self._max_age:
+            self.used_sets.add(self._days[i])
+            return {**self.constants, **self._tables[i]}
+        self.used_constants = True
+        return self.constants
+
+    def convert(self, amount: Decimal, currency: str, to: str, day: date) -> Decimal | None:
+        """`amount` of `currency` in `to` at the rates of `day`; None without a rate."""
+        if currency == to:
+            return amount
+        table = self.table(day)
+        source, target = table.get(currency), table.get(to)
+        if source is None or target is None:
+            return None
+        return amount * source / target
+
+    def known(self, currency: str) -> bool:
+        """Whether any table (the constants or a loaded day) prices `currency`."""
+        return currency in self.constants or any(currency in t for t in self._tables)
+
+    def describe(self) -> str:
+        """How the report converted, in words (the page and the API say it)."""
+        parts = []
+        if self.used_sets:
+            first, last = min(self.used_sets), max(self.used_sets)
+            span = f"{first}" if first == last else f"{first} to {last}"
+            parts.append(f"the ECB reference rates of each day ({span})")
+        if self.used_constants:
+            parts.append("the configured FX_RATES where no reference set was in effect")
+        if not parts:
+            return "No conversion was needed: every amount is in the report currency."
+        return "Amounts in other currencies were converted at " + " and ".join(parts) + "."
