@@ -273,6 +273,7 @@ def measurement_page(request: HttpRequest) -> HttpResponse:
         "groups": list(GROUPS),
         "params": request.GET,
         "columns": METRIC_COLUMNS,
+        "default_currency": "",
     }
     try:
         asked = read_params(request, now)
@@ -287,6 +288,7 @@ def measurement_page(request: HttpRequest) -> HttpResponse:
     )
     context = {
         **base,
+        "default_currency": report.currency,
         "asked": asked,
         "report": report,
         "rows": rows,
