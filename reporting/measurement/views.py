@@ -4,7 +4,7 @@ external demand), an advertiser only its organisation's rows."""
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -250,16 +250,29 @@ METRIC_COLUMNS = (
 
 
 def _chart(asked: Asked, now: datetime) -> dict[str, Any]:
-    unit = "hour" if asked.period.days <= HOURLY_UP_TO_DAYS else "day"
+    """Requests, wins and impressions per hour (up to two days) or day, every bucket of the
+    period present (zero where nothing was asked)."""
+    period = asked.period
+    unit = "hour" if period.days <= HOURLY_UP_TO_DAYS else "day"
     series = run_report(asked, now, group=unit)
     label_rows(unit, series.rows, series.zone)
+    by_label = {r["label"]: r for r in series.rows}
+    if unit == "hour":
+        labels, at = [], period.start.astimezone(period.zone)
+        while at < period.end:
+            labels.append(f"{at:%Y-%m-%d %H:00}")
+            at = (at + timedelta(hours=1)).astimezone(period.zone)
+    else:
+        labels = [(period.first + timedelta(days=i)).isoformat() for i in range(period.days)]
+    empty = {"requests": 0, "wins": 0, "impressions": 0}
     return {
         "unit": unit,
         "zone": series.zone.key,
-        "labels": [r["label"] for r in series.rows],
-        "requests": [r["requests"] for r in series.rows],
-        "wins": [r["wins"] for r in series.rows],
-        "impressions": [r["impressions"] for r in series.rows],
+        "labels": labels,
+        **{
+            name: [by_label.get(label, empty)[name] for label in labels]
+            for name in ("requests", "wins", "impressions")
+        },
     }
 
 
