@@ -587,12 +587,16 @@ CELERY_BEAT_SCHEDULE["attribute-conversions"] = {
 }
 CONVERSION_RETENTION_DAYS = env.int("CONVERSION_RETENTION_DAYS", default=400)
 # --- End of Conversions ------------------------------------------------------------------------
-# Measurement rollups (reporting/measurement): hours older than this many days are summed
-# into UTC days by the roll-up job (every DEMAND_ROLLUP_SECONDS); reports read both. At
-# least 2, so that no event can still arrive for an hour being rolled (tokens expire first).
+# Measurement rollups (reporting/measurement/rollup.py): each UTC day is summed into daily
+# rows DEMAND_DAY_CLOSE_HOURS after it ends (a later event is added to both), and its hours
+# are deleted after DEMAND_HOURLY_DAYS; the job runs every DEMAND_ROLLUP_SECONDS. Reports read
+# whole days from the daily rows and the rest from the hours.
 DEMAND_HOURLY_DAYS = env.int("DEMAND_HOURLY_DAYS", default=35)
-if DEMAND_HOURLY_DAYS < 2:
-    raise ImproperlyConfigured("DEMAND_HOURLY_DAYS must be at least 2")
+DEMAND_DAY_CLOSE_HOURS = env.int("DEMAND_DAY_CLOSE_HOURS", default=3)
+if DEMAND_HOURLY_DAYS < 1 or DEMAND_DAY_CLOSE_HOURS < 0:
+    raise ImproperlyConfigured(
+        "DEMAND_HOURLY_DAYS must be 1 or more, DEMAND_DAY_CLOSE_HOURS 0 or more"
+    )
 CELERY_BEAT_SCHEDULE["roll-up-demand-days"] = {
     "task": "reporting.tasks.roll_up_days_task",
     "schedule": schedule(env.float("DEMAND_ROLLUP_SECONDS", default=3600.0)),

@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F
 
 from campaigns.models import Campaign
-from reporting.models import BuyerLatencyHourly, DemandHourly
+from reporting.measurement.sources import midnight, rolled_until
+from reporting.models import BuyerLatencyDaily, BuyerLatencyHourly, DemandDaily, DemandHourly
 from reporting.stream import lock_order
 from serving.events import Event
 from serving.latency import TIMEOUT
@@ -103,22 +105,28 @@ def aggregate_demand(
     return rows
 
 
+def _add(model: Any, lookup: dict[str, Any], defaults: dict[str, Any], r: DemandRow) -> None:
+    row, _ = model.objects.get_or_create(**lookup, defaults=defaults)
+    updates: dict[str, object] = {c: F(c) + n for c, n in r.counts.items() if n}
+    if r.spend_nanos:
+        updates["spend"] = F("spend") + Decimal(r.spend_nanos) / NANOS
+    if updates:
+        model.objects.filter(pk=row.pk).update(**updates)
+
+
 def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
+    # An event for a day already summed into DemandDaily (late: its token was about to
+    # expire) goes into its day too, so that the two never disagree.
+    done = rolled_until() if rows else None
     for (hour, placement_id, line_item_id, buyer_id, currency, door), r in lock_order(rows):
-        row, _ = DemandHourly.objects.get_or_create(
-            hour=hour,
-            placement_id=placement_id,
-            line_item_id=line_item_id,
-            buyer_id=buyer_id,
-            currency=currency,
-            door=door,
-            defaults={"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id},
-        )
-        updates: dict[str, object] = {c: F(c) + n for c, n in r.counts.items() if n}
-        if r.spend_nanos:
-            updates["spend"] = F("spend") + Decimal(r.spend_nanos) / NANOS
-        if updates:
-            DemandHourly.objects.filter(pk=row.pk).update(**updates)
+        key = {
+            "placement_id": placement_id, "line_item_id": line_item_id,
+            "buyer_id": buyer_id, "currency": currency, "door": door,
+        }  # fmt: skip
+        owner = {"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id}
+        _add(DemandHourly, {"hour": hour, **key}, owner, r)
+        if done is not None and hour < done:
+            _add(DemandDaily, {"day": midnight(hour), **key}, owner, r)
 
 
 LatencyKey = tuple[datetime, int, int]
@@ -137,8 +145,11 @@ def aggregate_latency(events: list[Event]) -> dict[LatencyKey, int]:
 
 
 def write_latency(counts: dict[LatencyKey, int]) -> None:
-    for (hour, buyer_id, bucket), n in counts.items():
-        row, _ = BuyerLatencyHourly.objects.get_or_create(
-            hour=hour, buyer_id=buyer_id, bucket=bucket
-        )
-        BuyerLatencyHourly.objects.filter(pk=row.pk).update(count=F("count") + n)
+    done = rolled_until() if counts else None
+    for (hour, buyer_id, bucket), n in lock_order(counts):
+        tables: list[tuple[Any, dict[str, Any]]] = [(BuyerLatencyHourly, {"hour": hour})]
+        if done is not None and hour < done:  # late, as in write_demand
+            tables.append((BuyerLatencyDaily, {"day": midnight(hour)}))
+        for model, at in tables:
+            row, _ = model.objects.get_or_create(**at, buyer_id=buyer_id, bucket=bucket)
+            model.objects.filter(pk=row.pk).update(count=F("count") + n)

@@ -329,8 +329,10 @@ from reporting.conversions.models import Conversion, ConversionKey  # noqa: E402
 
 
 class DemandDaily(DemandCounts):
-    """`DemandHourly` rows older than DEMAND_HOURLY_DAYS, summed per UTC day (`day` is its
-    midnight, UTC): the reports read both, so a year stays a few hundred rows per line item."""
+    """`DemandHourly` summed per closed UTC day (`day` is its midnight, UTC), written by the
+    roll-up job once the day can receive no more events; the hours are kept beside it for
+    DEMAND_HOURLY_DAYS. Reports read whole days from here and the rest from the hours, so a
+    year stays a few hundred rows per line item."""
 
     day = models.DateTimeField()
 
@@ -344,6 +346,8 @@ class DemandDaily(DemandCounts):
         indexes = [
             models.Index(fields=["advertiser_id", "day"], name="demand_daily_adv_day"),
             models.Index(fields=["day"], name="demand_daily_day"),
+            # Amounts to convert: only the rows not in the report currency are read again.
+            models.Index(fields=["currency", "day"], name="demand_daily_currency_day"),
         ]
 
     def __str__(self) -> str:
@@ -374,7 +378,7 @@ class BuyerLatencyHourly(models.Model):
 
 
 class BuyerLatencyDaily(models.Model):
-    """`BuyerLatencyHourly` older than DEMAND_HOURLY_DAYS, per UTC day (midnight in `day`)."""
+    """`BuyerLatencyHourly` summed per closed UTC day (midnight in `day`), as `DemandDaily`."""
 
     day = models.DateTimeField()
     buyer_id = models.PositiveBigIntegerField()
@@ -391,3 +395,14 @@ class BuyerLatencyDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} buyer {self.buyer_id} bucket {self.bucket}"
+
+
+class RolledDay(models.Model):
+    """A UTC day whose measurement hours have been summed into the daily tables (written in
+    the same transaction): reports read it from there, ingest adds a late event to both."""
+
+    day = models.DateTimeField(unique=True)  # midnight, UTC
+    rolled_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} rolled at {self.rolled_at:%Y-%m-%d %H:%M}"

@@ -47,4 +47,4 @@ def attribute_conversions_task() -> int:
 @shared_task(autoretry_for=(ConnectionError, OSError), retry_backoff=True, max_retries=5)
 def roll_up_days_task() -> int:
     """Roll measurement hours older than DEMAND_HOURLY_DAYS into daily rows (exactly once)."""
-    return roll_up_days()
+    return roll_up_days()[0]

@@ -35,9 +35,16 @@ class FxHistory:
         self._max_age = timedelta(seconds=settings.FX_MAX_AGE_SECONDS)
         self.used_sets: set[date] = set()
         self.used_constants = False
+        self._cache: dict[date, dict[str, Decimal]] = {}
 
     def table(self, day: date) -> dict[str, Decimal]:
-        """The rates in effect on `day` (UTC)."""
+        """The rates in effect on `day` (UTC); computed once per day."""
+        table = self._cache.get(day)
+        if table is None:
+            table = self._cache[day] = self._table(day)
+        return table
+
+    def _table(self, day: date) -> dict[str, Decimal]:
         i = bisect.bisect_right(self._days, day) - 1
         if i >= 0 and day - self._days[i] <= self._max_age:
             self.used_sets.add(self._days[i])

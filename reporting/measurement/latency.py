@@ -5,12 +5,14 @@ as a timeout. Buyers are ad ops' business: staff only."""
 
 import math
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Sum
 
+from reporting.measurement.sources import split_period
 from reporting.models import BuyerLatencyDaily, BuyerLatencyHourly
 from serving.latency import TIMEOUT, quantile
 from serving.models import Buyer
@@ -27,16 +29,18 @@ def _ms(value: float | None) -> str | None:
     return f"{value:.1f}"
 
 
-def buyer_latency(start: datetime, end: datetime, by_hour: bool) -> list[dict[str, Any]]:
-    """Per buyer (and UTC hour when `by_hour`; rolled-up days at their midnight) over
-    [start, end): answers, timeouts and the percentiles. Two grouped queries."""
-    half = timedelta(hours=12)
+def buyer_latency(
+    start: datetime, end: datetime, by_hour: bool, now: datetime
+) -> list[dict[str, Any]]:
+    """Per buyer (and UTC hour when `by_hour`; days no longer kept hourly at their
+    midnight) over [start, end): calls, timeouts and the percentiles. Two grouped queries."""
+    split = split_period(start, end, now, settings.DEMAND_HOURLY_DAYS, prefer_hours=by_hour)
     histograms: dict[tuple[int, datetime | None], dict[int, int]] = defaultdict(
         lambda: defaultdict(int)
     )
     for qs, time_field in (
-        (BuyerLatencyHourly.objects.filter(hour__gte=start, hour__lt=end), "hour"),
-        (BuyerLatencyDaily.objects.filter(day__gte=start - half, day__lt=end - half), "day"),
+        (split.hours(BuyerLatencyHourly.objects.all()), "hour"),
+        (split.days(BuyerLatencyDaily.objects.all()), "day"),
     ):
         columns = ["buyer_id", "bucket", *([time_field] if by_hour else [])]
         for r in qs.values(*columns).annotate(n=Sum("count")).order_by():

@@ -21,6 +21,7 @@ from django.db.models.functions import TruncDate
 
 from campaigns.models import Campaign, LineItem, Placement, Publisher
 from reporting.measurement.fx import FxHistory
+from reporting.measurement.sources import Split, split_period
 from reporting.models import DemandDaily, DemandHourly
 from reporting.reports.tables import money, percent
 from serving.models import Buyer
@@ -53,8 +54,13 @@ DAILY_NOTE = (
 )
 
 
+# Counted in the rollup, not shown in the report: left out of its sums.
+UNREPORTED = ("skip", "mute", "pause")
+REPORTED = tuple(name for name in COUNTS if name not in UNREPORTED)
+
+
 def _sums() -> dict[str, Any]:
-    sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in COUNTS}
+    sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in REPORTED}
     sums["s_own_wins"] = Sum("wins", filter=Q(buyer_id=0))
     sums["s_buyer_wins"] = Sum("wins", filter=Q(buyer_id__gt=0))
     sums["s_spend"] = Sum("spend")
@@ -72,7 +78,7 @@ class Totals:
     seconds: float = 0.0  # how long the row covers, for QPS
 
     def add_counts(self, row: dict[str, Any]) -> None:
-        for name in (*COUNTS, "own_wins", "buyer_wins"):
+        for name in (*REPORTED, "own_wins", "buyer_wins"):
             self.counts[name] += row[f"s_{name}"] or 0
 
     def merge(self, other: "Totals") -> None:
@@ -86,7 +92,7 @@ class Totals:
         c = self.counts
         requests, imps, spend = c["requests"], c["impressions"], self.spend
         return {
-            **{name: c[name] for name in (*COUNTS, "own_wins", "buyer_wins")},
+            **{name: c[name] for name in (*REPORTED, "own_wins", "buyer_wins")},
             "qps": Decimal(requests / self.seconds).quantize(Decimal("0.001"))
             if self.seconds
             else None,
@@ -115,13 +121,8 @@ class Source:
     hourly: QuerySet[DemandHourly]
     daily: QuerySet[DemandDaily]
 
-    def within(self, start: datetime, end: datetime) -> "Source":
-        """Hours in [start, end); rolled-up days whose midday (UTC) falls in it."""
-        half = timedelta(hours=12)
-        return Source(
-            self.hourly.filter(hour__gte=start, hour__lt=end),
-            self.daily.filter(day__gte=start - half, day__lt=end - half),
-        )
+    def within(self, split: Split) -> "Source":
+        return Source(split.hours(self.hourly), split.days(self.daily))
 
 
 @dataclass
@@ -165,10 +166,11 @@ def measure(
     hourly_days: int,
 ) -> MeasurementReport:
     """The report of `source` in [start, end) grouped by `group`, amounts in `currency`."""
-    rows = source.within(start, end)
+    split = split_period(start, end, now, hourly_days, prefer_hours=group == "hour")
+    rows = source.within(split)
     fx = FxHistory((min(end, now) + timedelta(days=1)).date())
     groups: dict[Any, Totals] = defaultdict(Totals)
-    foreign = False
+    foreign: set[str] = set()
     for qs, time_field in ((rows.hourly, "hour"), (rows.daily, "day")):
         columns = _columns(group, time_field)
         for row in qs.values(*columns, "currency").annotate(**_sums()).order_by():
@@ -177,9 +179,9 @@ def measure(
             if row["currency"] == currency:
                 totals.spend += row["s_spend"] or Decimal(0)
             else:
-                foreign = True
+                foreign.add(row["currency"])
     if foreign:
-        _convert(rows, group, currency, zone, fx, groups)
+        _convert(rows, group, sorted(foreign), currency, zone, fx, groups)
     if group == "publisher":
         groups = _by_publisher(groups)
     covered_end = min(end, now)
@@ -191,7 +193,7 @@ def measure(
     ordered = sorted(groups.items(), key=_order(group))
     out = [{"key": _json_key(key), **totals.metrics()} for key, totals in ordered]
     notes = [NOT_IN_ROLLUP]
-    if start < now - timedelta(days=hourly_days):
+    if split.approximate or (group == "hour" and split.day_from < split.day_to):
         notes.append(DAILY_NOTE.format(days=hourly_days))
     fx_note = f"Amounts in {currency}. " + fx.describe()
     return MeasurementReport(
@@ -202,6 +204,7 @@ def measure(
 def _convert(
     rows: Source,
     group: str,
+    foreign: list[str],
     currency: str,
     zone: ZoneInfo,
     fx: FxHistory,
@@ -211,7 +214,9 @@ def _convert(
     for qs, time_field in ((rows.hourly, "hour"), (rows.daily, "day")):
         columns = _columns(group, time_field)
         per_day = (
-            qs.exclude(currency=currency)
+            # By name, not "not the report currency": the (currency, day) index then reads
+            # only the rows to convert.
+            qs.filter(currency__in=foreign)
             .annotate(utc_day=TruncDate(time_field, tzinfo=UTC))
             .values(*columns, "currency", "utc_day")
             .annotate(amount=Sum("spend"))

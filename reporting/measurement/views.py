@@ -230,9 +230,10 @@ def buyer_latency_api(request: Request) -> Response:
     group = request.query_params.get("group_by") or "buyer"
     if group not in ("buyer", "hour"):
         raise ValidationError({"group_by": f"{group!r} is not one of buyer, hour."})
-    asked = _asked_or_400(request, timezone.now())
+    now = timezone.now()
+    asked = _asked_or_400(request, now)
     pages = _Pages()
-    rows = buyer_latency(asked.period.start, asked.period.end, by_hour=group == "hour")
+    rows = buyer_latency(asked.period.start, asked.period.end, group == "hour", now)
     return pages.get_paginated_response([_plain(r) for r in pages.paginate_list(rows, request)])
 
 
@@ -309,7 +310,7 @@ def measurement_page(request: HttpRequest) -> HttpResponse:
         "chart": _chart(asked, now),
         "budgets": budget_utilisation(list(budgets.object_list), now),
         "budget_page": budgets,
-        "latency": buyer_latency(asked.period.start, asked.period.end, by_hour=False)
+        "latency": buyer_latency(asked.period.start, asked.period.end, False, now)
         if request.user.is_staff
         else None,
     }

@@ -1,0 +1,209 @@
+"""How fast the measurement report answers over a year of rollups for 10,000 line items.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/reports.py [--line-items 10000]
+        [--days 365] [--flight-days 30] [--placements 2] [--hourly-days 35] [--repeat 3]
+
+Generates the rows in Postgres itself (INSERT ... SELECT over generate_series, not a Python
+loop) as the roll-up job leaves them: each line item runs one flight of `--flight-days`
+consecutive days somewhere in the year on `--placements` placements; every closed day is a
+`DemandDaily` row per line item and placement (with its `RolledDay` mark), and the last
+`--hourly-days` days are also kept as `DemandHourly` rows, one per hour, today's included.
+10 % of campaigns are in EUR and 5 % in GBP, with a reference-rate set per day, so the
+report converts. Then it times the staff report over the whole year for each grouping (the
+first run and the best of `--repeat`) and prints the row counts and the answer times.
+Bench rows use advertiser ids from 9,000,000, rate sets from a source named "bench" and
+roll-up marks it adds; all are deleted before and after, nothing else is touched.
+"""
+
+import argparse
+import os
+import sys
+import time as clock
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BENCH_ADV = 9_000_000
+COUNT_COLUMNS = (
+    "requests", "bids", "wins", "impressions", "clicks", "errors", "viewable", "measurable",
+    "video_start", "first_quartile", "midpoint", "third_quartile", "complete", "skip", "mute",
+    "pause",
+)  # fmt: skip
+
+
+def _counts_sql(seed: str) -> str:
+    """Plausible, deterministic counts from a row's seed expression."""
+    imps = f"(100 + ({seed}) % 400)"
+    values = {
+        "requests": f"{imps} * 3", "bids": "0", "wins": imps, "impressions": imps,
+        "clicks": f"({imps} / 150)", "errors": f"(({seed}) % 3)", "viewable": f"({imps} * 6 / 10)",
+        "measurable": f"({imps} * 9 / 10)", "video_start": f"({imps} / 4)",
+        "first_quartile": f"({imps} / 5)", "midpoint": f"({imps} / 6)",
+        "third_quartile": f"({imps} / 7)", "complete": f"({imps} / 8)", "skip": "0", "mute": "0",
+        "pause": "0",
+    }  # fmt: skip
+    return ", ".join(values[c] for c in COUNT_COLUMNS)
+
+
+def _clean(cursor: Any, marks: list[date]) -> None:
+    for table in ("reporting_demandhourly", "reporting_demanddaily"):
+        cursor.execute(f"DELETE FROM {table} WHERE advertiser_id >= {BENCH_ADV}")  # noqa: S608
+    cursor.execute("DELETE FROM campaigns_fxrateset WHERE source = 'bench'")
+    if marks:
+        cursor.execute("DELETE FROM reporting_rolledday WHERE day::date = ANY(%s)", [marks])
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def generate(args: argparse.Namespace, now: datetime) -> tuple[int, int, list[date]]:
+    """Insert the rows; (daily rows, hourly rows, the roll-up marks added)."""
+    from django.db import connection, transaction
+
+    first_day = (now - timedelta(days=args.days - 1)).date()
+    today = now.date()
+    kept_from = _midnight((now - timedelta(days=args.hourly_days)).date())
+    columns = ", ".join(COUNT_COLUMNS)
+    # Line items: id, campaign (100 per 10,000), advertiser (10 campaigns each), currency,
+    # door, the first day of its flight.
+    line_items = f"""
+        SELECT 8000000 + n AS id, 8000000 + n / 100 AS cp, {BENCH_ADV} + n / 1000 AS adv,
+               CASE WHEN (n / 100) % 20 < 2 THEN 'EUR' WHEN (n / 100) % 20 = 2 THEN 'GBP'
+                    ELSE 'USD' END AS currency,
+               (ARRAY['v1', 'openrtb', 'vast'])[1 + n % 3] AS door,
+               DATE '{first_day}' + (n * 37) % GREATEST(1, {args.days} - {args.flight_days} + 1)
+                   AS start_day
+        FROM generate_series(0, {args.line_items - 1}) AS n
+    """  # noqa: S608 - numbers from argparse
+    spend = "(100 + ({s}) % 400) * 0.004"
+    with connection.cursor() as cursor, transaction.atomic():
+        _clean(cursor, [])
+        cursor.execute(
+            f"""
+            INSERT INTO reporting_demanddaily (day, placement_id, line_item_id, buyer_id,
+                currency, door, campaign_id, advertiser_id, {columns}, spend)
+            SELECT (d.day::timestamp AT TIME ZONE 'UTC'), 7000000 + (li.id + p.k * 7) % 20,
+                li.id, 0, li.currency, li.door, li.cp, li.adv,
+                {_counts_sql("li.id + d.i + p.k")}, {spend.format(s="li.id + d.i + p.k")}
+            FROM ({line_items}) AS li
+            CROSS JOIN generate_series(0, {args.placements - 1}) AS p(k)
+            CROSS JOIN LATERAL (
+                SELECT li.start_day + i AS day, i
+                FROM generate_series(0, {args.flight_days - 1}) i
+            ) AS d
+            WHERE d.day < DATE '{today}'
+            """  # noqa: S608
+        )
+        daily = cursor.rowcount
+        cursor.execute(
+            f"""
+            INSERT INTO reporting_demandhourly (hour, placement_id, line_item_id, buyer_id,
+                currency, door, campaign_id, advertiser_id, {columns}, spend)
+            SELECT h.hour, 7000000 + (li.id + p.k * 7) % 20, li.id, 0, li.currency, li.door,
+                li.cp, li.adv, {_counts_sql("li.id + h.i / 24 + p.k")},
+                {spend.format(s="li.id + h.i / 24 + p.k")} / 24
+            FROM ({line_items}) AS li
+            CROSS JOIN generate_series(0, {args.placements - 1}) AS p(k)
+            CROSS JOIN LATERAL (
+                SELECT (li.start_day::timestamp AT TIME ZONE 'UTC')
+                    + i * INTERVAL '1 hour' AS hour, i
+                FROM generate_series(0, {args.flight_days * 24 - 1}) i
+            ) AS h
+            WHERE h.hour >= TIMESTAMPTZ '{kept_from.isoformat()}'
+              AND h.hour < TIMESTAMPTZ '{now.isoformat()}'
+            """  # noqa: S608
+        )
+        hourly = cursor.rowcount
+        cursor.execute(
+            f"""
+            INSERT INTO campaigns_fxrateset (rates_date, rates, source, fetched_at, checked_at)
+            SELECT d::date, jsonb_build_object('USD', '1',
+                   'EUR', (1.05 + (extract(doy FROM d)::int % 10) / 100.0)::text,
+                   'GBP', (1.25 + (extract(doy FROM d)::int % 7) / 100.0)::text),
+                   'bench', now(), now()
+            FROM generate_series(DATE '{first_day}', DATE '{today}', INTERVAL '1 day') AS d
+            """  # noqa: S608
+        )
+        cursor.execute("SELECT day::date FROM reporting_rolledday")
+        existing = {row[0] for row in cursor.fetchall()}
+        marks = [
+            first_day + timedelta(days=i)
+            for i in range((today - first_day).days)
+            if first_day + timedelta(days=i) not in existing
+        ]
+        for day in marks:
+            cursor.execute(
+                "INSERT INTO reporting_rolledday (day, rolled_at) VALUES (%s, now())",
+                [_midnight(day)],
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE reporting_demandhourly")
+        cursor.execute("ANALYZE reporting_demanddaily")
+    return daily, hourly, marks
+
+
+def time_reports(args: argparse.Namespace, now: datetime) -> None:
+    from zoneinfo import ZoneInfo
+
+    from reporting.measurement.report import Source, label_rows, measure
+    from reporting.models import DemandDaily, DemandHourly
+
+    zone = ZoneInfo("UTC")
+    start = datetime.combine(
+        (now - timedelta(days=args.days - 1)).date(), datetime.min.time(), tzinfo=UTC
+    )
+    source = Source(DemandHourly.objects.all(), DemandDaily.objects.all())
+    print(f"\nstaff report, {start:%Y-%m-%d} to {now:%Y-%m-%d %H:%M} UTC, in USD")
+    print("(EUR and GBP converted at each day's rates)")
+    print(f"{'group by':<12}{'rows':>8}{'first s':>10}{'best s':>10}")
+    for group in ("campaign", "line_item", "placement", "publisher", "door", "day"):
+        times = []
+        for _ in range(args.repeat):
+            started = clock.perf_counter()
+            report = measure(source, group, "USD", start, now, zone, now, args.hourly_days)
+            label_rows(group, report.rows[:100], zone)  # the API's first page
+            times.append(clock.perf_counter() - started)
+        print(f"{group:<12}{len(report.rows):>8}{times[0]:>10.3f}{min(times):>10.3f}")
+    print(f"\ntotals: {report.totals['requests']:,} requests, {report.totals['spend']} USD")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--line-items", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--flight-days", type=int, default=30)
+    parser.add_argument("--placements", type=int, default=2)
+    parser.add_argument("--hourly-days", type=int, default=35)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="leave the rows in place")
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("bench/reports.py needs DATABASE_URL=postgres://... (a migrated database)")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    now = datetime.now(UTC)
+    started = clock.perf_counter()
+    daily, hourly, marks = generate(args, now)
+    print(
+        f"generated {daily:,} daily and {hourly:,} hourly rows for {args.line_items:,} line items "
+        f"({args.flight_days}-day flights on {args.placements} placements over {args.days} days; "
+        f"hourly for the last {args.hourly_days} days) in {clock.perf_counter() - started:.1f} s"
+    )
+    try:
+        time_reports(args, now)
+    finally:
+        if not args.keep:
+            with connection.cursor() as cursor:
+                _clean(cursor, marks)
+
+
+if __name__ == "__main__":
+    main()
