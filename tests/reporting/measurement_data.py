@@ -64,7 +64,8 @@ def make_world() -> World:
     FxRateSet.objects.create(
         rates_date=day, rates={"USD": "1", "EUR": "1.10", "GBP": "1.25"}, source="test"
     )
-    return World(day, acme, beta, gamma, *lis, p1, p2, buyer7, buyer8)
+    acme_li, beta_li, gamma_li = lis
+    return World(day, acme, beta, gamma, acme_li, beta_li, gamma_li, p1, p2, buyer7, buyer8)
 
 
 def known_events(w: World) -> list[list[Event]]:
