@@ -30,6 +30,7 @@ from reporting.models import (
     DemandHourly,
     RolledDay,
 )
+from reporting.stream import partition_suffix, partitions
 from serving.keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,19 @@ def roll_up_days(now: datetime | None = None) -> tuple[int, int]:
     if day is None or day >= closed:
         return 0, _prune(midnight(now - timedelta(days=settings.DEMAND_HOURLY_DAYS)))
     client = get_redis_connection("default")
-    name = RedisKeys(settings.REDIS_KEY_PREFIX).ingest_lock
-    lease = Lease(client, name, settings.INGEST_LOCK_SECONDS)
-    if not lease.acquire(wait=settings.INGEST_LOCK_SECONDS * 2):
-        return 0, 0  # ingest or another roll-up holds it: the next run carries on
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    # Every partition's ingestion lease, in partition order: no partition's ingestion may
+    # commit hours of a day while it is summed (a late event goes to its day too only when
+    # the day is marked rolled before its transaction reads the mark).
+    leases: list[Lease] = []
+    for stream in partitions(client, keys):
+        lease = Lease(client, keys.ingest_lock + partition_suffix(stream, keys),
+                      settings.INGEST_LOCK_SECONDS)  # fmt: skip
+        if not lease.acquire(wait=settings.INGEST_LOCK_SECONDS * 2):
+            for held in leases:
+                held.release()
+            return 0, 0  # ingest or another roll-up holds it: the next run carries on
+        leases.append(lease)
     written = 0
     try:
         day = _first_day_to_roll()  # again, under the lease: another run may have rolled
@@ -110,12 +120,14 @@ def roll_up_days(now: datetime | None = None) -> tuple[int, int]:
                 written += _sum_demand(day)
                 _sum_latency(day)
                 RolledDay.objects.create(day=day)
-                lease.check()  # lost it (stalled past it): roll back rather than commit
+                for lease in leases:
+                    lease.check()  # lost it (stalled past it): roll back rather than commit
             day += timedelta(days=1)
     except LeaseLost:
         log.warning("daily roll-up stopped: its lease expired; the next run carries on")
     finally:
-        lease.release()
+        for lease in leases:
+            lease.release()
     pruned = _prune(midnight(now - timedelta(days=settings.DEMAND_HOURLY_DAYS)))
     if written or pruned:
         log.info("measurement roll-up: %s daily rows written, %s hours pruned", written, pruned)
