@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reporting', '0008_demand_hourly'),
+        ('reporting', '0009_conversions'),
     ]
 
     operations = [
