@@ -601,6 +601,29 @@ CELERY_BEAT_SCHEDULE["roll-up-demand-days"] = {
     "task": "reporting.tasks.roll_up_days_task",
     "schedule": schedule(env.float("DEMAND_ROLLUP_SECONDS", default=3600.0)),
 }
+# --- Learning (issue #16; docs/learning.md) --------------------------------------------------
+# A daily job trains a pCTR model on the telemetry files' last LEARNING_TRAIN_DAYS before a
+# held-out LEARNING_HOLDOUT_DAYS, evaluates it on the held-out days and promotes it when it
+# beats the baselines and the live model there (by LEARNING_PROMOTE_MIN_GAIN, relative).
+LEARNING_TRAIN_DAYS = env.int("LEARNING_TRAIN_DAYS", default=7)
+LEARNING_HOLDOUT_DAYS = env.int("LEARNING_HOLDOUT_DAYS", default=1)
+LEARNING_MIN_ROWS = env.int("LEARNING_MIN_ROWS", default=1000)
+LEARNING_MIN_HOLDOUT_ROWS = env.int("LEARNING_MIN_HOLDOUT_ROWS", default=200)
+LEARNING_AUTO_PROMOTE = env.bool("LEARNING_AUTO_PROMOTE", default=True)
+LEARNING_PROMOTE_MIN_GAIN = env.float("LEARNING_PROMOTE_MIN_GAIN", default=0.0)
+LEARNING_HASH_BITS = env.int("LEARNING_HASH_BITS", default=18)
+LEARNING_C = env.float("LEARNING_C", default=1.0)
+# Impressions' worth of the window's CTR added to each line item's and creative's counts.
+LEARNING_PRIOR_IMPRESSIONS = env.float("LEARNING_PRIOR_IMPRESSIONS", default=100.0)
+LEARNING_COMPARE_LIGHTGBM = env.bool("LEARNING_COMPARE_LIGHTGBM", default=True)
+LEARNING_LIGHTGBM_MIN_GAIN = env.float("LEARNING_LIGHTGBM_MIN_GAIN", default=0.02)
+if not 8 <= LEARNING_HASH_BITS <= 24:
+    raise ImproperlyConfigured(f"LEARNING_HASH_BITS must be 8 to 24, not {LEARNING_HASH_BITS}")
+CELERY_BEAT_SCHEDULE["train-ctr-model"] = {
+    "task": "reporting.tasks.train_ctr_model_task",
+    "schedule": schedule(timedelta(hours=env.float("LEARNING_EVERY_HOURS", default=24.0))),
+}
+# --- End of Learning ---------------------------------------------------------------------------
 
 # LOG_FORMAT: "text" (lines for a terminal) or "json" (one JSON object per line, structlog:
 # adsplatform.logs). The Celery worker and beat log JSON too when LOG_FORMAT=json is in their

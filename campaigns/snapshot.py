@@ -26,8 +26,10 @@ from campaigns.models import (
 )
 from compliance.gvl_store import current_gvl
 from creatives.snapshot import creative_snap, servable_creatives
+from reporting.models import ModelVersion
 from serving.buyer_snapshot import buyer_snaps
 from serving.keys import RedisKeys
+from serving.pctr import CtrModel
 from serving.snapshot import (
     TIERS,
     CampaignSnap,
@@ -167,6 +169,12 @@ def _deal_snaps(rates: dict[str, Decimal]) -> tuple[list[DealSnap], set[str]]:
     return deals, unpriced
 
 
+def live_ctr_model() -> CtrModel | None:
+    """The live pCTR model's weights, for serving to score with in process."""
+    live = ModelVersion.objects.live().only("pk", "weights").first()
+    return live.model() if live is not None else None
+
+
 def build_snapshot(version: int, now: datetime) -> Snapshot:
     """Everything serving needs, read in one consistent pass over the database."""
     rates = fx_rates()
@@ -253,6 +261,7 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
             .filter(user__is_staff=True, user__is_active=True)
             .values_list("key_hash", flat=True)
         ),
+        ctr_model=live_ctr_model(),
     )
 
 

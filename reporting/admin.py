@@ -8,6 +8,9 @@ from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from reporting.ingest import check_backlog
+
+# Model versions (reporting/learning/admin.py) register themselves on import.
+from reporting.learning import admin as learning_admin  # noqa: F401
 from reporting.models import Conversion, ConversionKey, StreamWatermark
 from serving.keys import RedisKeys
 

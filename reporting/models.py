@@ -1,9 +1,13 @@
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import models
+
+from serving.pctr import CtrModel, decode_model
 
 
 class HourlyRollupQuerySet(models.QuerySet["HourlyRollup"]):
@@ -406,3 +410,67 @@ class RolledDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} rolled at {self.rolled_at:%Y-%m-%d %H:%M}"
+
+
+class ModelStatus(models.TextChoices):
+    CANDIDATE = "candidate", "Candidate"
+    LIVE = "live", "Live"
+    RETIRED = "retired", "Retired"
+
+
+class ModelKind(models.TextChoices):
+    PCTR = "pctr", "Predicted CTR"
+
+
+class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
+    def live(self, kind: str = ModelKind.PCTR) -> "ModelVersionQuerySet":
+        """The one live version of `kind` (empty when none is)."""
+        return self.filter(kind=kind, status=ModelStatus.LIVE)
+
+
+class ModelVersion(models.Model):
+    """One trained model: what it learnt from, how it evaluated, and whether it is live.
+
+    At most one version of a kind is live; serving scores with it once it is published in
+    the snapshot (`reporting.learning.registry`). Rows are kept when retired, so a roll back
+    can make an earlier version live again.
+    """
+
+    kind = models.CharField(max_length=10, choices=ModelKind.choices, default=ModelKind.PCTR)
+    status = models.CharField(
+        max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE
+    )
+    feature_set = models.CharField(max_length=40)
+    train_start = models.DateTimeField()
+    train_end = models.DateTimeField()
+    # The held-out later window it was evaluated on.
+    holdout_start = models.DateTimeField()
+    holdout_end = models.DateTimeField()
+    # Training facts and the offline evaluation (reporting.learning.evaluate), JSON.
+    metrics = models.JSONField(default=dict)
+    # serving.pctr.encode_model: the non-zero weights, compressed.
+    weights = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    # None: promoted by the training job's rule, not by a person.
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"], condition=models.Q(status="live"), name="one_live_model_per_kind"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} model #{self.pk} ({self.status})"
+
+    def model(self) -> CtrModel:
+        """The weights as serving scores with them, numbered by this row."""
+        return msgspec.structs.replace(decode_model(bytes(self.weights)), version=self.pk)

@@ -1,9 +1,14 @@
+from datetime import datetime
+
 from celery import shared_task
 from django.conf import settings
 from django_redis import get_redis_connection
+from redis import Redis
 
 from reporting.conversions.attribution import attribute_conversions
 from reporting.ingest import ingest_events
+from reporting.learning.services import run_learning
+from reporting.lease import Lease
 from reporting.live.publisher import publish_live
 from reporting.measurement.rollup import roll_up_days
 from reporting.stream import partitions
@@ -48,3 +53,17 @@ def attribute_conversions_task() -> int:
 def roll_up_days_task() -> int:
     """Roll measurement hours older than DEMAND_HOURLY_DAYS into daily rows (exactly once)."""
     return roll_up_days()[0]
+
+
+@shared_task(autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=3)
+def train_ctr_model_task(now: str | None = None) -> int | None:
+    """Train, evaluate and maybe promote a pCTR model; returns the new version's id."""
+    client: Redis = get_redis_connection("default")
+    lease = Lease(client, f"{RedisKeys(settings.REDIS_KEY_PREFIX).ingest_lock}:learning", 30.0)
+    if not lease.acquire():
+        return None  # another run is training
+    try:
+        version = run_learning(datetime.fromisoformat(now) if now else None)
+    finally:
+        lease.release()
+    return version.pk if version is not None else None

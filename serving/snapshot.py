@@ -14,6 +14,7 @@ from decimal import Decimal
 import msgspec
 
 from serving.blocks import domain_keys
+from serving.pctr import CtrModel
 
 
 class CreativeSnap(msgspec.Struct, frozen=True):
@@ -162,6 +163,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     fx: dict[str, Decimal] = {}
     # sha256 of active staff API tokens: they may ask serving for `?explain=1`.
     staff_token_hashes: list[str] = []
+    # The live pCTR model's weights (docs/learning.md); None while no model is live.
+    ctr_model: CtrModel | None = None
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
@@ -178,6 +181,9 @@ class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
     deals: list[DealSnap]
     staff_token_hashes: list[str] = []
     fx: dict[str, Decimal] = {}
+    # In the header (a part shared by every version until something in it changes), so a
+    # serving process decodes the weights again only when the header changes.
+    ctr_model: CtrModel | None = None
 
 
 class CreativesPart(msgspec.Struct, frozen=True, tag="c"):
@@ -246,6 +252,7 @@ def header_of(snapshot: Snapshot) -> SnapshotHeader:
         deals=snapshot.deals,
         staff_token_hashes=snapshot.staff_token_hashes,
         fx=snapshot.fx,
+        ctr_model=snapshot.ctr_model,
     )
 
 
@@ -321,6 +328,7 @@ def decode_snapshot(manifest: bytes | str, parts: Mapping[str, bytes | str]) -> 
         buyers=header.buyers,
         deals=header.deals,
         staff_token_hashes=header.staff_token_hashes,
+        ctr_model=header.ctr_model,
         creatives=creatives,
         line_items=line_items,
     )
