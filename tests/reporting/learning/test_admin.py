@@ -99,7 +99,7 @@ def test_staff_promote_and_roll_back_and_the_admin_history_records_it(staff: Cli
     assert f"#{first.pk} is live again." in response.content.decode()
     assert status(first, second) == [ModelStatus.LIVE, ModelStatus.RETIRED]
     history = {
-        (int(e.object_id), e.get_change_message())
+        (int(e.object_id or 0), e.get_change_message())
         for e in LogEntry.objects.filter(content_type__model="modelversion")
     }
     assert history == {
