@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reporting', '0008_demand_hourly'),
+        ('reporting', '0010_measurement_door_daily_latency'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
