@@ -20,6 +20,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q
 from django.utils import timezone
 from django_redis import get_redis_connection
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
@@ -172,3 +173,17 @@ class ConversionPostbackView(APIView):
             {"status": "accepted", "attribution": "pending", "order_id": conversion.order_id},
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+class ConversionKeySchema(OpenApiAuthenticationExtension):
+    """How the API schema describes the postback's key (docs/conversions.md)."""
+
+    target_class = ConversionKeyAuthentication
+    name = "conversionKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey", "in": "header", "name": "X-Conversion-Key",
+            "description": "The key's id; with X-Signature (HMAC-SHA256) or its secret as a "
+            "bearer token.",
+        }  # fmt: skip

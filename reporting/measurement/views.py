@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -163,7 +164,8 @@ COMMON = [
         ),
         OpenApiParameter("campaign", int),
         OpenApiParameter("line_item", int),
-    ]
+    ],
+    responses={200: OpenApiTypes.OBJECT},
 )
 @api_view(["GET"])
 def measurement_api(request: Request) -> Response:
@@ -203,7 +205,10 @@ def _campaigns(request: HttpRequest, scope: Scope) -> Any:
     return rows.exclude(status="archived").order_by("advertiser__name", "name", "pk")
 
 
-@extend_schema(parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)])
+@extend_schema(
+    parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+    responses={200: OpenApiTypes.OBJECT},
+)
 @api_view(["GET"])
 def budgets_api(request: Request) -> Response:
     """Every campaign the caller may see (archived ones aside): spend today and over its
@@ -220,7 +225,10 @@ def budgets_api(request: Request) -> Response:
     return pages.get_paginated_response([_plain(r) for r in rows])
 
 
-@extend_schema(parameters=[*COMMON, OpenApiParameter("group_by", str, enum=["buyer", "hour"])])
+@extend_schema(
+    parameters=[*COMMON, OpenApiParameter("group_by", str, enum=["buyer", "hour"])],
+    responses={200: OpenApiTypes.OBJECT},
+)
 @api_view(["GET"])
 def buyer_latency_api(request: Request) -> Response:
     """Buyer response time p50/p95/p99 per buyer (`group_by=buyer`, default) or per buyer and
