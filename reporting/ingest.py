@@ -28,6 +28,7 @@ from reporting.demand import (
     write_demand,
     write_latency,
 )
+from reporting.ivt.rollup import split_invalid, write_ivt
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -245,6 +246,9 @@ def _ingest_partition(
         # Test traffic is counted apart and kept out of everything billed.
         live, test = _live_and_test(fresh)
         _write_test(test)
+        # Invalid traffic is counted apart and kept out of everything billed.
+        live, invalid = split_invalid(live)
+        write_ivt(invalid)
         # Impressions and clicks billed before (a replay Redis no longer knew of) go; the
         # entries stay, for the watermark.
         live, refused = refuse_billed_again(live)

@@ -474,3 +474,9 @@ class ModelVersion(models.Model):
     def model(self) -> CtrModel:
         """The weights as serving scores with them, numbered by this row."""
         return msgspec.structs.replace(decode_model(bytes(self.weights)), version=self.pk)
+
+
+# Invalid-traffic models live in their own package; imported here so the app registers them.
+from reporting.ivt.models import IvtHourly, IvtRefund, IvtThresholds  # noqa: E402
+
+__all__ = ["IvtHourly", "IvtRefund", "IvtThresholds"]

@@ -57,6 +57,18 @@ from serving.http import (
 )
 from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
+from serving.ivt.judge import (
+    CRAWLER,
+    DATACENTER,
+    NETWORK_CHANGED,
+    PREFETCH,
+    IvtRules,
+    IvtState,
+    is_link_scanner,
+    is_prefetch,
+    judgement,
+)
+from serving.ivt.judge import REFRESH_SECONDS as IVT_REFRESH_SECONDS
 from serving.keys import RedisKeys, day_of
 from serving.measure import event_name, record_event
 from serving.metrics import (
@@ -130,6 +142,11 @@ class ServingConfig:
     # Candidates recorded per filled slot for the telemetry files (0: no features recorded).
     telemetry_candidates: int = 0
     stream_partitions: int = 1
+    # Invalid traffic (`serving.ivt`): the thresholds until ad ops publish others, the
+    # data-center list loaded at start, and the header our proxy puts the client's address in.
+    ivt_rules: IvtRules = field(default_factory=IvtRules)
+    ivt_datacenter_file: str | None = None
+    client_ip_header: str = ""
 
     @classmethod
     def from_settings(cls) -> "ServingConfig":
@@ -162,6 +179,9 @@ class ServingConfig:
             gdpr_countries=frozenset(settings.GDPR_COUNTRIES),
             sync_ttl=settings.SYNC_TTL_SECONDS,
             access_log_sample=settings.SERVING_ACCESS_LOG_SAMPLE,
+            ivt_rules=IvtRules.from_settings(),
+            ivt_datacenter_file=settings.IVT_DATACENTER_FILE or None,
+            client_ip_header=settings.SERVING_CLIENT_IP_HEADER.lower(),
         )
 
 
@@ -220,6 +240,8 @@ class ServingApp:
         self.metrics = ServingMetrics()
         self.access_log = AccessLog(config.access_log_sample)
         self._metrics_key = self.keys.serving_metrics(process_name())
+        self.ivt = IvtState.from_file(config.ivt_rules, config.ivt_datacenter_file)
+        self._client_ip_header = config.client_ip_header.encode()
 
     @classmethod
     def from_settings(cls) -> "ServingApp":
@@ -248,6 +270,7 @@ class ServingApp:
                 loop.create_task(self._flush_buyer_stats()),
                 loop.create_task(self._drain_request_keys()),
                 loop.create_task(self.bodies.watch()),
+                loop.create_task(self._refresh_ivt_forever()),
                 loop.create_task(
                     publish_forever(self.metrics, self.redis, self._metrics_key, self._state)
                 ),
@@ -274,6 +297,34 @@ class ServingApp:
     def _state(self) -> dict[str, Any]:
         """This moment's state, published with the counters (`serving.metrics`)."""
         return state_of(self.store, self.sink, self.outage, self.pool)
+
+    async def refresh_ivt(self) -> None:
+        """The thresholds and data-center list published in Redis (admin, refresh job)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.ivt_rules)
+            pipe.hget(self.keys.ivt_datacenter, "version")
+            rules, version = await pipe.execute()
+        published = version.decode() if version else ""
+        text: Any = None
+        if published and published != self.ivt.datacenter.version:
+            text = await self.redis.hget(self.keys.ivt_datacenter, "text")
+        self.ivt.apply(
+            msgspec.json.decode(rules) if rules else None,
+            published,
+            text.decode() if text else None,
+        )
+
+    async def _refresh_ivt_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh_ivt()
+            except (RedisError, OSError) as exc:
+                self.outage.failed("ivt rules", exc)
+            except Exception:
+                log.warning("invalid-traffic rules not refreshed", exc_info=True)
+            else:
+                self.outage.ok("ivt rules")
+            await asyncio.sleep(IVT_REFRESH_SECONDS)
 
     async def _drain_request_keys(self) -> None:
         while True:
@@ -358,9 +409,9 @@ class ServingApp:
         elif path == "/v1/vast" and method in ("GET", "HEAD"):
             await self._vast(scope, send, request_id, ours)
         elif path.startswith("/v1/imp/") and method in ("GET", "HEAD"):
-            await self._impression(path.removeprefix("/v1/imp/"), send, request_id)
+            await self._impression(path.removeprefix("/v1/imp/"), scope, send, request_id)
         elif path.startswith("/v1/click/") and method in ("GET", "HEAD"):
-            await self._click(path.removeprefix("/v1/click/"), send, request_id)
+            await self._click(path.removeprefix("/v1/click/"), scope, send, request_id)
         elif path.startswith("/v1/err/") and method in ("GET", "HEAD", "POST"):
             await self._creative_event(
                 path.removeprefix("/v1/err/"), "err", scope, send, request_id
@@ -546,6 +597,14 @@ class ServingApp:
         if ctx.device.is_crawler:
             self._emit_no_ad(placement, ctx, "crawler", None)
             raise NoAd("crawler", openrtb.NBR_KNOWN_SPIDER)
+        rules = self.ivt.rules
+        address = ctx.device.ip or ctx.device.ipv6 or self._client_ip(scope)
+        ctx.network = truncate_ip(address) or ""
+        if rules.enabled and address and address in self.ivt.datacenter:
+            ctx.ivt = DATACENTER
+            if rules.datacenter_action == "no_ad":
+                self._emit_no_ad(placement, ctx, DATACENTER, None)
+                raise NoAd(DATACENTER, openrtb.NBR_PROXY)
         permissions = evaluate(ctx.privacy, self.config.gvl_vendor_id)
         ctx.permissions = permissions
         if not permissions.serve:
@@ -553,10 +612,11 @@ class ServingApp:
             raise NoAd(permissions.reason, openrtb.NBR_UNKNOWN)
 
         self._fx()  # the buyer pool converts bids with the snapshot's table
-        user = self._pseudonym(ctx)
+        user = ctx.pseudonym = self._pseudonym(ctx)
         # Paid demand fails closed while its events and charges cannot be recorded (Redis
-        # down, hung or too slow): no buyers, no paid line items, house line items only.
-        paid = self.sink.accepting
+        # down, hung or too slow): no buyers, no paid line items, house line items only. A
+        # data-center address gets house line items only too, when it gets an ad at all.
+        paid = self.sink.accepting and not ctx.ivt
         pacing = self.store.pacing if paid else self._house_pacing(index)
         # The buyers' synced uids are read with the caps, in the same batch, before the bid
         # requests are written: only when someone could receive one.
@@ -747,7 +807,7 @@ class ServingApp:
             self._notify_buyers(ctx, outcome)
             return
         self.sink.emit(events)
-        if user:
+        if user and not ctx.ivt:
             self._count_frequency(user, outcome, ctx.now)
         self._notify_buyers(ctx, outcome)
 
@@ -816,17 +876,18 @@ class ServingApp:
 
     # -- tracking -----------------------------------------------------------------------
 
-    async def _impression(self, text: str, send: Send, request_id: str) -> None:
+    async def _impression(self, text: str, scope: Scope, send: Send, request_id: str) -> None:
         token = self._verify(text, "imp")
         if not self._fresh(token):
             raise HttpError(410, "expired", "the impression token has expired")
         # A CPM impression was charged at its win: recording it clears the pending charge.
-        new = await self._record_billable(token, "imp", cost=0, pending=token.cpm_micros)
-        if new and token.notice:
+        judged = await self._record_billable(token, "imp", scope, cost=0, pending=token.cpm_micros)
+        # The buyer is told of a billable impression only (its billing notice).
+        if judged == "" and token.notice:
             self.pool.notify(token.notice, {}, buyer_id=token.buyer_id)
         await respond(send, 200, GIF, request_id, [(b"content-type", b"image/gif"), NO_STORE])
 
-    async def _click(self, text: str, send: Send, request_id: str) -> None:
+    async def _click(self, text: str, scope: Scope, send: Send, request_id: str) -> None:
         # The decision's token ("clk" tokens were issued before one token served all URLs).
         token = self._verify(text, "imp", "clk")
         if not token.landing_url:  # external demand's clicks go through the buyer's markup
@@ -834,7 +895,9 @@ class ServingApp:
         # A late click still takes the user to the advertiser; it is just not counted.
         if self._fresh(token):
             # CPC is charged on the click (micros per click, in billionths like all spend).
-            await self._record_billable(token, "clk", cost=token.click_micros * 1000, pending=0)
+            await self._record_billable(
+                token, "clk", scope, cost=token.click_micros * 1000, pending=0
+            )
         # `{CLICK_ID}` in the landing URL becomes a signed click id the advertiser's site keeps
         # for its conversion pixel or postback (post-click attribution, serving.conversions).
         landing = self.click_ids.landing(token.landing_url, _click_of(token))
@@ -948,12 +1011,41 @@ class ServingApp:
                 assert d.line_item is not None  # noqa: S101 - only our own wins reserve
                 outcome.rejected.append((d.line_item.id, BUDGET))
 
+    def _client_ip(self, scope: Scope) -> str | None:
+        """The address of whoever sent this request: our proxy's header when configured."""
+        if self._client_ip_header:
+            return header(scope, self._client_ip_header)
+        client = scope.get("client")
+        return client[0] if client else None
+
+    def _event_ivt(self, scope: Scope, kind: TokenKind) -> str:
+        """Why an impression or click is general invalid traffic, from its request alone."""
+        if not self.ivt.rules.enabled:
+            return ""
+        ua = header(scope, b"user-agent") or ""
+        if ua and self.enricher.lookup_ua(ua).is_crawler:
+            return CRAWLER
+        address = self._client_ip(scope)
+        if address and address in self.ivt.datacenter:
+            return DATACENTER
+        if kind == "clk" and (
+            is_prefetch(scope["method"], header(scope, b"purpose"), header(scope, b"sec-purpose"))
+            or is_link_scanner(ua.lower())
+        ):
+            return PREFETCH
+        return ""
+
     async def _record_billable(
-        self, token: TrackingToken, kind: TokenKind, cost: int, pending: int
-    ) -> bool:
+        self, token: TrackingToken, kind: TokenKind, scope: Scope, cost: int, pending: int
+    ) -> str | None:
         """Record an impression or click once per decision (the rollups bill from these
-        events); `cost` is charged now, `pending` was charged at the win."""
+        events); `cost` is charged now, `pending` was charged at the win. None for a repeat,
+        "" when billed, else why it is invalid (recorded with its reason, not billed)."""
         now = spend_clock.now()
+        network = truncate_ip(self._client_ip(scope)) or ""
+        reason = self._event_ivt(scope, kind)
+        # A pre-fetch is recorded apart from the click: the user's own click still counts.
+        kind_key = "clkpf" if reason == PREFETCH else kind
         event = Event(
             t=kind,
             ts=int(now * 1000),
@@ -969,23 +1061,47 @@ class ServingApp:
             b=token.buyer_id,
             tt=1 if token.test else 0,
             dr=token.door,
+            # Flagged for review, not refused: phones move between networks.
+            fl=NETWORK_CHANGED if kind == "imp" and token.net and network != token.net else "",
+            # Whose event it was (pseudonymous, truncated), for refunds and access requests.
+            u=token.u,
+            ip=network,
         )
         if token.test:  # recorded (once) for the test counts, never charged
             cost = pending = 0
+        judge = judgement(
+            self.ivt.rules, self.keys, kind, token.decision_id,
+            reason=reason, user=token.u, network=network, now=now,
+        )  # fmt: skip
         try:
-            return await self.store.spend.record_billable(
+            judged = await self.store.spend.record_billable(
                 self.sink,
                 event,
                 issued_at=token.issued_at,
                 cost=cost if token.campaign_id else 0,
                 pending=pending if token.campaign_id else 0,
-                dedupe_key=self.keys.seen(kind, token.decision_id),
+                dedupe_key=self.keys.seen(kind_key, token.decision_id),
                 dedupe_ttl=self.config.token_ttl + 3600,
+                judge=judge,
             )
         except (ConnectionError, TimeoutError) as exc:
             # Not recorded, so not acknowledged: the pixel or click is to be sent again (the
             # decision id de-duplicates it if Redis had recorded it after all).
             raise _events_unavailable() from exc
+        if judged and kind == "imp" and token.u:
+            self._uncount_frequency(token)
+        return judged
+
+    def _uncount_frequency(self, token: TrackingToken) -> None:
+        """An invalid impression does not count against a frequency cap: take back what its
+        decision counted (`_count_frequency`, at the decision's time)."""
+        index = self.store.index
+        li = index.line_items.get(token.line_item_id) if index is not None else None
+        if li is None or not li.frequency_caps:
+            return
+        key = self.keys.frequency(token.u)
+        for name, _limit, _ttl in cap_fields(li, float(token.issued_at)):
+            self.sink.call("HINCRBY", key, name, -1)
 
 
 def _req_event(

@@ -193,3 +193,9 @@ class AdContext:
     # `${AUCTION_ID}` and the id of the BidRequest each buyer gets: the publisher's
     # BidRequest.id verbatim on the OpenRTB door; "" elsewhere, meaning `request_id`.
     auction_id: str = ""
+    # Set by the orchestrator: the pseudonymous user id ("" without consent for ids), the
+    # truncated client address, and why the decision is invalid traffic ("" when it is not),
+    # for the tracking tokens and the invalid-traffic rules (`serving.ivt`).
+    pseudonym: str = ""
+    network: str = ""
+    ivt: str = ""

@@ -63,6 +63,11 @@ class Event(msgspec.Struct, frozen=True):
     # The door the ad request came in by ("v1", "openrtb", "vast"): on "req" events, and on
     # the impression, click, error and player events of its decisions (from their token).
     dr: str = ""
+    # Invalid traffic (`serving.ivt.judge`): an impression or click judged invalid says why
+    # (recorded, never billed; the Lua call that records it may fill it in, so it is always
+    # encoded, as `"iv":""` when valid); a flag for review that does not refuse it.
+    iv: str = ""
+    fl: str = ""
 
 
 encode_events = msgspec.json.Encoder().encode

@@ -168,3 +168,19 @@ class RedisKeys:
         """A hash: the event stream's length, pending and lag as last measured, the limit,
         whether it is over it and how often it crossed it (`reporting.backlog`)."""
         return f"{self.prefix}ingest:backlog"
+
+    def ivt_count(self, subject: str, name: str, kind: str, window: int, bucket: int) -> str:
+        """Events of one pseudonymous id (`subject` "u") or truncated address ("n") in one
+        window (`serving.ivt.judge`); expires with it. Never a raw id or full address."""
+        return f"{self.prefix}ivt:{subject}:{name}:{kind}:{window}:{bucket}"
+
+    @property
+    def ivt_rules(self) -> str:
+        """The invalid-traffic thresholds ad ops saved in admin (JSON), for serving."""
+        return f"{self.prefix}ivt:rules"
+
+    @property
+    def ivt_datacenter(self) -> str:
+        """A hash: the last good data-center list the refresh job published (`text`, one
+        prefix a line) and its `version` (a digest of the text)."""
+        return f"{self.prefix}ivt:datacenter"

@@ -86,6 +86,8 @@ class Renderer:
             measure=ctx.permissions is not None and ctx.permissions.measure,
             test=ctx.test,
             door=ctx.source,
+            u=ctx.pseudonym,
+            net=ctx.network,
         )
         # One signed token per decision, for its impression, click, error and event URLs
         # alike (the path says which): one HMAC per decision on the hot path.
@@ -122,6 +124,8 @@ class Renderer:
             notice=substitute(ext.burl, values) if ext.burl and not ctx.test else "",
             test=ctx.test,
             door=ctx.source,
+            u=ctx.pseudonym,
+            net=ctx.network,
         )
         imp_url = f"{self.public_url}/v1/imp/{self.signer.sign(token)}"
         markup = substitute(ext.adm or "", values)

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from serving import clock
 from serving.events import Event, EventSink, encode_events
+from serving.ivt.judge import NOT_JUDGED, Judgement
 from serving.keys import RedisKeys, local_day
 from serving.snapshot import CampaignSnap, LineItemSnap
 from serving.wire import Lua
@@ -140,15 +141,61 @@ return charge(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
 """
 )
 
-# An impression or a click, once per decision. KEYS: dedupe key, stream, day hash, lifetime
-# hash, exhausted set. ARGV: dedupe ttl, encoded events, line item, campaign, cost to
-# charge, clicks, pending field to clear ('' for none), pending amount, then the four
-# budgets and the ttl as for CHARGE. Returns 0 for a repeat, else {1, spend, flags}.
+# An impression or a click, once per decision, judged by the behavioural rules
+# (`serving.ivt.judge`). KEYS: dedupe key, stream, day hash, lifetime hash, exhausted set,
+# the decision's impression mark (a click's; its own dedupe key for an impression), then one
+# counter key per rate rule. ARGV: dedupe ttl, encoded events (`"iv":""` in them is where a
+# reason goes), line item, campaign, cost to charge, clicks, pending field to clear ('' for
+# none), pending amount, the four budgets and the ttl as for CHARGE, then the reason judged in
+# process ('' for none), now (epoch ms), the shortest click delay (ms; 0: off), and per
+# counter its window (s) and limit and the reason it gives. Returns 0 for a repeat, {1,
+# spend, flags} when billed, {2, 0, 0, reason} when judged invalid (recorded, not billed).
 RECORD_BILLABLE = (
     _CHARGE_FN
     + """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+if not redis.call('SET', KEYS[1], ARGV[15], 'NX', 'EX', tonumber(ARGV[1])) then
   return 0
+end
+local reason = ARGV[14]
+for n = 7, #KEYS do
+  local a = 17 + (n - 7) * 3
+  local count = redis.call('INCR', KEYS[n])
+  if count == 1 then
+    redis.call('EXPIRE', KEYS[n], ARGV[a])
+  end
+  if reason == '' and count > tonumber(ARGV[a + 1]) then
+    reason = ARGV[a + 2]
+  end
+end
+local clicks = tonumber(ARGV[6])
+if clicks > 0 and reason == '' and ARGV[16] ~= '0' then
+  local shown = redis.call('GET', KEYS[6])
+  if not shown then
+    reason = 'click_without_impression'
+  elseif tonumber(ARGV[15]) - tonumber(shown) < tonumber(ARGV[16]) then
+    reason = 'fast_click'
+  end
+end
+if reason ~= '' then
+  local ev = string.gsub(ARGV[2], '"iv":""', '"iv":"' .. reason .. '"', 1)
+  redis.call('XADD', KEYS[2], '*', 'v', ev)
+  -- Not billed: the win's charge (still pending) leaves the counters, as a release does.
+  if ARGV[7] ~= '' then
+    local have = tonumber(redis.call('HGET', KEYS[3], ARGV[7]))
+    if have and have >= tonumber(ARGV[8]) then
+      local a = '-' .. ARGV[8]
+      if tonumber(redis.call('HINCRBY', KEYS[3], ARGV[7], a)) <= 0 then
+        redis.call('HDEL', KEYS[3], ARGV[7])
+      end
+      for _, k in ipairs({KEYS[3], KEYS[4]}) do
+        redis.call('HINCRBY', k, 's', a)
+        redis.call('HINCRBY', k, 's:' .. ARGV[3], a)
+        redis.call('HINCRBY', k, 'i', -1)
+        redis.call('HINCRBY', k, 'i:' .. ARGV[3], -1)
+      end
+    end
+  end
+  return {2, 0, 0, reason}
 end
 -- Never trimmed here: ingestion may not have read what a MAXLEN would drop (reporting.backlog).
 redis.call('XADD', KEYS[2], '*', 'v', ARGV[2])
@@ -157,7 +204,6 @@ if ARGV[7] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1 then
     redis.call('HDEL', KEYS[3], ARGV[7])
   end
 end
-local clicks = tonumber(ARGV[6])
 if ARGV[4] == '0' or (tonumber(ARGV[5]) == 0 and clicks == 0) then
   return {1, 0, 0}
 end
@@ -285,11 +331,14 @@ class SpendRecorder:
         pending: int,
         dedupe_key: str,
         dedupe_ttl: int,
-    ) -> bool:
-        """Record an impression or click once per decision; True when it was new.
+        judge: Judgement = NOT_JUDGED,
+    ) -> str | None:
+        """Record an impression or click once per decision: None for a repeat, "" when it
+        was billed, else the reason it was judged invalid (recorded, never billed).
 
         `cost` is charged now (a CPC click); `pending` is what the win charged for this
-        impression, cleared from the pending wins."""
+        impression, cleared from the pending wins (and taken back off the spend when the
+        event is invalid)."""
         c, li_id = event.cp, event.li
         index = self.store.index
         li = index.line_items.get(li_id) if index is not None and li_id else None
@@ -300,18 +349,24 @@ class SpendRecorder:
             self.keys.spend(day, c),
             self.keys.lifetime_spend(c),
             self.keys.exhausted(day),
+            judge.impression_key or dedupe_key,
+            *judge.counter_keys,
         )
         clicks = 1 if event.t == "clk" else 0
         pend = pending_field(li_id, issued_at) if pending > 0 and c else ""
         args = (
             dedupe_ttl, encode_events([event]), li_id, c, cost, clicks, pend, pending,
             *self._budgets(li, c), DAY_TTL_SECONDS,
+            judge.reason, judge.now_ms, judge.min_click_ms, *judge.counter_args,
         )  # fmt: skip
         result = await sink.run_script(self._billable, keys, args)
         if not result:
-            return False
+            return None
+        if int(result[0]) == 2:
+            reason = result[3]
+            return reason.decode() if isinstance(reason, bytes) else str(reason)
         self._apply_flags(day, c, li_id, int(result[2]))
-        return True
+        return ""
 
     def _apply_flags(self, day: str, campaign_id: int, line_item_id: int, flags: int) -> None:
         if flags & CAMPAIGN_SPENT:

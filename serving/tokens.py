@@ -35,6 +35,10 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     measure: bool = True
     test: bool = False  # a decision on test traffic (OpenRTB test = 1): never billed
     door: str = ""  # the door of the ad request ("v1", "openrtb", "vast"), for the reports
+    # For the invalid-traffic rules (`serving.ivt.judge`): the decision's pseudonymous user
+    # id (only where consent allowed ids) and its truncated address (/24, /56).
+    u: str = ""
+    net: str = ""
 
 
 class InvalidToken(ValueError):

@@ -1,4 +1,5 @@
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,10 @@ from adsplatform.celery import app as celery_app
 
 # Debian's chromium (a test tool's own browser download fails on these machines).
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Test traffic is scripted (python-httpx and urllib user agents, loopback addresses, a click
+# a millisecond after its impression): invalid traffic by design. Filtering is off for the
+# suite, its subprocesses included, and on in the tests of it (tests/serving/test_ivt*.py).
+os.environ.setdefault("IVT_ENABLED", "false")
 
 
 def _delete_prefixed(client: Redis, prefix: str) -> None:
@@ -62,6 +67,7 @@ def _test_settings(settings: Any, tmp_path: Path) -> None:
     }
     # Test buyers are real HTTP servers on loopback, which production refuses (SSRF).
     settings.SERVING_FETCH_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+    settings.IVT_RULES = {**settings.IVT_RULES, "enabled": False}
     # Password hashing is deliberately slow; tests log in often.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
