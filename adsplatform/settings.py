@@ -456,6 +456,10 @@ IVT_RULES = {
 # clicks at least) is flagged for review.
 IVT_CTR_FLAG_RATIO = env.float("IVT_CTR_FLAG_RATIO", default=5.0)
 IVT_CTR_FLAG_MIN_CLICKS = env.int("IVT_CTR_FLAG_MIN_CLICKS", default=20)
+CELERY_BEAT_SCHEDULE["review-ctr"] = {
+    "task": "reporting.ivt.tasks.review_ctr_task",
+    "schedule": schedule(3600.0),
+}
 
 # Raw events stay in the Redis stream this long after they are rolled up.
 RAW_EVENT_RETENTION_SECONDS = env.int("RAW_EVENT_RETENTION_SECONDS", default=24 * 3600)

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import switch_organisation_view, tokens_page
+from reporting.ivt.api import IvtReportView
 from reporting.live.views import ops_page
 from reporting.measurement.views import (
     budgets_api,
@@ -41,6 +42,7 @@ urlpatterns = [
     path("api/v1/reports/measurement/", measurement_api, name="api-report-measurement"),
     path("api/v1/reports/budgets/", budgets_api, name="api-report-budgets"),
     path("api/v1/reports/buyer-latency/", buyer_latency_api, name="api-report-buyer-latency"),
+    path("api/v1/reports/ivt/", IvtReportView.as_view(), name="api-report-ivt"),
     path("api/v1/", include("campaigns.api.urls")),
     path("api/v1/", include("creatives.api.urls")),
     path("api/v1/", include("campaigns.bulk.urls")),

@@ -84,3 +84,7 @@ class ConversionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
+
+
+# The invalid-traffic area's admin lives in its own package; imported so that admin finds it.
+import reporting.ivt.admin  # noqa: E402, F401

@@ -67,3 +67,7 @@ def train_ctr_model_task(now: str | None = None) -> int | None:
     finally:
         lease.release()
     return version.pk if version is not None else None
+
+
+# The invalid-traffic area's tasks live in its own package; imported so the worker has them.
+from reporting.ivt.tasks import refund_ivt_task, review_ctr_task  # noqa: E402, F401

@@ -4,7 +4,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 
 class IvtReason(models.TextChoices):
@@ -141,3 +143,17 @@ class IvtRefund(models.Model):
     def __str__(self) -> str:
         what = f"placement {self.placement_id}" if self.placement_id else "a pseudonym"
         return f"Refund of {what}, {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.scope == RefundScope.PLACEMENT and not self.placement_id:
+            errors["placement_id"] = "A placement refund needs the placement."
+        if self.scope == RefundScope.PSEUDONYM and not self.pseudonym:
+            errors["pseudonym"] = "A pseudonym refund needs the pseudonymous id."
+        if self.start and self.end:
+            if self.end <= self.start:
+                errors["end"] = "The window must end after it starts."
+            elif self.end > timezone.now():
+                errors["end"] = "The window cannot end in the future."
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,203 @@
+"""Refunds: staff invalidating billed impressions and clicks after the fact.
+
+A refund names a placement or a pseudonymous id and a time window. Its job moves what was
+billed in that window from the delivery rollup (`HourlyRollup`: impressions, clicks, spend)
+to the invalid-traffic rollup under the reason "refund", takes the spend off the campaigns'
+real-time counters in Redis (day and lifetime, so pacing and budgets see it), and records
+an audit entry per advertiser touched; all in one transaction with the refund's status, so
+a retried job finds it done and moves nothing twice.
+
+- A placement's refund works on whole hours (the rollups' grain): the window is widened to
+  the hours it touches.
+- A pseudonym's refund reads the raw events (kept RAW_EVENT_RETENTION_SECONDS) of that id in
+  the window, to the millisecond; it waits until ingestion has rolled the window up.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django_redis import get_redis_connection
+from redis import Redis
+
+from campaigns.audit import record
+from campaigns.models import Advertiser, AuditAction, Campaign
+from reporting.ivt.models import IvtReason, IvtRefund, RefundScope, RefundStatus
+from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt
+from reporting.models import HourlyRollup, StreamWatermark
+from serving.events import decode_events
+from serving.keys import RedisKeys, local_day
+from serving.spend import DAY_TTL_SECONDS
+
+log = logging.getLogger(__name__)
+
+SCAN_BATCH = 2000
+
+
+class NotRolledUpYet(Exception):
+    """The window is not all rolled up: the refund waits (its task retries)."""
+
+
+@dataclass(slots=True)
+class Moved:
+    campaign_id: int
+    advertiser_id: int
+    impressions: int = 0
+    clicks: int = 0
+    spend: Decimal = Decimal(0)
+
+
+Bucket = tuple[datetime, int, int]  # hour, placement, line item
+
+
+def _hour_floor(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _placement_buckets(refund: IvtRefund) -> dict[Bucket, Moved]:
+    """Everything billed on the placement in the hours the window touches."""
+    start, end = _hour_floor(refund.start), refund.end
+    rows = HourlyRollup.objects.select_for_update().filter(
+        placement_id=refund.placement_id or 0, hour__gte=start, hour__lt=end, line_item_id__gt=0
+    )
+    return {
+        (r.hour, r.placement_id, r.line_item_id): Moved(
+            r.campaign_id, r.advertiser_id, r.impressions, r.clicks, r.spend
+        )
+        for r in rows
+    }
+
+
+def _rolled_up_to(client: Redis, stream: str) -> int:
+    mark = StreamWatermark.objects.filter(stream=stream).values_list("last_id", flat=True).first()
+    return int(mark.partition("-")[0]) if mark else 0
+
+
+def _events_in(client: Redis, stream: str, start_ms: int, end_ms: int) -> Iterator[Any]:
+    low = f"{start_ms}-0"
+    while True:
+        batch: Any = client.xrange(stream, min=low, max=f"({end_ms}-0", count=SCAN_BATCH)
+        if not batch:
+            return
+        for _, fields in batch:
+            if fields and b"v" in fields:
+                yield from decode_events(fields[b"v"])
+        low = f"({batch[-1][0].decode()}"
+
+
+def _pseudonym_buckets(refund: IvtRefund, client: Redis, keys: RedisKeys) -> dict[Bucket, Moved]:
+    """The pseudonym's billed impressions and clicks in the window, from the raw events."""
+    start_ms = int(refund.start.timestamp() * 1000)
+    end_ms = int(refund.end.timestamp() * 1000)
+    if _rolled_up_to(client, keys.events) < end_ms:
+        raise NotRolledUpYet(f"ingestion has not rolled up to {refund.end.isoformat()} yet")
+    buckets: dict[Bucket, Moved] = {}
+    for e in _events_in(client, keys.events, start_ms, end_ms):
+        if e.t not in ("imp", "clk") or e.u != refund.pseudonym or e.iv or e.tt or not e.li:
+            continue
+        hour = datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC)
+        moved = buckets.setdefault((hour, e.pl, e.li), Moved(e.cp, e.adv))
+        if e.t == "imp":
+            moved.impressions += 1
+        else:
+            moved.clicks += 1
+        moved.spend += Decimal(e.cpm) / NANOS
+    return buckets
+
+
+def _take(bucket: Bucket, wanted: Moved) -> Moved:
+    """Move up to `wanted` out of the bucket's delivery row; what was moved."""
+    hour, placement_id, line_item_id = bucket
+    row = (
+        HourlyRollup.objects.select_for_update()
+        .filter(hour=hour, placement_id=placement_id, line_item_id=line_item_id)
+        .first()
+    )
+    if row is None:
+        return Moved(wanted.campaign_id, wanted.advertiser_id)
+    moved = Moved(
+        row.campaign_id,
+        row.advertiser_id,
+        min(row.impressions, wanted.impressions),
+        min(row.clicks, wanted.clicks),
+        min(row.spend, wanted.spend),
+    )
+    HourlyRollup.objects.filter(pk=row.pk).update(
+        impressions=F("impressions") - moved.impressions,
+        clicks=F("clicks") - moved.clicks,
+        spend=F("spend") - moved.spend,
+    )
+    counts = IvtCounts(
+        campaign_id=row.campaign_id,
+        advertiser_id=row.advertiser_id,
+        impressions=moved.impressions,
+        clicks=moved.clicks,
+        withheld_nanos=int(moved.spend * NANOS),
+    )
+    add_ivt((hour, placement_id, line_item_id, IvtReason.REFUND), counts)
+    return moved
+
+
+def _reconcile_spend(client: Redis, keys: RedisKeys, moved: dict[Bucket, Moved]) -> None:
+    """Take the refunded spend off the real-time counters (day in the campaign's zone)."""
+    zones = dict(
+        Campaign.objects.filter(pk__in={m.campaign_id for m in moved.values()}).values_list(
+            "pk", "advertiser__time_zone"
+        )
+    )
+    pipe = client.pipeline(transaction=False)
+    for (hour, _, line_item_id), m in moved.items():
+        nanos = int(m.spend * NANOS)
+        if not nanos:
+            continue
+        day = local_day(hour.timestamp(), zones.get(m.campaign_id, "UTC"))
+        for key in (keys.spend(day, m.campaign_id), keys.lifetime_spend(m.campaign_id)):
+            pipe.hincrby(key, "s", -nanos)
+            pipe.hincrby(key, f"s:{line_item_id}", -nanos)
+        pipe.expire(keys.spend(day, m.campaign_id), DAY_TTL_SECONDS)
+    pipe.execute()
+
+
+def refund(refund_id: int) -> IvtRefund | None:
+    """Run one refund (idempotent: a done refund is left as it is)."""
+    client: Redis = get_redis_connection("default")
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    with transaction.atomic():
+        row = IvtRefund.objects.select_for_update().filter(pk=refund_id).first()
+        if row is None or row.status != RefundStatus.PENDING:
+            return row
+        if row.scope == RefundScope.PLACEMENT:
+            wanted = _placement_buckets(row)
+        else:
+            wanted = _pseudonym_buckets(row, client, keys)
+        moved = {bucket: _take(bucket, w) for bucket, w in wanted.items()}
+        per_advertiser: dict[int, list[int | str]] = defaultdict(lambda: [0, 0, "0"])
+        for m in moved.values():
+            totals = per_advertiser[m.advertiser_id]
+            totals[0] = int(totals[0]) + m.impressions
+            totals[1] = int(totals[1]) + m.clicks
+            totals[2] = str(Decimal(totals[2]) + m.spend)
+        row.impressions = sum(m.impressions for m in moved.values())
+        row.clicks = sum(m.clicks for m in moved.values())
+        row.refunded = sum((m.spend for m in moved.values()), Decimal(0))
+        row.status, row.done_at = RefundStatus.DONE, timezone.now()
+        row.save()
+        for advertiser in Advertiser.objects.filter(pk__in=list(per_advertiser)):
+            imps, clicks, spend = per_advertiser[advertiser.pk]
+            record(
+                row, AuditAction.STATUS, advertiser=advertiser, by=row.requested_by,
+                changes={"refunded": [None, {"impressions": imps, "clicks": clicks,
+                                             "spend": spend}]},
+            )  # fmt: skip
+        transaction.on_commit(lambda: _reconcile_spend(client, keys, moved))
+    log.info("refund %s: %s impressions, %s clicks, %s", row.pk, row.impressions, row.clicks,
+             row.refunded)  # fmt: skip
+    return row
