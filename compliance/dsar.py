@@ -16,10 +16,15 @@ event carrying one of the subject's pseudonyms is the subject's, all its events 
 included. (An event carrying another, non-empty id would be someone else's; serving writes
 none, but the job would leave it out of an export and count it apart.)
 
-Impressions, clicks and creative errors are separate entries with no user id or IP, only the
-decision id from the signed tracking token. They are not linked to the subject: request ids
+Impressions and clicks are separate entries that carry the decision's pseudonym (from its
+signed tracking token, for the invalid-traffic rules and refunds, `serving.ivt`) and the
+truncated IP they came from: they are the subject's entries like the ad requests. Creative
+errors carry only the decision id. They are not linked to the subject by it: request ids
 may be chosen by the caller and are not unique, so linking by them could hand one person's
-data to another. Once the subject's request entries are gone, nothing ties them to anyone.
+data to another.
+
+The invalid-traffic counters per pseudonym (`RedisKeys.ivt_count`, a minute or an hour
+each, expiring with it) are a store of their own (`IvtCounters`).
 
 Entries are immutable, so erasure deletes or replaces whole entries:
 
@@ -364,11 +369,37 @@ class SyncTable:
         job.client.eval(DELETE_KEYS, len(keys) + 1, job.counts_key, *keys, self.name, STATE_TTL)
 
 
+class IvtCounters:
+    """Impressions and clicks per pseudonymous id per minute and hour (`serving.ivt.judge`);
+    they expire within about an hour anyway."""
+
+    name = "ivt_counters"
+
+    def _keys(self, job: Job) -> list[bytes]:
+        found: set[bytes] = set()
+        for p in job.pseudonyms:
+            match = job.keys.ivt_count("u", p, "*", 0, 0).removesuffix("0:0") + "*"
+            found.update(job.client.scan_iter(match=match, count=KEY_SCAN_COUNT))
+        return sorted(found)
+
+    def collect(self, job: Job) -> dict[str, int]:
+        held: dict[str, int] = {}
+        for key in self._keys(job):
+            value: Any = job.client.get(key)
+            held[key.decode()] = int(value or 0)
+        return held
+
+    def erase(self, job: Job) -> None:
+        keys = [key.decode() for key in self._keys(job)]
+        if keys:
+            job.client.eval(DELETE_KEYS, len(keys) + 1, job.counts_key, *keys, self.name, STATE_TTL)
+
+
 class OtherKeys:
     """Any other key under our prefix named after a pseudonym: a safety net for new stores."""
 
     name = "other_keys"
-    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:", "conv:")
+    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:", "conv:", "ivt:u:")
 
     def _keys(self, job: Job) -> list[bytes]:
         prefix = job.keys.prefix
@@ -422,6 +453,7 @@ STORES: tuple[Store, ...] = (
     ConversionStore(),
     FrequencyCaps(),
     SyncTable(),
+    IvtCounters(),
     OtherKeys(),
 )
 

@@ -159,6 +159,7 @@ def test_the_access_export_holds_the_subjects_events_and_frequency_caps(
     assert SUBJECT not in request.export
     assert request.counts == {
         "events": 3, "telemetry": 0, "conversions": 0, "frequency_caps": 1, "user_syncs": 0,
+        "ivt_counters": 0,
         "other_keys": 0,
     }  # fmt: skip
     assert (request.status, request.entries_total, request.entries_scanned) == ("done", 6, 6)
@@ -173,6 +174,8 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     # Ingestion has rolled up the first three entries; the rest are still to come.
     StreamWatermark.objects.create(stream=keys().events, last_id=ids["anon"])
     redis_client.set(f"{settings.REDIS_KEY_PREFIX}experiment:{me}", "1")  # some future store
+    for who in (me, other):  # invalid-traffic counters (serving.ivt.judge)
+        redis_client.set(keys().ivt_count("u", who, "imp", 60, 29_000_000), 3, ex=120)
     request = file(RequestKind.ERASURE)
 
     assert run_request(request.pk) == "done"
@@ -190,6 +193,8 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     assert not redis_client.exists(keys().frequency(me))
     assert redis_client.hgetall(keys().frequency(other)) == {b"6:day:20270301": b"4"}
     assert not redis_client.exists(f"{settings.REDIS_KEY_PREFIX}experiment:{me}")
+    assert not redis_client.exists(keys().ivt_count("u", me, "imp", 60, 29_000_000))
+    assert redis_client.exists(keys().ivt_count("u", other, "imp", 60, 29_000_000))
     request.refresh_from_db()
     assert request.counts == {
         "entries_deleted": 1,
@@ -197,6 +202,7 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
         "entries_replaced": 1,
         "events_anonymised": 1,
         "frequency_caps": 1,
+        "ivt_counters": 1,
         "other_keys": 1,
     }
     assert (request.status, request.export, request.finished_at is not None) == ("done", "", True)
@@ -409,6 +415,7 @@ def test_staff_file_a_request_and_follow_it(
     assert (detail["status"], detail["entries_scanned"], detail["entries_total"]) == ("done", 6, 6)
     assert detail["counts"] == {
         "events": 3, "telemetry": 0, "conversions": 0, "frequency_caps": 1, "user_syncs": 0,
+        "ivt_counters": 0,
         "other_keys": 0,
     }  # fmt: skip
     assert detail["export_url"] == f"http://testserver{URL}{body['id']}/export/"
