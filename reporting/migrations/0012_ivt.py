@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reporting', '0008_demand_hourly'),
+        ('reporting', '0011_model_versions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
