@@ -23,6 +23,12 @@ from tests.factories import make_campaign, make_line_item, make_placement
 pytestmark = pytest.mark.django_db
 
 
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
 def config(**overrides: Any) -> ServingConfig:
     return dataclasses.replace(ServingConfig.from_settings(), **overrides)
 
@@ -36,7 +42,10 @@ def with_client(
         await app.startup()
         try:
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://ads.test") as client:
+            # A browser's user agent: httpx's own is on the maintained crawler list.
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://ads.test", headers={"user-agent": BROWSER}
+            ) as client:
                 return await scenario(client, app)
         finally:
             await app.shutdown()
