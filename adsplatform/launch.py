@@ -104,6 +104,10 @@ def run_tests(args: list[str]) -> int:
         _set_test_secrets(os.environ)
         # Tests delete every key under this prefix; keep them off a deployment's keys.
         os.environ.setdefault("REDIS_KEY_PREFIX", "test:")
+        # Test traffic is scripted (httpx user agents, a click a millisecond after its
+        # impression): invalid by design. Filtering is off for the suite, set here because
+        # settings are read before any conftest runs; the IVT tests turn it on.
+        os.environ.setdefault("IVT_ENABLED", "false")
         # Tests never collectstatic; an empty static root keeps WhiteNoise from warning.
         static_root = VAR_DIR / "test-static"
         static_root.mkdir(parents=True, exist_ok=True)
