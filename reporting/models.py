@@ -358,16 +358,24 @@ class DemandDaily(DemandCounts):
         return f"{self.day:%Y-%m-%d} placement {self.placement_id} li {self.line_item_id}"
 
 
-class BuyerLatencyHourly(models.Model):
-    """How many of a buyer's answers fell in each response-time bucket (`serving.latency`)
-    per hour: merged over any range by summing, read as p50/p95/p99. Bucket `TIMEOUT` counts
-    calls with no answer before the deadline. Platform data (buyers are ad ops'), no
+class LatencyBuckets(models.Model):
+    """How many of a buyer's answers fell in one response-time bucket (`serving.latency`)
+    over a period: merged over any range by summing, read as p50/p95/p99. Bucket `TIMEOUT`
+    counts calls with no answer before the deadline. Platform data (buyers are ad ops'), no
     personal data."""
 
-    hour = models.DateTimeField()
     buyer_id = models.PositiveBigIntegerField()
     bucket = models.PositiveSmallIntegerField()
     count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class BuyerLatencyHourly(LatencyBuckets):
+    """`LatencyBuckets` per hour."""
+
+    hour = models.DateTimeField()
 
     class Meta:
         constraints = [
@@ -381,13 +389,10 @@ class BuyerLatencyHourly(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} buyer {self.buyer_id} bucket {self.bucket}"
 
 
-class BuyerLatencyDaily(models.Model):
+class BuyerLatencyDaily(LatencyBuckets):
     """`BuyerLatencyHourly` summed per closed UTC day (midnight in `day`), as `DemandDaily`."""
 
     day = models.DateTimeField()
-    buyer_id = models.PositiveBigIntegerField()
-    bucket = models.PositiveSmallIntegerField()
-    count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [
