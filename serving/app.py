@@ -57,17 +57,8 @@ from serving.http import (
 )
 from serving.ids import correlation_id, decision_rng, new_decision_id
 from serving.index import Index
-from serving.ivt.judge import (
-    CRAWLER,
-    DATACENTER,
-    NETWORK_CHANGED,
-    PREFETCH,
-    IvtRules,
-    IvtState,
-    is_link_scanner,
-    is_prefetch,
-    judgement,
-)
+from serving.ivt.events import EventScreen
+from serving.ivt.judge import DATACENTER, NETWORK_CHANGED, PREFETCH, IvtRules, IvtState
 from serving.ivt.judge import REFRESH_SECONDS as IVT_REFRESH_SECONDS
 from serving.keys import RedisKeys, day_of
 from serving.measure import event_name, record_event
@@ -242,6 +233,9 @@ class ServingApp:
         self._metrics_key = self.keys.serving_metrics(process_name())
         self.ivt = IvtState.from_file(config.ivt_rules, config.ivt_datacenter_file)
         self._client_ip_header = config.client_ip_header.encode()
+        self.screen = EventScreen(
+            self.ivt, self.keys, lambda ua: self.enricher.lookup_ua(ua).is_crawler, self._client_ip
+        )
 
     @classmethod
     def from_settings(cls) -> "ServingApp":
@@ -300,19 +294,7 @@ class ServingApp:
 
     async def refresh_ivt(self) -> None:
         """The thresholds and data-center list published in Redis (admin, refresh job)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.keys.ivt_rules)
-            pipe.hget(self.keys.ivt_datacenter, "version")
-            rules, version = await pipe.execute()
-        published = version.decode() if version else ""
-        text: Any = None
-        if published and published != self.ivt.datacenter.version:
-            text = await self.redis.hget(self.keys.ivt_datacenter, "text")
-        self.ivt.apply(
-            msgspec.json.decode(rules) if rules else None,
-            published,
-            text.decode() if text else None,
-        )
+        await self.screen.refresh(self.redis)
 
     async def _refresh_ivt_forever(self) -> None:
         while True:
@@ -1018,23 +1000,6 @@ class ServingApp:
         client = scope.get("client")
         return client[0] if client else None
 
-    def _event_ivt(self, scope: Scope, kind: TokenKind) -> str:
-        """Why an impression or click is general invalid traffic, from its request alone."""
-        if not self.ivt.rules.enabled:
-            return ""
-        ua = header(scope, b"user-agent") or ""
-        if ua and self.enricher.lookup_ua(ua).is_crawler:
-            return CRAWLER
-        address = self._client_ip(scope)
-        if address and address in self.ivt.datacenter:
-            return DATACENTER
-        if kind == "clk" and (
-            is_prefetch(scope["method"], header(scope, b"purpose"), header(scope, b"sec-purpose"))
-            or is_link_scanner(ua.lower())
-        ):
-            return PREFETCH
-        return ""
-
     async def _record_billable(
         self, token: TrackingToken, kind: TokenKind, scope: Scope, cost: int, pending: int
     ) -> str | None:
@@ -1043,7 +1008,7 @@ class ServingApp:
         "" when billed, else why it is invalid (recorded with its reason, not billed)."""
         now = spend_clock.now()
         network = truncate_ip(self._client_ip(scope)) or ""
-        reason = self._event_ivt(scope, kind)
+        reason = self.screen.general_reason(scope, kind)
         # A pre-fetch is recorded apart from the click: the user's own click still counts.
         kind_key = "clkpf" if reason == PREFETCH else kind
         event = Event(
@@ -1069,10 +1034,7 @@ class ServingApp:
         )
         if token.test:  # recorded (once) for the test counts, never charged
             cost = pending = 0
-        judge = judgement(
-            self.ivt.rules, self.keys, kind, token.decision_id,
-            reason=reason, user=token.u, network=network, now=now,
-        )  # fmt: skip
+        judge = self.screen.judgement(token, kind, reason, network, now)
         try:
             judged = await self.store.spend.record_billable(
                 self.sink,
@@ -1088,20 +1050,9 @@ class ServingApp:
             # Not recorded, so not acknowledged: the pixel or click is to be sent again (the
             # decision id de-duplicates it if Redis had recorded it after all).
             raise _events_unavailable() from exc
-        if judged and kind == "imp" and token.u:
-            self._uncount_frequency(token)
+        if judged and kind == "imp":
+            self.screen.uncount_frequency(self.sink, self.store.index, token)
         return judged
-
-    def _uncount_frequency(self, token: TrackingToken) -> None:
-        """An invalid impression does not count against a frequency cap: take back what its
-        decision counted (`_count_frequency`, at the decision's time)."""
-        index = self.store.index
-        li = index.line_items.get(token.line_item_id) if index is not None else None
-        if li is None or not li.frequency_caps:
-            return
-        key = self.keys.frequency(token.u)
-        for name, _limit, _ttl in cap_fields(li, float(token.issued_at)):
-            self.sink.call("HINCRBY", key, name, -1)
 
 
 def _req_event(

@@ -6,4 +6,6 @@
   bisection (IPv4 and IPv6), reloaded when the refresh job publishes a new list.
 - `judge`: what an impression or click is judged at event time (general rules in process,
   behavioural counters in the same Lua call that records it, `serving.spend`).
+- `events`: what the tracking doors ask of it (`EventScreen`): an event's general reason,
+  its judgement, the published rules, the frequency count an invalid impression takes back.
 """
