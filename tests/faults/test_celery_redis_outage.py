@@ -3,7 +3,7 @@
 A real worker and beat (subprocesses) run against a private redis-server, which the test stops
 for 15 s and starts again (with AOF and without, so the broker's queues survive or not); the
 worker must still be alive afterwards and run a task sent after the restart, and beat must
-still be sending its schedule. Before the broker settings in adsplatform/settings.py
+still be sending its schedule. Before the broker settings in adsplatform/settings/tasks.py
 ("Celery") the worker died with kombu's "Unrecoverable error" during the reconnect.
 """
 
