@@ -19,6 +19,7 @@ var/ and the Redis server that `adsplatform.launch` starts on a socket in var/.
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -204,3 +205,10 @@ _MISSING = sorted(
 )
 if _MISSING:
     raise ImproperlyConfigured(f"adsplatform/settings/__init__.py does not import {_MISSING}")
+# The package shadows a module of the same name: settings added to a leftover (or re-created)
+# adsplatform/settings.py, e.g. by a merge, would be ignored.
+if (Path(__file__).parent.parent / "settings.py").exists():
+    raise ImproperlyConfigured(
+        "adsplatform/settings.py is ignored (adsplatform/settings/ is the settings): move its "
+        "settings into the topic modules there"
+    )
