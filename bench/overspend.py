@@ -28,7 +28,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.common import django_bench  # noqa: E402
-from bench.pacing_sim import asgi  # noqa: E402
+from bench.pacing.day import asgi  # noqa: E402
 
 BUDGET = Decimal("1.00")
 PROCESSES = 2

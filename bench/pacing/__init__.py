@@ -1,0 +1,1 @@
+"""The pacing simulator's parts (bench/pacing_sim.py runs it)."""
