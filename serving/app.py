@@ -61,6 +61,7 @@ from serving.ivt.events import EventScreen
 from serving.ivt.judge import DATACENTER, NETWORK_CHANGED, PREFETCH, IvtRules, IvtState
 from serving.ivt.judge import REFRESH_SECONDS as IVT_REFRESH_SECONDS
 from serving.keys import RedisKeys, day_of
+from serving.limits.fleet import FleetLimits
 from serving.measure import event_name, record_event
 from serving.metrics import (
     AccessLog,
@@ -115,6 +116,12 @@ class ServingConfig:
     fx: Mapping[str, Decimal] = field(default_factory=lambda: {"USD": Decimal(1)})
     rate_limit: int = 0
     buyer_timeout_ms: int = 120
+    # The fleet-wide circuit breaker (`serving.limits.fleet`): opens for every process when
+    # this share of the fleet's calls to a buyer failed over the window, given enough calls.
+    buyer_breaker_error_rate: float = 0.5
+    buyer_breaker_min_calls: int = 20
+    buyer_breaker_window: int = 10
+    buyer_breaker_cooldown: float = 5.0
     body_timeout: float = 5.0
     redis_timeout: float = 1.0
     geoip_path: str | None = None
@@ -157,6 +164,10 @@ class ServingConfig:
             fx=configured_fx_rates(),
             rate_limit=settings.SERVING_RATE_LIMIT,
             buyer_timeout_ms=settings.SERVING_BUYER_TIMEOUT_MS,
+            buyer_breaker_error_rate=settings.SERVING_BUYER_BREAKER_ERROR_RATE,
+            buyer_breaker_min_calls=settings.SERVING_BUYER_BREAKER_MIN_CALLS,
+            buyer_breaker_window=settings.SERVING_BUYER_BREAKER_WINDOW_SECONDS,
+            buyer_breaker_cooldown=settings.SERVING_BUYER_BREAKER_COOLDOWN_SECONDS,
             body_timeout=settings.SERVING_BODY_TIMEOUT_SECONDS,
             redis_timeout=settings.SERVING_REDIS_TIMEOUT_SECONDS,
             geoip_path=settings.GEOIP_PATH,
@@ -214,10 +225,18 @@ class ServingApp:
             country_header=config.country_header,
             region_header=config.region_header,
         )
+        # Buyers' QPS caps and circuits hold across the fleet, through the sink's batches.
+        self.fleet = FleetLimits(
+            self.sink, self.keys,
+            error_rate=config.buyer_breaker_error_rate, min_calls=config.buyer_breaker_min_calls,
+            window=config.buyer_breaker_window, cooldown=config.buyer_breaker_cooldown,
+        )  # fmt: skip
         self.pool = BuyerPool(
             currency=config.currency,
             fx=config.fx,
             fetch_policy=FetchPolicy.of(config.fetch_allowed_networks),
+            breaker_cooldown=config.buyer_breaker_cooldown,
+            fleet=self.fleet,
         )
         self._fx_in_use: Mapping[str, Decimal] = config.fx
         self.pseudonyms = Pseudonymiser(config.pseudonym_secret, config.pseudonym_rotation_seconds)
@@ -262,6 +281,7 @@ class ServingApp:
             self._tasks = [
                 loop.create_task(self.store.run(self.config.refresh_interval, self.outage)),
                 loop.create_task(self._flush_buyer_stats()),
+                loop.create_task(self.fleet.run()),
                 loop.create_task(self._drain_request_keys()),
                 loop.create_task(self.bodies.watch()),
                 loop.create_task(self._refresh_ivt_forever()),

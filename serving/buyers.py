@@ -6,15 +6,18 @@ aiohttp session, so connections to each buyer are kept alive and reused across r
 (a TLS handshake per request would eat most of a 150 ms budget), and the process-local state
 that makes calling buyers safe at volume:
 
-- a token bucket per buyer for its QPS cap. The cap holds per process, not across the
-  fleet (sharing one would cost a Redis round trip per call), so ad ops set it knowing how
-  many serving processes run;
-- a circuit breaker per buyer. After `breaker_failures` consecutive failures (a timeout, a
-  connection error, an HTTP 5xx or an unreadable answer) the circuit opens and the buyer is
-  not called. Once `breaker_cooldown` seconds have passed, one probe request is let through
-  (half-open) while other requests still skip the buyer; its success closes the circuit, its
-  failure opens it for another cooldown. Any answer that is not a failure (a bid, a no-bid,
-  an invalid bid, a 4xx) counts as a success: the buyer is up, whatever it thinks of us;
+- the buyer's QPS cap: with a fleet (`serving.limits.fleet`, what a serving app passes) it
+  holds across every serving process, from tokens each process claims ahead through the
+  event sink's batches; without one (a pool on its own) it is a token bucket per process
+  (`serving.limits.local`);
+- a circuit breaker per buyer (`serving.limits.local`). After `breaker_failures` consecutive
+  failures (a timeout, a connection error, an HTTP 5xx or an unreadable answer) the circuit
+  opens and the buyer is not called. Once `breaker_cooldown` seconds have passed, one probe
+  request is let through (half-open) while other requests still skip the buyer; its success
+  closes the circuit, its failure opens it for another cooldown. Any answer that is not a
+  failure (a bid, a no-bid, an invalid bid, a 4xx) counts as a success: the buyer is up,
+  whatever it thinks of us. With a fleet, every call's verdict is also shared, and the
+  circuit opens for the whole fleet when its error rate crosses the threshold;
 - outcome counters per (buyer, reason) and latency sums, flushed to Redis in one pipeline
   about once a second (`flush_stats`), never per request; and a latency histogram per buyer
   since the process started, published with the process's figures (`serving.metrics`);
@@ -47,14 +50,10 @@ from serving.blocks import adomain_blocked, domain_keys, normalise_badv
 from serving.context import VIDEO, AdContext, DealRequest, Imp, VideoSpec
 from serving.keys import RedisKeys
 from serving.latency import LatencyCounts
+from serving.limits.fleet import FleetLimits
+from serving.limits.local import CircuitBreaker, TokenBucket
 from serving.macros import macro_values, substitute
-from serving.metrics import (
-    BREAKER_CLOSED,
-    BREAKER_HALF_OPEN,
-    BREAKER_OPEN,
-    BUYER_BUCKETS,
-    Histogram,
-)
+from serving.metrics import BREAKER_OPEN, BUYER_BUCKETS, Histogram
 from serving.netguard import FetchPolicy, GuardedResolver, RefusedAddress
 from serving.openrtb import (
     LOSS_ADVERTISER_EXCLUSION,
@@ -281,69 +280,6 @@ class BuyerRound:
 
 
 @dataclass(slots=True)
-class CircuitBreaker:
-    """Closed → open after N consecutive failures → half-open (one probe) after a cooldown."""
-
-    failures_to_open: int
-    cooldown: float
-    failures: int = 0
-    opened_at: float | None = None
-    probing: bool = False
-
-    @property
-    def is_closed(self) -> bool:
-        return self.opened_at is None
-
-    def allows(self, now: float) -> bool:
-        """Whether a call may go out now; does not claim the half-open probe."""
-        if self.opened_at is None:
-            return True
-        return not self.probing and now - self.opened_at >= self.cooldown
-
-    def start(self) -> None:
-        """A call is going out: in the half-open state it is the one probe."""
-        if self.opened_at is not None:
-            self.probing = True
-
-    def release(self) -> None:
-        """A call was abandoned without a verdict (the whole request was cancelled)."""
-        self.probing = False
-
-    def state(self, now: float) -> int:
-        """Closed, open (cooling down) or half-open (its cooldown over: the next call probes)."""
-        if self.opened_at is None:
-            return BREAKER_CLOSED
-        if self.probing or now - self.opened_at >= self.cooldown:
-            return BREAKER_HALF_OPEN
-        return BREAKER_OPEN
-
-    def record(self, failed: bool, now: float) -> None:
-        if not failed:
-            self.failures, self.opened_at, self.probing = 0, None, False
-            return
-        self.failures += 1
-        if self.probing or self.failures >= self.failures_to_open:
-            self.opened_at, self.probing = now, False
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """At most `rate` calls per second, with a burst of one second's worth."""
-
-    rate: int
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(float(self.rate), self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-@dataclass(slots=True)
 class _BuyerState:
     breaker: CircuitBreaker
     bucket: TokenBucket | None = None
@@ -425,11 +361,13 @@ class BuyerPool:
         max_connections_per_buyer: int = 32,
         max_notices_in_flight: int = 256,
         fetch_policy: FetchPolicy | None = None,
+        fleet: FleetLimits | None = None,
     ) -> None:
         # Public addresses only unless allowed: every URL fetched here is a buyer's choice.
         self.fetch_policy = fetch_policy or FetchPolicy()
         self.currency = currency.upper()
         self.fx: Mapping[str, Decimal] = dict(fx)
+        self.fleet = fleet
         self.breaker_failures = breaker_failures
         self.breaker_cooldown = breaker_cooldown
         self.max_connections_per_buyer = max_connections_per_buyer
@@ -466,8 +404,14 @@ class BuyerPool:
 
     def circuit_states(self) -> dict[int, int]:
         """Each buyer's circuit now (`CircuitBreaker.state`), for the buyers called so far."""
-        now = time.monotonic()
-        return {buyer_id: s.breaker.state(now) for buyer_id, s in self._states.items()}
+        now, wall = time.monotonic(), time.time()
+        fleet = self.fleet.breakers if self.fleet is not None else None
+        return {
+            buyer_id: BREAKER_OPEN
+            if fleet is not None and fleet.is_open(buyer_id, wall)
+            else s.breaker.state(now)
+            for buyer_id, s in self._states.items()
+        }
 
     def _state(self, buyer_id: int) -> _BuyerState:
         state = self._states.get(buyer_id)
@@ -652,8 +596,16 @@ class BuyerPool:
         state = self._state(buyer.id)
         if not state.breaker.allows(now):
             return None, CIRCUIT_OPEN, ""
-        bucket = self._bucket(buyer, state, now)
-        if bucket is not None and not bucket.take(now):
+        fleet = self.fleet
+        if fleet is None:
+            bucket = self._bucket(buyer, state, now)
+            if bucket is not None and not bucket.take(now):
+                return None, QPS_CAP, ""
+            return permission, "", ""
+        wall = time.time()
+        if fleet.breakers.is_open(buyer.id, wall):
+            return None, CIRCUIT_OPEN, "fleet"
+        if buyer.qps_cap and not fleet.qps.take(buyer.id, buyer.qps_cap, wall):
             return None, QPS_CAP, ""
         return permission, "", ""
 
@@ -739,7 +691,10 @@ class BuyerPool:
             self.latency_counts.answered(buyer.id, answer.latency_ms)
         elif answer.reason == TIMEOUT:
             self.latency_counts.timed_out(buyer.id)
-        self._state(buyer.id).breaker.record(_is_failure(answer.reason), time.monotonic())
+        failed = _is_failure(answer.reason)
+        self._state(buyer.id).breaker.record(failed, time.monotonic())
+        if self.fleet is not None:
+            self.fleet.breakers.record(buyer.id, failed)
         result.bids.extend(answer.bids)
         result.lost.extend(answer.lost)
 

@@ -100,6 +100,20 @@ class RedisKeys:
         """A hash of per-buyer outcome counters for one UTC day: field `{buyer}:{reason}`."""
         return f"{self.prefix}buyerstats:{day}"
 
+    # A buyer's fleet-wide limits (`serving.limits.fleet`), hash-tagged by buyer so that each
+    # script touches one Redis Cluster slot.
+    def buyer_qps(self, buyer_id: int, second: int) -> str:
+        """The buyer's QPS tokens granted to serving processes for one epoch second."""
+        return f"{self.prefix}buyerqps:{{b{buyer_id}}}:{second}"
+
+    def buyer_breaker(self, buyer_id: int) -> str:
+        """The fleet's calls and failures to the buyer, per second over the breaker's window."""
+        return f"{self.prefix}buyerbreaker:{{b{buyer_id}}}"
+
+    def buyer_breaker_open(self, buyer_id: int) -> str:
+        """Set (with a TTL: the cooldown) while the fleet's circuit for the buyer is open."""
+        return f"{self.prefix}buyerbreaker:{{b{buyer_id}}}:open"
+
     @property
     def pacing_rates(self) -> str:
         """A hash: line item id → pass-through probability (0..1) written by the pacing

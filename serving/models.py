@@ -50,7 +50,7 @@ class Buyer(models.Model):
     qps_cap = models.PositiveIntegerField(
         "QPS cap",
         default=0,
-        help_text="Bid requests per second from each serving process; 0 means no cap.",
+        help_text="Bid requests per second from all serving processes together; 0 means no cap.",
     )
     currency = models.CharField(
         max_length=3,

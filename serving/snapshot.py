@@ -139,7 +139,7 @@ class BuyerSnap(msgspec.Struct, frozen=True):
     endpoint: str
     gvl_vendor_id: int | None
     timeout_ms: int
-    qps_cap: int  # per serving process; 0: no cap
+    qps_cap: int  # for the whole fleet (serving.limits.fleet); 0: no cap
     currency: str
     supports_coppa: bool
     # None: no GVL loaded (GDPR traffic is judged by the TC string alone).

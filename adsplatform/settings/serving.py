@@ -42,6 +42,15 @@ FX_MAX_AGE_SECONDS = env.int("FX_MAX_AGE_SECONDS", default=5 * 86400)
 SERVING_RATE_LIMIT = env.int("SERVING_RATE_LIMIT", default=20000)
 # Waiting for external buyers: at most this long, and always below an inbound tmax.
 SERVING_BUYER_TIMEOUT_MS = env.int("SERVING_BUYER_TIMEOUT_MS", default=120)
+# A buyer's circuit opens for the whole fleet (every serving process skips it for the
+# cooldown) when at least this share of the fleet's calls to it failed over the window, with
+# at least the minimum number of calls (serving/limits/fleet.py).
+SERVING_BUYER_BREAKER_ERROR_RATE = env.float("SERVING_BUYER_BREAKER_ERROR_RATE", default=0.5)
+SERVING_BUYER_BREAKER_MIN_CALLS = env.int("SERVING_BUYER_BREAKER_MIN_CALLS", default=20)
+SERVING_BUYER_BREAKER_WINDOW_SECONDS = env.int("SERVING_BUYER_BREAKER_WINDOW_SECONDS", default=10)
+SERVING_BUYER_BREAKER_COOLDOWN_SECONDS = env.float(
+    "SERVING_BUYER_BREAKER_COOLDOWN_SECONDS", default=5.0
+)
 # Networks (CIDRs) serving may fetch from although they are not public: buyers' endpoints,
 # notice URLs and nurl markup go to public addresses only otherwise (serving/netguard.py).
 # Empty in production; tests allow 127.0.0.0/8 for their loopback buyers.

@@ -14,7 +14,8 @@ import asyncio
 import json
 import socket
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 from aiohttp import web
@@ -27,6 +28,8 @@ class Behaviour:
     """What the buyer does with the next bid requests."""
 
     status: int = 200
+    # Statuses answered in turn, one per bid request, cycling (instead of `status`).
+    statuses: tuple[int, ...] = ()
     delay_ms: int = 0
     hang: bool = False  # never answer (until the server stops)
     raw: bytes | None = None  # this body verbatim instead of a bid response (broken JSON)
@@ -49,6 +52,7 @@ class Received:
     body: dict[str, Any]
     headers: dict[str, str]
     client_port: int
+    at: float = 0.0  # epoch seconds it arrived
 
 
 class LoopbackBuyer:
@@ -125,6 +129,10 @@ class LoopbackBuyer:
         with self._lock:
             return list(self.notices)
 
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self.requests)
+
     def request_count(self) -> int:
         with self._lock:
             return len(self.requests)
@@ -136,7 +144,12 @@ class LoopbackBuyer:
         body = json.loads(await request.read())
         peer = request.transport.get_extra_info("peername") if request.transport else None
         with self._lock:
-            self.requests.append(Received(body, dict(request.headers), peer[1] if peer else 0))
+            port = peer[1] if peer else 0
+            self.requests.append(Received(body, dict(request.headers), port, time.time()))
+            turn = len(self.requests) - 1
+        if behaviour.statuses:
+            status = behaviour.statuses[turn % len(behaviour.statuses)]
+            behaviour = replace(behaviour, status=status)
         if behaviour.hang:
             assert self._stopping is not None
             await self._stopping.wait()

@@ -22,11 +22,11 @@ from serving.buyers import (
     BuyerPool,
     BuyerRound,
     ExternalBid,
-    TokenBucket,
     parse_buyer_stats,
 )
 from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp
 from serving.keys import RedisKeys, day_of
+from serving.limits.local import TokenBucket
 from serving.macros import macro_values
 from serving.models import Buyer
 from serving.netguard import FetchPolicy
