@@ -11,7 +11,7 @@ from lxml import etree
 from serving.buyers import BuyerPool
 from serving.context import VideoSpec
 from serving.pods.vast import pod_vast
-from tests.serving.test_openrtb import _context, _error, _outbound
+from tests.serving.openrtb_helpers import context_of, error_of, outbound_of
 
 VIDEO_IMP = {"id": "1", "tagid": "pk-1", "video": {"mimes": ["video/mp4"]}}
 
@@ -27,7 +27,7 @@ def test_pod_fields_map_onto_the_video_spec() -> None:
         bidfloorcur="EUR",
     )
 
-    ctx = _context(body)
+    ctx = context_of(body)
 
     spec = ctx.imps[0].video
     assert spec is not None
@@ -37,8 +37,8 @@ def test_pod_fields_map_onto_the_video_spec() -> None:
 
 
 def test_a_structured_pod_imp_and_a_plain_one() -> None:
-    pod = _context(_pod_body({"podid": "b1", "podseq": 1, "slotinpod": -1}))
-    plain = _context(_pod_body({"maxduration": 30}))
+    pod = context_of(_pod_body({"podid": "b1", "podseq": 1, "slotinpod": -1}))
+    plain = context_of(_pod_body({"maxduration": 30}))
 
     spec = pod.imps[0].video
     assert spec is not None and (spec.podid, spec.podseq, spec.slotinpod) == ("b1", 1, -1)
@@ -59,7 +59,7 @@ def test_a_structured_pod_imp_and_a_plain_one() -> None:
 def test_bad_pod_fields_name_their_path(
     video: dict[str, Any], imp: dict[str, Any], path: str
 ) -> None:
-    assert _error(_pod_body(video, **imp)).path == path
+    assert error_of(_pod_body(video, **imp)).path == path
 
 
 @pytest.mark.parametrize(
@@ -96,11 +96,11 @@ def test_the_per_second_floor(
 
 
 def test_buyers_are_sent_the_pod_and_its_per_second_floor_in_their_currency() -> None:
-    ctx = _context(_pod_body({"poddur": 60, "maxseq": 2, "rqddurs": [30], "mincpmpersec": 0.33}))
+    ctx = context_of(_pod_body({"poddur": 60, "maxseq": 2, "rqddurs": [30], "mincpmpersec": 0.33}))
     pool = BuyerPool(currency="USD", fx={"EUR": Decimal("1.1")})
 
     in_euros = pool._imps_in(ctx.imps, "EUR")
-    video = _outbound(ctx)["imp"][0]["video"]
+    video = outbound_of(ctx)["imp"][0]["video"]
 
     assert (video["poddur"], video["maxseq"], video["rqddurs"]) == (60, 2, [30])
     assert video["mincpmpersec"] == 0.33
