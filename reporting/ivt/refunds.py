@@ -2,7 +2,8 @@
 
 A refund names a placement or a pseudonymous id and a time window. Its job moves what was
 billed in that window from the delivery rollup (`HourlyRollup`: impressions, clicks, spend)
-to the invalid-traffic rollup under the reason "refund", takes the spend off the campaigns'
+and the demand rollup (`DemandHourly`, and `DemandDaily` once the day is rolled up) to the
+invalid-traffic rollup under the reason "refund", takes the spend off the campaigns'
 real-time counters in Redis (day and lifetime, so pacing and budgets see it), and records
 an audit entry per advertiser touched; all in one transaction with the refund's status, so
 a retried job finds it done and moves nothing twice.
@@ -16,7 +17,7 @@ a retried job finds it done and moves nothing twice.
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,8 @@ from campaigns.audit import record
 from campaigns.models import Advertiser, AuditAction, Campaign
 from reporting.ivt.models import IvtReason, IvtRefund, RefundScope, RefundStatus
 from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt
-from reporting.models import HourlyRollup, StreamWatermark
+from reporting.measurement.sources import midnight, rolled_until
+from reporting.models import DemandDaily, DemandHourly, HourlyRollup, StreamWatermark
 from serving.events import decode_events
 from serving.keys import RedisKeys, local_day
 from serving.spend import DAY_TTL_SECONDS
@@ -53,6 +55,8 @@ class Moved:
     impressions: int = 0
     clicks: int = 0
     spend: Decimal = Decimal(0)
+    # A pseudonym's events per door, for the demand rollup's rows (empty: every door's row).
+    doors: dict[str, list[Any]] = field(default_factory=dict)
 
 
 Bucket = tuple[datetime, int, int]  # hour, placement, line item
@@ -105,11 +109,15 @@ def _pseudonym_buckets(refund: IvtRefund, client: Redis, keys: RedisKeys) -> dic
             continue
         hour = datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC)
         moved = buckets.setdefault((hour, e.pl, e.li), Moved(e.cp, e.adv))
+        door = moved.doors.setdefault(e.dr[:8], [0, 0, Decimal(0)])
+        n = 0 if e.t == "imp" else 1
         if e.t == "imp":
             moved.impressions += 1
         else:
             moved.clicks += 1
+        door[n] += 1
         moved.spend += Decimal(e.cpm) / NANOS
+        door[2] += Decimal(e.cpm) / NANOS
     return buckets
 
 
@@ -143,7 +151,35 @@ def _take(bucket: Bucket, wanted: Moved) -> Moved:
         withheld_nanos=int(moved.spend * NANOS),
     )
     add_ivt((hour, placement_id, line_item_id, IvtReason.REFUND), counts)
+    _take_demand(bucket, moved, wanted.doors)
     return moved
+
+
+def _take_demand(bucket: Bucket, moved: Moved, doors: dict[str, list[Any]]) -> None:
+    """Move the same out of the demand rollup (our line items' rows: buyer 0), its hour and,
+    once that day is rolled up, its day, so that the measurement reports agree."""
+    hour, placement_id, line_item_id = bucket
+    at = {"placement_id": placement_id, "line_item_id": line_item_id, "buyer_id": 0}
+    tables: list[tuple[Any, dict[str, Any]]] = [(DemandHourly, {"hour": hour})]
+    done = rolled_until()
+    if done is not None and hour < done:
+        tables.append((DemandDaily, {"day": midnight(hour)}))
+    for model, when in tables:
+        rows = list(model.objects.select_for_update().filter(**when, **at).order_by("pk"))
+        # Per door as the pseudonym's events say, then whatever is left from any door's row.
+        left = [moved.impressions, moved.clicks, moved.spend]
+        for row in sorted(rows, key=lambda r: r.door not in doors):
+            wants = doors.get(row.door, left) if doors else left
+            take = [min(row.impressions, wants[0], left[0]), min(row.clicks, wants[1], left[1]),
+                    min(row.spend, wants[2], left[2])]  # fmt: skip
+            if not any(take):
+                continue
+            left = [have - took for have, took in zip(left, take, strict=True)]
+            model.objects.filter(pk=row.pk).update(
+                impressions=F("impressions") - take[0],
+                clicks=F("clicks") - take[1],
+                spend=F("spend") - take[2],
+            )
 
 
 def _reconcile_spend(client: Redis, keys: RedisKeys, moved: dict[Bucket, Moved]) -> None:

@@ -16,7 +16,13 @@ from redis import Redis
 from campaigns.models import AuditEntry, LineItem
 from reporting.ivt.models import IvtHourly, IvtRefund, RefundScope, RefundStatus
 from reporting.ivt.review import review_ctr
-from reporting.models import HourlyRollup, StreamWatermark
+from reporting.models import (
+    DemandDaily,
+    DemandHourly,
+    HourlyRollup,
+    RolledDay,
+    StreamWatermark,
+)
 from serving.events import Event, encode_events
 from serving.keys import RedisKeys, local_day
 from tests.conftest import wait_for
@@ -30,6 +36,16 @@ def delivered(li: LineItem, placement_id: int, hour: datetime = HOUR, **counts: 
     HourlyRollup.objects.create(
         hour=hour, placement_id=placement_id, line_item_id=li.pk, campaign_id=li.campaign_id,
         advertiser_id=li.campaign.advertiser_id, **counts,
+    )  # fmt: skip
+
+
+def demand(li: LineItem, placement_id: int, door: str, model: Any = None, **counts: Any) -> None:
+    """Our line item's measurement row (buyer 0) of HOUR, or of its day (DemandDaily)."""
+    model = model or DemandHourly
+    when = {"day": HOUR.replace(hour=0)} if model is DemandDaily else {"hour": HOUR}
+    model.objects.create(
+        **when, placement_id=placement_id, line_item_id=li.pk, buyer_id=0, currency="USD",
+        door=door, campaign_id=li.campaign_id, advertiser_id=li.campaign.advertiser_id, **counts,
     )  # fmt: skip
 
 
@@ -143,6 +159,12 @@ def test_a_placement_refund_moves_billed_to_invalid_and_reconciles_spend(
     placement, li = make_placement(), make_line_item(make_campaign(org), "2.00")
     delivered(li, placement.pk, impressions=90, clicks=3, spend=Decimal("0.18"))
     delivered(li, placement.pk, HOUR + timedelta(hours=3), impressions=7, spend=Decimal("0.01"))
+    # the demand rollup of the same hour, per door, and its day already rolled up
+    demand(li, placement.pk, "v1", impressions=60, clicks=3, spend=Decimal("0.12"), viewable=40)
+    demand(li, placement.pk, "openrtb", impressions=30, spend=Decimal("0.06"))
+    demand(li, placement.pk, "v1", DemandDaily, impressions=60, clicks=3, spend=Decimal("0.12"))
+    demand(li, placement.pk, "openrtb", DemandDaily, impressions=30, spend=Decimal("0.06"))
+    RolledDay.objects.create(day=HOUR.replace(hour=0))
     day, life = spend_counters(redis_client, li, 190_000_000)
     staff = staff_client()
 
@@ -164,6 +186,11 @@ def test_a_placement_refund_moves_billed_to_invalid_and_reconciles_spend(
     assert HourlyRollup.objects.get(hour=HOUR + timedelta(hours=3)).impressions == 7
     moved = IvtHourly.objects.get(reason="refund")
     assert (moved.impressions, moved.clicks, moved.withheld) == (90, 3, Decimal("0.18"))
+    for model in (DemandHourly, DemandDaily):
+        assert sorted(model.objects.values_list("door", "impressions", "clicks", "spend")) == [
+            ("openrtb", 0, 0, Decimal(0)), ("v1", 0, 0, Decimal(0)),
+        ]  # fmt: skip
+    assert DemandHourly.objects.get(door="v1").viewable == 40  # measured, still
     for key in (day, life):
         assert redis_client.hmget(key, "s", f"s:{li.pk}") == [b"10000000", b"10000000"]
     [entry] = AuditEntry.objects.for_object(refund)
@@ -183,12 +210,15 @@ def test_a_pseudonym_refund_moves_only_that_ids_events(db: None, redis_client: R
     org = make_advertiser()
     placement, li = make_placement(), make_line_item(make_campaign(org), "2.00")
     delivered(li, placement.pk, impressions=3, spend=Decimal("0.000030"))
+    demand(li, placement.pk, "v1", impressions=2, spend=Decimal("0.000020"))
+    demand(li, placement.pk, "vast", impressions=1, spend=Decimal("0.000010"))
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     ts = int(HOUR.timestamp() * 1000) + 60_000
+    doors = ["v1", "vast", "v1"]
     for n, who in enumerate(["farm-pseudonym", "farm-pseudonym", "someone-else"]):
         event = Event(
             t="imp", ts=ts + n, pl=placement.pk, li=li.pk, cp=li.campaign_id, adv=org.pk,
-            cpm=10_000, d=f"d{n}", u=who,
+            cpm=10_000, d=f"d{n}", u=who, dr=doors[n],
         )  # fmt: skip
         redis_client.xadd(keys.events, {"v": encode_events([event])}, id=f"{ts + n}-0")
     StreamWatermark.objects.create(stream=keys.events, last_id=f"{ts + 3_600_000}-0")
@@ -202,6 +232,10 @@ def test_a_pseudonym_refund_moves_only_that_ids_events(db: None, redis_client: R
     assert done is not None
     assert (done.status, done.impressions, done.refunded) == ("done", 2, Decimal("0.00002"))
     assert HourlyRollup.objects.get().impressions == 1
+    # the farm's own doors' rows: someone else's v1 impression stays billed
+    assert sorted(DemandHourly.objects.values_list("door", "impressions", "spend")) == [
+        ("v1", 1, Decimal("0.000010000")), ("vast", 0, Decimal(0)),
+    ]  # fmt: skip
 
 
 def test_a_placement_far_above_its_ctr_norm_is_flagged(db: None) -> None:
