@@ -10,14 +10,23 @@ what serving recorded (the event stream, the reason on each event, the 204s at d
 and the run is rolled up by the real ingestion, whose billed spend is printed beside it:
 
 - human: 1-3 page views each, a browser user agent, a residential address, a click on 3%
-  of views, 250-900 ms after the impression;
+  of views, 400-2,000 ms after the page rendered (2-10 s, scaled like the threshold);
 - data-center: browser user agents from cloud addresses (the shipped starter list);
 - click-farm: a few ids (and one /24) viewing and clicking far faster than people do;
-- fast-click: an impression then a click 0-80 ms later, a fresh id and address each;
-- pixel-stuffing: pages firing many impressions at once for one visitor (hidden slots).
+- fast-click: an impression then a click 0-80 ms after the page rendered (0-400 ms,
+  scaled), a fresh id and address each;
+- pixel-stuffing: pages firing many impressions at once for one visitor, in hidden 1x1
+  frames: the markup's viewability handler reports a 1x1 box.
 
-Times are scaled: the click-timing rule runs with `--min-click-ms` (200 by default) so that
-a run takes seconds, not minutes; everything else uses the product's thresholds. Prints per
+Every visitor's page runs the markup's viewability handler: `measurable` with the box's
+rendered size once the pixel has loaded (300x250, or 1x1 for the stuffers' hidden frames).
+
+Times are scaled by 1/5: the click-timing rule runs with `--min-click-ms` (200 by default,
+the product's 1,000 ms scaled) so that a run takes seconds, not minutes; everything else uses
+the product's thresholds. A visitor's click delay runs from the moment its page rendered,
+with its pixels in flight, not from their answers: a browser never waits for those (an
+earlier version of this script did, so on a loaded machine, where an answer took 130-500 ms
+in process, every 0-80 ms click reached serving over 200 ms after its impression). Prints per
 pattern the events that were invalid by design, how many were caught (recall), per reason
 how many caught events were really invalid (precision), the valid events refused (false
 positives) and the share of billed spend that came from invalid traffic, off and on.
@@ -68,6 +77,7 @@ class Attempt:
 class Run:
     attempts: list[Attempt] = field(default_factory=list)
     seconds: float = 0.0
+    pixel_ms: list[float] = field(default_factory=list)  # each impression pixel's answer
 
 
 def residential_ip(rng: random.Random) -> str:
@@ -82,7 +92,7 @@ class Visitors:
         plan: list[tuple[str, str, str, str, int, float, tuple[int, int], int]] = []
         for n in range(args.humans):
             plan.append(("human", f"h{n}", residential_ip(rng), rng.choice(BROWSERS),
-                         rng.randint(1, 3), 0.03, (250, 900), 1))  # fmt: skip
+                         rng.randint(1, 3), 0.03, (400, 2000), 1))  # fmt: skip
         for n in range(args.humans // 15):
             ip = f"{rng.choice(CLOUD_PREFIXES)}{rng.randrange(0, 255)}.{rng.randrange(1, 254)}"
             plan.append(("datacenter", f"dc{n}", ip, rng.choice(BROWSERS), 2, 0.2, (300, 600), 1))
@@ -121,14 +131,27 @@ async def visit(client: Any, key: str, who: tuple[Any, ...], run: Run, rng: rand
                 run.attempts.append(Attempt(pattern, "clk", refused_at_decision=reason))
             continue
         decisions = answer.json()["decisions"]
-        for d in decisions:
+
+        async def pixel(d: dict[str, Any]) -> None:
+            sent = time.perf_counter()
             await client.get(d["impression_url"], headers=headers)
-            run.attempts.append(Attempt(pattern, "imp", d["id"]))
+            run.pixel_ms.append((time.perf_counter() - sent) * 1000)
+            # The markup's viewability handler, once the pixel has loaded: the box's size,
+            # clipped to its frame (a stuffer's 1x1 hidden frames).
+            size = "w=1&h=1" if pattern == "pixel_stuffing" else "w=300&h=250"
+            beacon = d["impression_url"].replace("/v1/imp/", "/v1/ev/", 1)
+            await client.get(f"{beacon}?e=measurable&{size}", headers=headers)
+
+        # The page renders: its pixels go out and the visitor's delay runs from then, as in a
+        # browser, which never waits for a pixel's answer before a click.
+        pixels = [asyncio.create_task(pixel(d)) for d in decisions]
+        run.attempts += [Attempt(pattern, "imp", d["id"]) for d in decisions]
         if clicks and decisions:
             await asyncio.sleep(rng.uniform(*delay) / 1000)
             d = decisions[0]
             await client.get(d["click_url"], headers=headers)
             run.attempts.append(Attempt(pattern, "clk", d["id"]))
+        await asyncio.gather(*pixels)
 
 
 async def drive(config: Any, key: str, visitors: Visitors, max_seconds: float) -> Run:
@@ -168,6 +191,8 @@ def recorded(client: Any, stream: str, since: str) -> dict[tuple[str, str], str]
             for e in decode_events(fields[b"v"]):
                 if e.t in ("imp", "clk"):
                     found[(e.d, e.t)] = e.iv
+                elif e.t == "ivi":  # a billed impression taken back (pixel stuffing)
+                    found[(e.d, "imp")] = e.iv
         low = "(" + batch[-1][0].decode()
 
 
@@ -224,10 +249,10 @@ def billed_spend(client: Any, stream: str, since: str, run: Run) -> tuple[Decima
             break
         for _, fields in batch:
             for e in decode_events(fields[b"v"]):
-                if e.t in ("imp", "clk") and not e.iv:
-                    total += e.cpm
-                    if pattern_of.get(e.d, "human") != "human":
-                        invalid += e.cpm
+                sign = 1 if e.t in ("imp", "clk") and not e.iv else -1 if e.t == "ivi" else 0
+                total += sign * e.cpm
+                if pattern_of.get(e.d, "human") != "human":
+                    invalid += sign * e.cpm
         low = "(" + batch[-1][0].decode()
     nanos = Decimal(1_000_000_000)
     return Decimal(total) / nanos, Decimal(invalid) / nanos
@@ -253,6 +278,10 @@ def report(name: str, run: Run, verdict: dict[str, Any], spend: tuple[Decimal, D
         print(f"{'reason':<26}{'events':>8}{'precision':>11}")
         for reason, n in verdict["reasons"].most_common():
             print(f"{reason:<26}{n:>8,}{pct(verdict['right'][reason], n):>11}")
+    if run.pixel_ms:
+        ms = sorted(run.pixel_ms)
+        p50, p99 = ms[len(ms) // 2], ms[int(len(ms) * 0.99)]
+        print(f"impression pixel answered in {p50:.0f} ms (median), {p99:.0f} ms (p99)")
     total, wrong = spend
     print(f"billed spend {total:.6f}, of it invalid traffic {wrong:.6f}: {pct(wrong, total)}")
 

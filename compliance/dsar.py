@@ -370,8 +370,8 @@ class SyncTable:
 
 
 class IvtCounters:
-    """Impressions and clicks per pseudonymous id per minute and hour (`serving.ivt.judge`);
-    they expire within about an hour anyway."""
+    """Impressions and clicks per pseudonymous id per minute and hour, and the hold of an id
+    over its limits (its reason; `serving.ivt.judge`); they expire within about an hour."""
 
     name = "ivt_counters"
 
@@ -380,13 +380,15 @@ class IvtCounters:
         for p in job.pseudonyms:
             match = job.keys.ivt_count("u", p, "*", 0, 0).removesuffix("0:0") + "*"
             found.update(job.client.scan_iter(match=match, count=KEY_SCAN_COUNT))
+            if job.client.exists(job.keys.ivt_hold(p)):
+                found.add(job.keys.ivt_hold(p).encode())
         return sorted(found)
 
-    def collect(self, job: Job) -> dict[str, int]:
-        held: dict[str, int] = {}
+    def collect(self, job: Job) -> dict[str, int | str]:
+        held: dict[str, int | str] = {}
         for key in self._keys(job):
-            value: Any = job.client.get(key)
-            held[key.decode()] = int(value or 0)
+            value: Any = job.client.get(key) or b"0"
+            held[key.decode()] = int(value) if value.isdigit() else value.decode()
         return held
 
     def erase(self, job: Job) -> None:
@@ -399,7 +401,7 @@ class OtherKeys:
     """Any other key under our prefix named after a pseudonym: a safety net for new stores."""
 
     name = "other_keys"
-    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:", "conv:", "ivt:u:")
+    handled: ClassVar[tuple[str, ...]] = ("fc:", "sync:", "conv:", "ivt:u:", "ivt:hold:")
 
     def _keys(self, job: Job) -> list[bytes]:
         prefix = job.keys.prefix

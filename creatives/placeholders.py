@@ -20,7 +20,8 @@ VIEWABILITY = "%%VIEWABILITY%%"  # in an attribute handler: VIEWABILITY_ATTR goe
 ALL = (IMP_URL, CLICK_URL, ERROR_URL, EVENT_URL, AD_SERVING_ID, CACHEBUSTER, VIEWABILITY)
 
 # MRC viewability (IAB/MRC Viewable Ad Impression Measurement Guidelines): once the
-# impression pixel has loaded, an IntersectionObserver on the ad's box sends `measurable`,
+# impression pixel has loaded, an IntersectionObserver on the ad's box sends `measurable`
+# with the box's size clipped to its frame's viewport (`w`, `h`: pixel stuffing, serving.ivt),
 # then `viewable` after 50 % of its pixels (30 % for ads of 242,500 px² or more) have been in
 # view for one continuous second. An attribute handler, like the HTML5 watchdog: markup
 # inserted with innerHTML runs no script elements. Its text is the same for every ad (the
@@ -31,8 +32,9 @@ ALL = (IMP_URL, CLICK_URL, ERROR_URL, EVENT_URL, AD_SERVING_ID, CACHEBUSTER, VIE
 VIEWABILITY_HANDLER = (
     "(function(p){var a=p.parentNode,u=p.getAttribute('data-ev'),I=window.IntersectionObserver;"
     "if(!I||!u||p.getAttribute('data-mv'))return;p.setAttribute('data-mv','1');"
-    "new Image().src=u+'?e=measurable';var r=a.getBoundingClientRect(),"
-    "t=r.width*r.height>=242500?.3:.5,h=0,o=new I(function(es){var e=es[es.length-1];"
+    "var r=a.getBoundingClientRect(),M=Math;new Image().src=u+'?e=measurable&w='+"
+    "M.round(M.min(r.width,innerWidth))+'&h='+M.round(M.min(r.height,innerHeight));"
+    "var t=r.width*r.height>=242500?.3:.5,h=0,o=new I(function(es){var e=es[es.length-1];"
     "if(e.isIntersecting&&e.intersectionRatio>=t){h=h||setTimeout(function(){o.disconnect();"
     "new Image().src=u+'?e=viewable'},1000)}else{clearTimeout(h);h=0}},{threshold:[0,t]});"
     "o.observe(a)})(this)"

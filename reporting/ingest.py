@@ -29,6 +29,7 @@ from reporting.demand import (
     write_latency,
 )
 from reporting.ivt.rollup import split_invalid, write_ivt
+from reporting.ivt.unbill import write_invalidations
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -261,6 +262,9 @@ def _ingest_partition(
         write_request_keys(aggregate_request_keys(flat))
         write_demand(aggregate_demand(flat, campaign_currencies(flat)))
         write_latency(aggregate_latency(flat))
+        # Billed impressions serving judged invalid later (pixel stuffing), after the rows
+        # this batch may have added them to.
+        write_invalidations(flat)
         result.rows += len(totals)
         result.refused += refused
 

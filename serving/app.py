@@ -253,8 +253,9 @@ class ServingApp:
         self.ivt = IvtState.from_file(config.ivt_rules, config.ivt_datacenter_file)
         self._client_ip_header = config.client_ip_header.encode()
         self.screen = EventScreen(
-            self.ivt, self.keys, lambda ua: self.enricher.lookup_ua(ua).is_crawler, self._client_ip
-        )
+            self.ivt, self.keys, lambda ua: self.enricher.lookup_ua(ua).is_crawler,
+            self._client_ip, config.token_ttl + 3600,
+        )  # fmt: skip
 
     @classmethod
     def from_settings(cls) -> "ServingApp":
@@ -956,7 +957,9 @@ class ServingApp:
                 li=token.line_item_id, cp=token.campaign_id, adv=token.advertiser_id,
                 cr=token.creative_id, d=token.decision_id, r=detail, dr=token.door,
             )  # fmt: skip
-            if kind == "evt":
+            if kind == "evt" and self.screen.stuffed(token, detail, query):
+                self.screen.take_back(self.sink, self.store, token, event)
+            elif kind == "evt":
                 record_event(self.sink, self.keys, event, self.config.token_ttl + 3600)
             else:
                 self.sink.emit([event])
@@ -1054,7 +1057,7 @@ class ServingApp:
         )
         if token.test:  # recorded (once) for the test counts, never charged
             cost = pending = 0
-        judge = self.screen.judgement(token, kind, reason, network, now)
+        judge = self.screen.judgement(token, kind, reason, network)
         try:
             judged = await self.store.spend.record_billable(
                 self.sink,

@@ -188,6 +188,10 @@ class RedisKeys:
         window (`serving.ivt.judge`); expires with it. Never a raw id or full address."""
         return f"{self.prefix}ivt:{subject}:{name}:{kind}:{window}:{bucket}"
 
+    def ivt_hold(self, user: str) -> str:
+        """A pseudonymous id held invalid after passing a limit (its reason; expiring)."""
+        return f"{self.prefix}ivt:hold:{user}"
+
     @property
     def ivt_rules(self) -> str:
         """The invalid-traffic thresholds ad ops saved in admin (JSON), for serving."""

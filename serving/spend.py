@@ -143,13 +143,16 @@ return charge(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
 
 # An impression or a click, once per decision, judged by the behavioural rules
 # (`serving.ivt.judge`). KEYS: dedupe key, stream, day hash, lifetime hash, exhausted set,
-# the decision's impression mark (a click's; its own dedupe key for an impression), then one
-# counter key per rate rule. ARGV: dedupe ttl, encoded events (`"iv":""` in them is where a
-# reason goes), line item, campaign, cost to charge, clicks, pending field to clear ('' for
-# none), pending amount, the four budgets and the ttl as for CHARGE, then the reason judged in
-# process ('' for none), now (epoch ms), the shortest click delay (ms; 0: off), and per
-# counter its window (s) and limit and the reason it gives. Returns 0 for a repeat, {1,
-# spend, flags} when billed, {2, 0, 0, reason} when judged invalid (recorded, not billed).
+# the decision's impression mark (a click's; its own dedupe key for an impression), the
+# pseudonym's hold (its dedupe key again when there is none), then one counter key per rate
+# rule. ARGV: dedupe ttl, encoded events (`"iv":""` in them is where a reason goes), line
+# item, campaign, cost to charge, clicks, pending field to clear ('' for none), pending
+# amount, the four budgets and the ttl as for CHARGE, then the reason judged in process (''
+# for none), now (epoch ms), the shortest click delay (ms; 0: off), how long a pseudonym over
+# a limit stays invalid (s; 0: no hold key given), and per counter its window (s), its limit,
+# the reason it gives and whether passing it holds the pseudonym ('1'). Returns 0 for a
+# repeat, {1, spend, flags} when billed, {2, 0, 0, reason} when judged invalid (recorded,
+# not billed).
 RECORD_BILLABLE = (
     _CHARGE_FN
     + """
@@ -157,14 +160,23 @@ if not redis.call('SET', KEYS[1], ARGV[15], 'NX', 'EX', tonumber(ARGV[1])) then
   return 0
 end
 local reason = ARGV[14]
-for n = 7, #KEYS do
-  local a = 17 + (n - 7) * 3
+local hold = tonumber(ARGV[17])
+if reason == '' and hold > 0 then
+  reason = redis.call('GET', KEYS[7]) or ''
+end
+for n = 8, #KEYS do
+  local a = 18 + (n - 8) * 4
   local count = redis.call('INCR', KEYS[n])
   if count == 1 then
     redis.call('EXPIRE', KEYS[n], ARGV[a])
   end
-  if reason == '' and count > tonumber(ARGV[a + 1]) then
-    reason = ARGV[a + 2]
+  if count > tonumber(ARGV[a + 1]) then
+    if reason == '' then
+      reason = ARGV[a + 2]
+    end
+    if hold > 0 and ARGV[a + 3] == '1' then
+      redis.call('SET', KEYS[7], ARGV[a + 2], 'EX', hold)
+    end
   end
 end
 local clicks = tonumber(ARGV[6])
@@ -172,11 +184,13 @@ if clicks > 0 and reason == '' and ARGV[16] ~= '0' then
   local shown = redis.call('GET', KEYS[6])
   if not shown then
     reason = 'click_without_impression'
-  elseif tonumber(ARGV[15]) - tonumber(shown) < tonumber(ARGV[16]) then
+  elseif tonumber(ARGV[15]) - tonumber(string.match(shown, '%d+')) < tonumber(ARGV[16]) then
     reason = 'fast_click'
   end
 end
 if reason ~= '' then
+  -- Marked invalid ("i"), so that a later judgement (pixel stuffing) does not take it back.
+  redis.call('SET', KEYS[1], ARGV[15] .. 'i', 'KEEPTTL')
   local ev = string.gsub(ARGV[2], '"iv":""', '"iv":"' .. reason .. '"', 1)
   redis.call('XADD', KEYS[2], '*', 'v', ev)
   -- Not billed: the win's charge (still pending) leaves the counters, as a release does.
@@ -350,6 +364,7 @@ class SpendRecorder:
             self.keys.lifetime_spend(c),
             self.keys.exhausted(day),
             judge.impression_key or dedupe_key,
+            judge.hold_key or dedupe_key,
             *judge.counter_keys,
         )
         clicks = 1 if event.t == "clk" else 0
@@ -357,7 +372,8 @@ class SpendRecorder:
         args = (
             dedupe_ttl, encode_events([event]), li_id, c, cost, clicks, pend, pending,
             *self._budgets(li, c), DAY_TTL_SECONDS,
-            judge.reason, judge.now_ms, judge.min_click_ms, *judge.counter_args,
+            judge.reason, judge.now_ms, judge.min_click_ms,
+            judge.hold_seconds if judge.hold_key else 0, *judge.counter_args,
         )  # fmt: skip
         result = await sink.run_script(self._billable, keys, args)
         if not result:
@@ -367,6 +383,13 @@ class SpendRecorder:
             return reason.decode() if isinstance(reason, bytes) else str(reason)
         self._apply_flags(day, c, li_id, int(result[2]))
         return ""
+
+    def counter_keys(self, line_item_id: int, campaign_id: int, issued_at: int) -> tuple[str, str]:
+        """(day hash, lifetime hash) a decision's spend was charged to."""
+        index = self.store.index
+        li = index.line_items.get(line_item_id) if index is not None else None
+        day = local_day(clock.of_wall(issued_at), self._zone(li, campaign_id))
+        return self.keys.spend(day, campaign_id), self.keys.lifetime_spend(campaign_id)
 
     def _apply_flags(self, day: str, campaign_id: int, line_item_id: int, flags: int) -> None:
         if flags & CAMPAIGN_SPENT:

@@ -19,6 +19,7 @@ class IvtReason(models.TextChoices):
     IP_RATE = "ip_rate", "Address over its rate"
     NETWORK_CHANGED = "network_changed", "Impression from another network (flag)"
     CTR_OUTLIER = "ctr_outlier", "Placement CTR far above its norm (flag)"
+    PIXEL_STUFFING = "pixel_stuffing", "Impression measured in a box too small to be seen"
     REFUND = "refund", "Refunded by staff"
 
 
@@ -85,6 +86,8 @@ class IvtThresholds(models.Model):
     id_imps_per_hour = models.PositiveIntegerField()
     id_clicks_per_minute = models.PositiveIntegerField()
     id_clicks_per_hour = models.PositiveIntegerField()
+    id_hold_seconds = models.PositiveIntegerField(default=3600)
+    min_render_px = models.PositiveIntegerField(default=10)
     ip_imps_per_minute = models.PositiveIntegerField()
     ip_imps_per_hour = models.PositiveIntegerField()
     ip_clicks_per_minute = models.PositiveIntegerField()

@@ -17,14 +17,12 @@ a retried job finds it done and moves nothing twice.
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
@@ -32,9 +30,9 @@ from redis import Redis
 from campaigns.audit import record
 from campaigns.models import Advertiser, AuditAction, Campaign
 from reporting.ivt.models import IvtReason, IvtRefund, RefundScope, RefundStatus
-from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt
-from reporting.measurement.sources import midnight, rolled_until
-from reporting.models import DemandDaily, DemandHourly, HourlyRollup, StreamWatermark
+from reporting.ivt.rollup import NANOS
+from reporting.ivt.unbill import Bucket, Moved, count, take_back
+from reporting.models import HourlyRollup, StreamWatermark
 from serving.events import decode_events
 from serving.keys import RedisKeys, local_day
 from serving.spend import DAY_TTL_SECONDS
@@ -46,20 +44,6 @@ SCAN_BATCH = 2000
 
 class NotRolledUpYet(Exception):
     """The window is not all rolled up: the refund waits (its task retries)."""
-
-
-@dataclass(slots=True)
-class Moved:
-    campaign_id: int
-    advertiser_id: int
-    impressions: int = 0
-    clicks: int = 0
-    spend: Decimal = Decimal(0)
-    # A pseudonym's events per door, for the demand rollup's rows (empty: every door's row).
-    doors: dict[str, list[Any]] = field(default_factory=dict)
-
-
-Bucket = tuple[datetime, int, int]  # hour, placement, line item
 
 
 def _hour_floor(t: datetime) -> datetime:
@@ -108,78 +92,8 @@ def _pseudonym_buckets(refund: IvtRefund, client: Redis, keys: RedisKeys) -> dic
         if e.t not in ("imp", "clk") or e.u != refund.pseudonym or e.iv or e.tt or not e.li:
             continue
         hour = datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC)
-        moved = buckets.setdefault((hour, e.pl, e.li), Moved(e.cp, e.adv))
-        door = moved.doors.setdefault(e.dr[:8], [0, 0, Decimal(0)])
-        n = 0 if e.t == "imp" else 1
-        if e.t == "imp":
-            moved.impressions += 1
-        else:
-            moved.clicks += 1
-        door[n] += 1
-        moved.spend += Decimal(e.cpm) / NANOS
-        door[2] += Decimal(e.cpm) / NANOS
+        count(buckets.setdefault((hour, e.pl, e.li), Moved(e.cp, e.adv)), e)
     return buckets
-
-
-def _take(bucket: Bucket, wanted: Moved) -> Moved:
-    """Move up to `wanted` out of the bucket's delivery row; what was moved."""
-    hour, placement_id, line_item_id = bucket
-    row = (
-        HourlyRollup.objects.select_for_update()
-        .filter(hour=hour, placement_id=placement_id, line_item_id=line_item_id)
-        .first()
-    )
-    if row is None:
-        return Moved(wanted.campaign_id, wanted.advertiser_id)
-    moved = Moved(
-        row.campaign_id,
-        row.advertiser_id,
-        min(row.impressions, wanted.impressions),
-        min(row.clicks, wanted.clicks),
-        min(row.spend, wanted.spend),
-    )
-    HourlyRollup.objects.filter(pk=row.pk).update(
-        impressions=F("impressions") - moved.impressions,
-        clicks=F("clicks") - moved.clicks,
-        spend=F("spend") - moved.spend,
-    )
-    counts = IvtCounts(
-        campaign_id=row.campaign_id,
-        advertiser_id=row.advertiser_id,
-        impressions=moved.impressions,
-        clicks=moved.clicks,
-        withheld_nanos=int(moved.spend * NANOS),
-    )
-    add_ivt((hour, placement_id, line_item_id, IvtReason.REFUND), counts)
-    _take_demand(bucket, moved, wanted.doors)
-    return moved
-
-
-def _take_demand(bucket: Bucket, moved: Moved, doors: dict[str, list[Any]]) -> None:
-    """Move the same out of the demand rollup (our line items' rows: buyer 0), its hour and,
-    once that day is rolled up, its day, so that the measurement reports agree."""
-    hour, placement_id, line_item_id = bucket
-    at = {"placement_id": placement_id, "line_item_id": line_item_id, "buyer_id": 0}
-    tables: list[tuple[Any, dict[str, Any]]] = [(DemandHourly, {"hour": hour})]
-    done = rolled_until()
-    if done is not None and hour < done:
-        tables.append((DemandDaily, {"day": midnight(hour)}))
-    for model, when in tables:
-        rows = list(model.objects.select_for_update().filter(**when, **at).order_by("pk"))
-        # Per door as the pseudonym's events say, then whatever is left from any door's row.
-        left = [moved.impressions, moved.clicks, moved.spend]
-        for row in sorted(rows, key=lambda r: r.door not in doors):
-            wants = doors.get(row.door, left) if doors else left
-            take = [min(row.impressions, wants[0], left[0]), min(row.clicks, wants[1], left[1]),
-                    min(row.spend, wants[2], left[2])]  # fmt: skip
-            if not any(take):
-                continue
-            left = [have - took for have, took in zip(left, take, strict=True)]
-            model.objects.filter(pk=row.pk).update(
-                impressions=F("impressions") - take[0],
-                clicks=F("clicks") - take[1],
-                spend=F("spend") - take[2],
-            )
 
 
 def _reconcile_spend(client: Redis, keys: RedisKeys, moved: dict[Bucket, Moved]) -> None:
@@ -214,7 +128,7 @@ def refund(refund_id: int) -> IvtRefund | None:
             wanted = _placement_buckets(row)
         else:
             wanted = _pseudonym_buckets(row, client, keys)
-        moved = {bucket: _take(bucket, w) for bucket, w in wanted.items()}
+        moved = {bucket: take_back(bucket, w, IvtReason.REFUND) for bucket, w in wanted.items()}
         per_advertiser: dict[int, list[int | str]] = defaultdict(lambda: [0, 0, "0"])
         for m in moved.values():
             totals = per_advertiser[m.advertiser_id]

@@ -35,7 +35,7 @@ class IvtCounts:
     withheld_nanos: int = 0
 
 
-def _hour(ts_ms: int) -> datetime:
+def hour_of(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
 
 
@@ -47,7 +47,7 @@ def split_invalid(entries: list[Entry]) -> tuple[list[Entry], dict[IvtKey, IvtCo
         keep = []
         for e in events:
             if e.t in JUDGED_KINDS and (e.iv or e.fl):
-                row = counts[(_hour(e.ts), e.pl, e.li, e.iv or e.fl)]
+                row = counts[(hour_of(e.ts), e.pl, e.li, e.iv or e.fl)]
                 row.campaign_id, row.advertiser_id = e.cp, e.adv
                 if e.iv:
                     if e.t == "imp":

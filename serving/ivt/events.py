@@ -8,13 +8,14 @@ count) live here, so that the rules are read in one place.
 """
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
-from serving.events import EventSink
+from serving.events import Event, EventSink
 from serving.http import Scope, header
 from serving.index import Index
 from serving.ivt.judge import (
@@ -27,7 +28,9 @@ from serving.ivt.judge import (
     is_prefetch,
     judgement,
 )
+from serving.ivt.stuffing import is_stuffed, record_stuffed, rendered_size
 from serving.keys import RedisKeys
+from serving.store import SnapshotStore
 from serving.targeting import cap_fields
 from serving.tokens import TokenKind, TrackingToken
 
@@ -43,11 +46,13 @@ class EventScreen:
         keys: RedisKeys,
         is_crawler: Callable[[str], bool],
         client_ip: Callable[[Scope], str | None],
+        mark_ttl: int,
     ) -> None:
         self.state = state
         self.keys = keys
         self._is_crawler = is_crawler
         self._client_ip = client_ip
+        self._mark_ttl = mark_ttl  # the tracking doors' once-per-decision marks
 
     async def refresh(self, redis: Redis) -> None:
         """The thresholds and data-center list published in Redis (admin, refresh job)."""
@@ -83,12 +88,14 @@ class EventScreen:
         return ""
 
     def judgement(
-        self, token: TrackingToken, kind: TokenKind, reason: str, network: str, now: float
+        self, token: TrackingToken, kind: TokenKind, reason: str, network: str
     ) -> Judgement:
         """What the recording Lua call judges the event by: its counters and limits."""
+        # The wall clock, not the spend clock: a click's delay is the visitor's own time and
+        # the rate windows are real minutes, whatever day the pacing simulator replays.
         return judgement(
             self.state.rules, self.keys, kind, token.decision_id,
-            reason=reason, user=token.u, network=network, now=now,
+            reason=reason, user=token.u, network=network, now=time.time(),
         )  # fmt: skip
 
     def uncount_frequency(self, sink: EventSink, index: Index | None, token: TrackingToken) -> None:
@@ -100,3 +107,21 @@ class EventScreen:
         key = self.keys.frequency(token.u)
         for name, _limit, _ttl in cap_fields(li, float(token.issued_at)):
             sink.call("HINCRBY", key, name, -1)
+
+    def stuffed(self, token: TrackingToken, name: str, query: Mapping[str, str]) -> bool:
+        """A `measurable` beacon of our own billed line item's impression reporting a box too
+        small to be seen (`serving.ivt.stuffing`)."""
+        rules = self.state.rules
+        if name != "measurable" or not rules.enabled or not token.campaign_id or token.test:
+            return False
+        return is_stuffed(rendered_size(query.get("w"), query.get("h")), rules.min_render_px)
+
+    def take_back(
+        self, sink: EventSink, store: SnapshotStore, token: TrackingToken, beacon: Event
+    ) -> None:
+        """Record the beacon and take its impression back (spend, counts, frequency)."""
+        counters = store.spend.counter_keys(token.line_item_id, token.campaign_id, token.issued_at)
+        record_stuffed(
+            sink, self.keys, token, beacon, counters, self._mark_ttl,
+            lambda: self.uncount_frequency(sink, store.index, token),
+        )  # fmt: skip

@@ -39,7 +39,11 @@ CLICK_WITHOUT_IMPRESSION = "click_without_impression"
 ID_RATE = "id_rate"  # a pseudonymous id over its impressions or clicks per minute or hour
 IP_RATE = "ip_rate"  # a truncated address over its impressions or clicks per minute or hour
 NETWORK_CHANGED = "network_changed"  # a flag: the impression's /24 is not the decision's
-REASONS = (CRAWLER, DATACENTER, PREFETCH, FAST_CLICK, CLICK_WITHOUT_IMPRESSION, ID_RATE, IP_RATE)
+PIXEL_STUFFING = "pixel_stuffing"  # measured in a box too small to be seen (after the fact)
+REASONS = (
+    CRAWLER, DATACENTER, PREFETCH, FAST_CLICK, CLICK_WITHOUT_IMPRESSION, ID_RATE, IP_RATE,
+    PIXEL_STUFFING,
+)  # fmt: skip
 
 # User agents of link scanners (mail and chat previews, security gateways) that follow
 # links: their clicks are never counted. Lower case, substrings.
@@ -62,8 +66,17 @@ class IvtRules:
     min_click_ms: int = 1000
     id_imps_per_minute: int = 30
     id_imps_per_hour: int = 600
-    id_clicks_per_minute: int = 5
-    id_clicks_per_hour: int = 30
+    # People click few ads: four in a minute, or more than twenty in an hour, from one id is
+    # a script or a farm (the first limits were 5 and 30: a farm's first clicks passed).
+    id_clicks_per_minute: int = 3
+    id_clicks_per_hour: int = 20
+    # A pseudonym over any of its limits stays invalid this long (0: only while over), so a
+    # farm is not billed again each time a minute's counter starts from zero. Never an
+    # address: a /24 is shared, and its other users count again once it is under its limits.
+    id_hold_seconds: int = 3600
+    # Pixel stuffing (`serving.ivt.stuffing`): a measured ad box narrower or shorter than
+    # this (CSS pixels, clipped to its frame) was never shown; the smallest IAB unit is 88x31.
+    min_render_px: int = 10
     # A /24 is shared (offices, mobile carriers' NAT): its limits are far higher.
     ip_imps_per_minute: int = 600
     ip_imps_per_hour: int = 12_000
@@ -132,8 +145,11 @@ class Judgement:
     now_ms: int = 0
     min_click_ms: int = 0  # 0: the click-timing rules are off
     impression_key: str = ""  # a click's: its decision's impression mark
+    hold_key: str = ""  # the pseudonym's hold (`IvtRules.id_hold_seconds`); "" for none
+    hold_seconds: int = 0
     counter_keys: tuple[str, ...] = ()
-    counter_args: tuple[int | str, ...] = ()  # per counter: expiry, limit, reason
+    # Per counter: expiry, limit, reason, and "1" when passing it holds the pseudonym.
+    counter_args: tuple[int | str, ...] = ()
 
 
 NOT_JUDGED = Judgement()
@@ -161,12 +177,15 @@ def judgement(
             bucket = int(now) // window
             counter_keys.append(keys.ivt_count(subject, value, kind, window, bucket))
             # Kept a minute past its window, for clock skew between processes.
-            counter_args += [window + MINUTE, limit, name]
+            counter_args += [window + MINUTE, limit, name, "1" if subject == "u" else "0"]
+    hold = rules.id_hold_seconds if user else 0
     return Judgement(
         reason=reason,
         now_ms=int(now * 1000),
         min_click_ms=rules.min_click_ms if kind == "clk" else 0,
         impression_key=keys.seen("imp", decision_id) if kind == "clk" else "",
+        hold_key=keys.ivt_hold(user) if hold else "",
+        hold_seconds=hold,
         counter_keys=tuple(counter_keys),
         counter_args=tuple(counter_args),
     )

@@ -174,8 +174,9 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     # Ingestion has rolled up the first three entries; the rest are still to come.
     StreamWatermark.objects.create(stream=keys().events, last_id=ids["anon"])
     redis_client.set(f"{settings.REDIS_KEY_PREFIX}experiment:{me}", "1")  # some future store
-    for who in (me, other):  # invalid-traffic counters (serving.ivt.judge)
+    for who in (me, other):  # invalid-traffic counters and holds (serving.ivt.judge)
         redis_client.set(keys().ivt_count("u", who, "imp", 60, 29_000_000), 3, ex=120)
+        redis_client.set(keys().ivt_hold(who), "id_rate", ex=3600)
     request = file(RequestKind.ERASURE)
 
     assert run_request(request.pk) == "done"
@@ -195,6 +196,8 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     assert not redis_client.exists(f"{settings.REDIS_KEY_PREFIX}experiment:{me}")
     assert not redis_client.exists(keys().ivt_count("u", me, "imp", 60, 29_000_000))
     assert redis_client.exists(keys().ivt_count("u", other, "imp", 60, 29_000_000))
+    assert not redis_client.exists(keys().ivt_hold(me))
+    assert redis_client.exists(keys().ivt_hold(other))
     request.refresh_from_db()
     assert request.counts == {
         "entries_deleted": 1,
@@ -202,7 +205,7 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
         "entries_replaced": 1,
         "events_anonymised": 1,
         "frequency_caps": 1,
-        "ivt_counters": 1,
+        "ivt_counters": 2,
         "other_keys": 1,
     }
     assert (request.status, request.export, request.finished_at is not None) == ("done", "", True)

@@ -17,7 +17,7 @@ from campaigns.models import LineItem, PriorityTier
 from campaigns.snapshot import publish_snapshot
 from reporting.ingest import ingest_events
 from reporting.ivt.models import IvtHourly
-from reporting.models import HourlyRollup
+from reporting.models import DemandHourly, HourlyRollup
 from serving.app import ServingApp
 from serving.ivt.judge import IvtRules
 from serving.keys import RedisKeys
@@ -265,3 +265,121 @@ def test_filtering_off_bills_everything(book: dict[str, Any], redis_client: Redi
 
     assert with_client(scenario, cfg(enabled=False)) == 200
     assert spend(redis_client, book["campaign"].pk) == {"s": 10_000, "i": 1}
+
+
+def test_a_pseudonym_over_its_limit_stays_invalid_when_the_next_minute_starts(
+    book: dict[str, Any], redis_client: Redis
+) -> None:
+    def new_minute() -> None:  # what the next minute looks like to the rate counters
+        prefix = settings.REDIS_KEY_PREFIX
+        for key in redis_client.scan_iter(f"{prefix}ivt:u:*:60:*"):
+            redis_client.delete(key)
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> None:
+        for _ in range(3):  # the third is over its 2 a minute
+            d = await fill(client, book["key"], user="farm-1")
+            await client.get(d["impression_url"], headers=HUMAN)
+        new_minute()
+        held = await fill(client, book["key"], user="farm-1")
+        await client.get(held["impression_url"], headers=HUMAN)
+        other = await fill(client, book["key"], user="reader-2")  # same /24, another id
+        await client.get(other["impression_url"], headers=HUMAN)
+
+    with_client(scenario, cfg(id_imps_per_minute=2))
+    ingest_events()
+    # Billed: the farm's first two and the other reader's; the held one is id_rate too.
+    assert HourlyRollup.objects.get(line_item_id=book["cpm"].pk).impressions == 3
+    assert ivt_rows() == [("id_rate", 2, 0, 0, 0, "0.000020000")]
+    assert spend(redis_client, book["campaign"].pk)["i"] == 3
+
+
+def test_without_a_hold_a_pseudonym_counts_again_under_its_limits(
+    book: dict[str, Any], redis_client: Redis
+) -> None:
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> None:
+        for _ in range(3):
+            d = await fill(client, book["key"], user="farm-1")
+            await client.get(d["impression_url"], headers=HUMAN)
+        for key in redis_client.scan_iter(f"{settings.REDIS_KEY_PREFIX}ivt:u:*:60:*"):
+            redis_client.delete(key)
+        d = await fill(client, book["key"], user="farm-1")
+        await client.get(d["impression_url"], headers=HUMAN)
+
+    with_client(scenario, cfg(id_imps_per_minute=2, id_hold_seconds=0))
+    ingest_events()
+    assert HourlyRollup.objects.get(line_item_id=book["cpm"].pk).impressions == 3
+    assert ivt_rows() == [("id_rate", 1, 0, 0, 0, "0.000010000")]
+
+
+def test_an_impression_measured_in_a_box_too_small_to_see_is_taken_back(
+    book: dict[str, Any], redis_client: Redis
+) -> None:
+    services.update_line_item(book["cpm"], frequency_caps=[{"count": 5, "period": "day"}])
+    publish_snapshot()
+
+    def beacon(d: dict[str, Any], size: str) -> str:
+        w, h = size.split("x")
+        return d["impression_url"].replace("/v1/imp/", "/v1/ev/") + f"?e=measurable&w={w}&h={h}"
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> list[int]:
+        shown = await fill(client, book["key"], user="reader-1")
+        await client.get(shown["impression_url"], headers=HUMAN)
+        stuffed = await fill(client, book["key"], user="reader-2")
+        await client.get(stuffed["impression_url"], headers=HUMAN)
+        answers = [
+            (await client.get(beacon(shown, "300x250"), headers=HUMAN)).status_code,
+            # a hidden 1x1 frame: the box is clipped to the frame's viewport
+            (await client.get(beacon(stuffed, "1x1"), headers=HUMAN)).status_code,
+            (await client.get(beacon(stuffed, "0x0"), headers=HUMAN)).status_code,  # a repeat
+        ]
+        await app.sink.drain()  # the take-back's reply, then the frequency count it undoes
+        await app.sink.drain()
+        return answers
+
+    assert with_client(scenario, cfg()) == [200, 200, 200]
+    # The stuffed impression's spend and pacing credit leave the counters; one stays billed.
+    assert spend(redis_client, book["campaign"].pk) == {"s": 10_000, "i": 1}
+    caps = {
+        k.decode(): {int(v) for v in redis_client.hgetall(k).values()}
+        for k in redis_client.scan_iter(f"{settings.REDIS_KEY_PREFIX}fc:*")
+    }
+    assert sorted(caps.values(), key=sorted) == [{0}, {1}]
+    ingest_events()
+    row = HourlyRollup.objects.get(line_item_id=book["cpm"].pk)
+    assert (row.impressions, str(row.spend)) == (1, "0.000010000")
+    assert ivt_rows() == [("pixel_stuffing", 1, 0, 0, 0, "0.000010000")]
+    demand = DemandHourly.objects.get(line_item_id=book["cpm"].pk)
+    assert (demand.impressions, str(demand.spend), demand.measurable) == (1, "0.000010000", 2)
+
+
+def test_an_invalid_impression_is_not_taken_back_twice(
+    book: dict[str, Any], redis_client: Redis
+) -> None:
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> None:
+        d = await fill(client, book["key"])
+        await client.get(d["impression_url"], headers={**HUMAN, "x-real-ip": AWS_IP})
+        url = d["impression_url"].replace("/v1/imp/", "/v1/ev/") + "?e=measurable&w=1&h=1"
+        await client.get(url, headers=HUMAN)
+        await app.sink.drain()
+
+    with_client(scenario, cfg())
+    assert spend(redis_client, book["campaign"].pk) == {"s": 0, "i": 0}
+    ingest_events()
+    assert ivt_rows() == [("datacenter", 1, 0, 0, 0, "0.000010000")]
+
+
+def test_a_measured_size_is_not_judged_with_filtering_off(
+    book: dict[str, Any], redis_client: Redis
+) -> None:
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> None:
+        d = await fill(client, book["key"])
+        await client.get(d["impression_url"], headers=HUMAN)
+        url = d["impression_url"].replace("/v1/imp/", "/v1/ev/") + "?e=measurable&w=1&h=1"
+        await client.get(url, headers=HUMAN)
+        await app.sink.drain()
+
+    with_client(scenario, cfg(enabled=False))
+    assert spend(redis_client, book["campaign"].pk) == {"s": 10_000, "i": 1}
+    ingest_events()
+    assert HourlyRollup.objects.get(line_item_id=book["cpm"].pk).impressions == 1
+    assert ivt_rows() == []

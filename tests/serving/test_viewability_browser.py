@@ -136,5 +136,9 @@ def test_served_markup_reports_one_viewable_impression_after_a_second_in_view(
     viewable_beacons = [t for t, u in beacons if "e=viewable" in u]
     assert len(viewable_beacons) == 1
     assert viewable_beacons[0] - shown_at >= 1.0
-    assert [u.rsplit("?", 1)[1] for _, u in beacons] == ["e=measurable", "e=viewable"]
+    width, height = size.split("x")
+    assert [u.rsplit("?", 1)[1] for _, u in beacons] == [
+        f"e=measurable&w={width}&h={height}",  # the box's rendered size: not stuffed
+        "e=viewable",
+    ]
     assert recorded(redis, decision["id"]) == ["measurable", "viewable"]
