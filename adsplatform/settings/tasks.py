@@ -49,6 +49,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Two beats may run at once (a standby host): each periodic task is sent once per period,
+# by whichever claims the period's slot in Redis first (adsplatform/beat.py).
+CELERY_BEAT_SCHEDULER = "adsplatform.beat:TickLockScheduler"
 CELERY_BEAT_SCHEDULE = {
     # The snapshot is republished after every committed change; the beat is the safety net
     # that repairs a lost publish (a worker that died between commit and publish).
