@@ -177,8 +177,8 @@ class AssignmentInline(admin.TabularInline):
 
 @admin.register(LineItem)
 class LineItemAdmin(ArchivedNotDeleted, AuditedAdmin):
-    list_display = ["name", "campaign", "status", "bid_type", "bid", "sizes"]
-    list_filter = ["status", "bid_type", "campaign__advertiser"]
+    list_display = ["name", "campaign", "status", "bid_type", "bid", "creative_rotation", "sizes"]
+    list_filter = ["status", "bid_type", "creative_rotation", "campaign__advertiser"]
     search_fields = ["name", "campaign__name"]
     autocomplete_fields = ["campaign"]
     filter_horizontal = ["placements", "deals"]

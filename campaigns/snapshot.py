@@ -24,6 +24,7 @@ from campaigns.models import (
     LineItemStatus,
     Placement,
 )
+from campaigns.snapshot_learning import LazyStats, with_learning
 from compliance.gvl_store import current_gvl
 from creatives.snapshot import creative_snap, servable_creatives
 from reporting.models import ModelVersion
@@ -198,6 +199,8 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
         .prefetch_related(Prefetch("line_items", queryset=serving_line_items))
         .order_by("id")
     )
+    model = live_ctr_model()
+    stats = LazyStats(now)
     line_items: list[LineItemSnap] = []
     campaign_snaps: list[CampaignSnap] = []
     creatives: dict[int, CreativeSnap] = {}
@@ -226,6 +229,13 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
             if not shown:
                 continue  # nothing to show: not a candidate
             snap_li = _line_item_snap(li, campaign, shown, rate)
+            slots = [
+                creatives[a.creative_id].size
+                if creatives[a.creative_id].format == "banner"
+                else creatives[a.creative_id].format
+                for a in shown
+            ]
+            snap_li = with_learning(snap_li, li, campaign, rate, model, stats, slots)
             if unpriced and snap_li.deal_ids:
                 # A deal we cannot price is not offered; a deal-only line item left without
                 # any deal does not serve at all (it would otherwise enter the open auction).
@@ -261,7 +271,7 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
             .filter(user__is_staff=True, user__is_active=True)
             .values_list("key_hash", flat=True)
         ),
-        ctr_model=live_ctr_model(),
+        ctr_model=model,
     )
 
 

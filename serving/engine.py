@@ -27,6 +27,7 @@ from serving.buyers import ExternalBid, LostBid
 from serving.context import AdContext, Imp, VideoSpec
 from serving.index import Candidate, Index, slot_keys
 from serving.openrtb.codes import LOSS_BELOW_DEAL_FLOOR, LOSS_BELOW_FLOOR, LOSS_NOT_IN_DEAL
+from serving.scoring import RequestScores, model_ecpm, scored
 from serving.snapshot import PRICE_TIER, CreativeSnap, LineItemSnap, PlacementSnap
 from serving.targeting import (
     CREATIVE_BLOCKED,
@@ -62,8 +63,11 @@ class Decision:
     # Every other bid in the auction with its OpenRTB loss reason (for loss notices).
     losses: tuple[tuple[Bid, int], ...] = ()
     score: Decimal = Decimal(0)  # the winner's eCPM, what it ranked by
-    # The chosen creative's probability under weighted rotation (telemetry, off-policy).
+    # The chosen creative's probability under the line item's rotation (telemetry,
+    # off-policy evaluation): its weight over the sum of the eligible creatives' weights.
     propensity: float = 1.0
+    # The pCTR the live model priced our line item with (None: not scored, the prior held).
+    pctr: float | None = None
 
 
 @dataclass(slots=True)
@@ -135,6 +139,8 @@ class _Scan:
     bids: list[Bid] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)  # explain only
+    # explain only: line item -> (eCPM, its pCTR, pCTR per creative) where the model scored.
+    pctrs: dict[int, tuple[Decimal, float, dict[int, float]]] = field(default_factory=dict)
 
 
 def _scan(
@@ -144,6 +150,7 @@ def _scan(
     index: Index,
     floor: Decimal,
     exhaustive: bool,
+    scores: RequestScores | None = None,
 ) -> _Scan:
     out = _Scan()
     seen: set[int] = set()
@@ -167,15 +174,28 @@ def _scan(
         reason = reject_reason(c, imp, st)
         deal = None
         ecpm = c.ecpm
-        if reason is None:
-            deal = _deal_for(li, imp, index) if li.deal_ids else None
-            ecpm = effective_ecpm(c, st)
-            if ecpm < (deal.floor if deal else floor):
-                reason = BELOW_FLOOR
         creatives: tuple[CreativeSnap, ...] = ()
         weights: tuple[int, ...] = ()
+        pctr: float | None = None
         if reason is None:
-            creatives, weights = allowed_creatives(c, imp, st.ctx)
+            deal = _deal_for(li, imp, index) if li.deal_ids else None
+            if scores is not None and scored(li):
+                # The model prices it from the creatives this imp may show.
+                creatives, weights = allowed_creatives(c, imp, st.ctx)
+                if creatives:
+                    ecpm, pctr = model_ecpm(c, creatives, weights, scores)
+                    if exhaustive:
+                        pctrs = scores.pctrs(c, creatives)
+                        by_creative = {cr.id: p for cr, p in zip(creatives, pctrs, strict=True)}
+                        out.pctrs[li.id] = (ecpm, pctr, by_creative)
+                ecpm = effective_ecpm(c, st, ecpm)
+            else:
+                ecpm = effective_ecpm(c, st)
+            if ecpm < (deal.floor if deal else floor):
+                reason = BELOW_FLOOR
+        if reason is None:
+            if pctr is None:
+                creatives, weights = allowed_creatives(c, imp, st.ctx)
             if creatives and deal is None and imp.video and imp.video.mincpmpersec:
                 creatives, weights = _per_second_floor(creatives, weights, imp.video, floor, ecpm)
                 if not creatives:
@@ -188,7 +208,7 @@ def _scan(
             elif len(out.rejected) < LOSS_LIMIT:
                 out.rejected.append((li.id, reason))
             continue
-        out.bids.append(Bid(f"li:{li.id}", li.tier, ecpm, deal, (c, creatives, weights)))
+        out.bids.append(Bid(f"li:{li.id}", li.tier, ecpm, deal, (c, creatives, weights, pctr)))
         if best is None:
             tier, best = li.tier, ecpm
         elif ecpm > best:
@@ -251,6 +271,8 @@ def decide(
 ) -> Outcome:
     outcome = Outcome(explain=[] if ctx.explain else None)
     geo, device = ctx.geo, ctx.device
+    scorer = index.scorer
+    scores = RequestScores(scorer, ctx, placement.id, st.personalise) if scorer else None
     for imp in ctx.imps:
         if ctx.pods and imp.is_pod:
             continue  # filled by serving.pods.fill.decide_pods
@@ -259,7 +281,7 @@ def decide(
             index, placement.id, slots, geo.country, device.devicetype, ctx.channel
         )
         floor = effective_floor(imp, placement.floor_cpm)
-        scan = _scan(candidates, imp, st, index, floor, exhaustive=ctx.explain)
+        scan = _scan(candidates, imp, st, index, floor, ctx.explain, scores)
         outcome.rejected.extend(scan.rejected)
         bids = scan.bids + _external_bids(imp, external)
         result = run_auction(
@@ -322,7 +344,8 @@ def _decision(
     deal_id = winner.deal.deal_id if winner.deal else None
     per_second = imp.video is not None and imp.video.mincpmpersec
     if isinstance(winner.payload, tuple):
-        candidate, creatives, weights = winner.payload
+        candidate, creatives, weights = winner.payload[:3]
+        pctr = winner.payload[3] if len(winner.payload) > 3 else None
         propensity = 1.0
         if len(creatives) == 1:
             creative = creatives[0]
@@ -337,6 +360,7 @@ def _decision(
             line_item=candidate.line_item, creative=creative,
             size=creative.size if creative.format == "banner" else candidate.slot,
             deal_id=deal_id, losses=result.losses, score=winner.ecpm, propensity=propensity,
+            pctr=pctr,
         )  # fmt: skip
     ext = winner.payload
     size = f"{ext.w}x{ext.h}" if ext.w and ext.h else (imp.sizes[0] if imp.sizes else "")
@@ -376,7 +400,14 @@ def _explain(
         reason = index_reason(li, slots, has_slot, placement.id, ctx)
         if reason is None:
             reason = scan.reasons.get(li.id) or outcome.get(f"li:{li.id}", "not_reached")
-        lines.append({"line_item": li.id, "campaign": li.campaign_id, "result": reason})
+        line: dict[str, Any] = {"line_item": li.id, "campaign": li.campaign_id, "result": reason}
+        scored_here = scan.pctrs.get(li.id)
+        if scored_here is not None:
+            ecpm, pctr, per_creative = scored_here
+            line["pctr"] = round(pctr, 6)
+            line["ecpm"] = str(ecpm)
+            line["creative_pctr"] = {str(k): round(v, 6) for k, v in per_creative.items()}
+        lines.append(line)
     buyers = [
         {"bid": key, "result": result_text}
         for key, result_text in outcome.items()

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from serving.context import AUDIO, BANNER, NATIVE, VIDEO
+from serving.scoring import ModelScorer
 from serving.snapshot import (
     BuyerSnap,
     CreativeSnap,
@@ -88,6 +89,8 @@ class Index:
     request_keys: dict[Any, int] = field(default_factory=dict)
     # The header it was built from: a version with the same header part reuses the tables.
     header: SnapshotHeader | None = None
+    # The live pCTR model made ready to score (serving.scoring); None while none is live.
+    scorer: ModelScorer | None = None
 
     def candidate_lists(
         self,
@@ -126,8 +129,10 @@ def slot_keys(formats: Iterable[str], sizes: Iterable[str]) -> list[str]:
 
 
 def ecpm_of(li: LineItemSnap) -> Decimal:
+    """The booked eCPM: what the lists are sorted by, an upper bound of every bid the
+    line item makes (a CPC one with a live model: bid x its pCTR ceiling x 1000)."""
     if li.bid_type == "cpc":
-        ctr = Decimal(repr(li.predicted_ctr))
+        ctr = Decimal(repr(li.ctr_ceiling or li.predicted_ctr))
         return (li.bid * ctr * 1000).quantize(ECPM_PLACES)
     return li.bid
 
@@ -239,7 +244,12 @@ def _with_header(index: Index, header: SnapshotHeader, like: Index | None = None
         index.deals = like.deals
         index.buyers = like.buyers
         index.staff_token_hashes = like.staff_token_hashes
+        index.scorer = like.scorer
         return index
+    if like is not None and like.header is not None and like.header.ctr_model == header.ctr_model:
+        index.scorer = like.scorer  # the same model: keep its cached terms
+    else:
+        index.scorer = ModelScorer(header.ctr_model) if header.ctr_model is not None else None
     index.currency = header.currency
     index.placements_by_key = {p.key: p for p in header.placements}
     index.budgets = {c.id: c.daily_budget for c in header.campaigns}

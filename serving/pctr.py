@@ -4,9 +4,9 @@ A model is a logistic regression over hashed features: each feature is a `name=v
 hashed (CRC-32) into `2**bits` slots, and the predicted click-through rate is
 `sigmoid(bias + sum of the slots' weights + the cold-start terms)`. Calibration is folded
 into the weights at training time, so scoring is one sum and one `exp`. The features are all
-contextual (no user id, no region, nothing that needs consent to personalise), so the same
-model scores every request. Plain Python, no I/O: serving can score in process from the
-weights the snapshot carries.
+contextual but one, the region, which is only there where consent allowed personalising
+(no user id ever), so the same model scores every request. Plain Python, no I/O: serving
+can score in process from the weights the snapshot carries (`serving.scoring`).
 """
 
 import math
@@ -16,9 +16,13 @@ from typing import Any
 
 import msgspec
 
-FEATURE_SET = "ctx-v1"
+FEATURE_SET = "ctx-v2"
 # Names of the single-valued context features, in the order `context_features` hashes them.
-CONTEXT = ("placement", "country", "device_type", "os", "size", "format", "channel", "how")
+# `region` is personal: the telemetry files hold it only where consent allowed personalising,
+# and serving passes it only then ("" otherwise, as in every other row); ctx-v1 lacked it.
+CONTEXT = (
+    "placement", "country", "device_type", "os", "size", "format", "channel", "how", "region"
+)  # fmt: skip
 FEATURES = (*CONTEXT, "category", "keyword", "line_item", "creative", "placement_x_creative")
 # The cold-start terms: the line item's and the creative's smoothed CTR from the training
 # window, as a logit offset from the window's overall CTR (0 for one never seen).
@@ -38,6 +42,17 @@ class CtrModel(msgspec.Struct, frozen=True):
     line_item_ctr: dict[int, float] = {}
     creative_ctr: dict[int, float] = {}
     numeric_weights: tuple[float, float] = (0.0, 0.0)
+    # The training window's CTR (0: a model from before it was kept): with the smoothed
+    # CTRs, a line item's prior, from which the snapshot sets its pCTR ceiling.
+    base_ctr: float = 0.0
+
+    def prior_ctr(self, line_item: int) -> float:
+        """The line item's smoothed CTR of the training window (the window's for a new one)."""
+        base = self.base_ctr
+        offset = self.line_item_ctr.get(line_item, 0.0)
+        if not 0 < base < 1:
+            return 0.0
+        return sigmoid(math.log(base / (1 - base)) + offset)
 
 
 def slot(name: str, value: object, mask: int) -> int:

@@ -70,7 +70,7 @@ class Renderer:
             return self._render_external(ctx, d, placement, decision_id, now)
         li, creative = d.line_item, d.creative
         assert creative is not None  # noqa: S101 - set with line_item
-        cpm_micros, click_micros = costs(li, d.price)
+        cpm_micros, click_micros = costs(li, d.price, d.pctr)
         token = TrackingToken(
             kind="imp",
             decision_id=decision_id,
@@ -160,10 +160,13 @@ class Renderer:
         )  # fmt: skip
 
 
-def costs(li: LineItemSnap, price: Decimal) -> tuple[int, int]:
-    """(CPM charged per impression, price of a click), micros of the campaign currency."""
+def costs(li: LineItemSnap, price: Decimal, pctr: float | None = None) -> tuple[int, int]:
+    """(CPM charged per impression, price of a click), micros of the campaign currency; a
+    CPC click costs the clearing CPM over the pCTR it was priced with (the model's, else
+    the prior)."""
     if li.bid_type == "cpc":
-        ctr = Decimal(repr(li.predicted_ctr)) if li.predicted_ctr else Decimal("0.001")
+        ctr_value = pctr or li.predicted_ctr
+        ctr = Decimal(repr(ctr_value)) if ctr_value else Decimal("0.001")
         per_click = min(li.bid, price / (ctr * 1000))
         return 0, int(per_click / li.fx_rate * MICROS)
     return int(price / li.fx_rate * MICROS), 0

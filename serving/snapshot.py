@@ -94,6 +94,25 @@ class LineItemSnap(msgspec.Struct, frozen=True):
     # `min_bid` (platform currency, like `bid`), never raise it (docs/pacing.md).
     bid_strategy: str = "fixed"
     min_bid: Decimal | None = None
+    # With a live pCTR model (docs/learning.md): the highest pCTR serving may use for a CPC
+    # line item, which the index sorts it by (0: no model, rank by `predicted_ctr`).
+    ctr_ceiling: float = 0.0
+    # A CPM line item of a target-CPA campaign: the target in the platform currency and the
+    # smoothed conversions per click it is bid with (eCPM = min(bid, CPA x pCTR x pCVR x 1000)).
+    target_cpa: Decimal | None = None
+    pcvr: float = 0.0
+    # How a creative is drawn: "weighted" (`creative_weights` as set) or "optimise" (the
+    # snapshot build set `creative_weights` to the optimiser's shares, in millionths).
+    creative_rotation: str = "weighted"
+    # Derived on decoding, for integer arithmetic on the hot path: micros of `bid`, `target_cpa`.
+    bid_micros: int = 0
+    target_cpa_micros: int = 0
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "bid_micros", int(self.bid * 1_000_000))
+        if self.target_cpa is not None:
+            micros = int(self.target_cpa * 1_000_000)
+            msgspec.structs.force_setattr(self, "target_cpa_micros", micros)
 
 
 class CampaignSnap(msgspec.Struct, frozen=True):

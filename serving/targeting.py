@@ -252,18 +252,20 @@ def pacing_reason(li: LineItemSnap, st: RequestState) -> str | None:
     return None if passes_pacing(li, st) else PACING
 
 
-def effective_ecpm(c: Candidate, st: RequestState) -> Decimal:
-    """What a candidate bids: its eCPM, lowered for a dynamic-down line item by the pacing
-    controller's multiplier, never below its minimum bid's eCPM and never above the booked
-    one (docs/pacing.md). The index sorts by the booked eCPM, an upper bound of this."""
+def effective_ecpm(c: Candidate, st: RequestState, ecpm: Decimal | None = None) -> Decimal:
+    """What a candidate bids: its eCPM (`ecpm` when the pCTR model priced it, else the
+    booked one), lowered for a dynamic-down line item by the pacing controller's
+    multiplier, never below its minimum bid's share of it and never above it
+    (docs/pacing.md). The index sorts by the booked eCPM, an upper bound of this."""
     li = c.line_item
+    ecpm = c.ecpm if ecpm is None else ecpm
     if li.bid_strategy != DYNAMIC_DOWN or not isinstance(st.pacing, PacingRates):
-        return c.ecpm
+        return ecpm
     multiplier = st.pacing.multipliers.get(li.id)
     if multiplier is None or multiplier >= 1:
-        return c.ecpm
-    lowest = c.ecpm * li.min_bid / li.bid if li.min_bid and li.bid else Decimal(0)
-    return max(lowest, c.ecpm * multiplier).quantize(ECPM_PLACES).min(c.ecpm)
+        return ecpm
+    lowest = ecpm * li.min_bid / li.bid if li.min_bid and li.bid else Decimal(0)
+    return max(lowest, ecpm * multiplier).quantize(ECPM_PLACES).min(ecpm)
 
 
 def effective_floor(imp: Imp, placement_floor: Decimal) -> Decimal:

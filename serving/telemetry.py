@@ -8,13 +8,16 @@ of its line item's eligible creatives' weights). Nothing here does I/O.
 
 import zlib
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from serving.auction import Bid
 from serving.context import AdContext
-from serving.engine import Decision
+
+if TYPE_CHECKING:  # serving.engine imports serving.scoring, which imports this
+    from serving.engine import Decision
 
 # Prices as JSON numbers straight from their Decimals (the writer reads them back exactly).
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -26,8 +29,10 @@ def _candidate(bid: Bid) -> list[object]:
     payload = bid.payload
     if isinstance(payload, tuple):
         li = payload[0].line_item
-        # [line item, creative (0: not drawn), tier, bid, score (eCPM), pCTR]
-        return [li.id, 0, bid.tier, li.bid, bid.ecpm, li.predicted_ctr]
+        # [line item, creative (0: not drawn), tier, bid, score (eCPM), pCTR]: the model's
+        # pCTR when it scored the line item (a fourth member), else the prior.
+        pctr = payload[3] if len(payload) > 3 and payload[3] is not None else li.predicted_ctr
+        return [li.id, 0, bid.tier, li.bid, bid.ecpm, pctr]
     return [0, 0, bid.tier, bid.ecpm, bid.ecpm, 0.0]  # an external buyer's bid: its CPM
 
 
@@ -51,14 +56,15 @@ def hour_of_week(now: float, zone: str) -> int:
     return hour
 
 
-def slot_features(ctx: AdContext, d: Decision, max_candidates: int) -> str:
+def slot_features(ctx: AdContext, d: "Decision", max_candidates: int) -> str:
     """`[door, format, size, country, region, device type, os, channel, categories,
     keyword hashes, propensity, clearing price (CPM), hour of week in the advertiser's zone
     (UTC for a buyer), candidates]`; the winner first among the candidates."""
     li, cr = d.line_item, d.creative
     candidates: list[list[object]] = []
     if li is not None and cr is not None:
-        candidates.append([li.id, cr.id, li.tier, li.bid, d.score, li.predicted_ctr])
+        pctr = d.pctr if d.pctr is not None else li.predicted_ctr
+        candidates.append([li.id, cr.id, li.tier, li.bid, d.score, pctr])
     for bid, _code in d.losses[: max(0, max_candidates - len(candidates))]:
         candidates.append(_candidate(bid))
     device, geo = ctx.device, ctx.geo

@@ -98,6 +98,20 @@ LEARNING_C = env.float("LEARNING_C", default=1.0)
 LEARNING_PRIOR_IMPRESSIONS = env.float("LEARNING_PRIOR_IMPRESSIONS", default=100.0)
 LEARNING_COMPARE_LIGHTGBM = env.bool("LEARNING_COMPARE_LIGHTGBM", default=True)
 LEARNING_LIGHTGBM_MIN_GAIN = env.float("LEARNING_LIGHTGBM_MIN_GAIN", default=0.02)
+# Serving with the live model (docs/learning.md): a CPC line item's pCTR is capped at this
+# many times its smoothed CTR (the index sorts by that bound); delivery figures of the last
+# LEARNING_STATS_DAYS feed the smoothed conversion rates (LEARNING_PRIOR_CLICKS clicks'
+# worth of the overall rate) and the creative optimiser.
+LEARNING_PCTR_CEILING_RATIO = env.float("LEARNING_PCTR_CEILING_RATIO", default=5.0)
+LEARNING_STATS_DAYS = env.int("LEARNING_STATS_DAYS", default=14)
+LEARNING_PRIOR_CLICKS = env.float("LEARNING_PRIOR_CLICKS", default=50.0)
+# Creative optimisation (a line item's creative_rotation = optimise): Thompson sampling's
+# shares estimated from this many joint draws per build, mixed with a uniform exploration
+# share so every creative keeps being shown (and the logs fit for off-policy evaluation).
+LEARNING_TS_DRAWS = env.int("LEARNING_TS_DRAWS", default=4000)
+LEARNING_EXPLORATION = env.float("LEARNING_EXPLORATION", default=0.1)
+if not 0 < LEARNING_EXPLORATION <= 1:
+    raise ImproperlyConfigured(f"LEARNING_EXPLORATION must be in (0, 1]: {LEARNING_EXPLORATION}")
 if not 8 <= LEARNING_HASH_BITS <= 24:
     raise ImproperlyConfigured(f"LEARNING_HASH_BITS must be 8 to 24, not {LEARNING_HASH_BITS}")
 # --- End of Learning ---------------------------------------------------------------------------

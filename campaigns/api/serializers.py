@@ -157,8 +157,8 @@ class LineItemSerializer(serializers.ModelSerializer[LineItem]):
         model = LineItem
         fields = [
             "id", "campaign", "name", "status", "bid_type", "bid", "bid_strategy", "min_bid",
-            "daily_budget", "lifetime_budget", "frequency_caps", "click_url", "sizes",
-            "placements", "countries", "regions", "device_types", "channels", "properties",
+            "creative_rotation", "daily_budget", "lifetime_budget", "frequency_caps", "click_url",
+            "sizes", "placements", "countries", "regions", "device_types", "channels", "properties",
             "dayparts", "keywords", "negative_keywords", "segments", "categories", "child_safe",
             "deals", "creatives", "version", "created_at", "updated_at",
         ]  # fmt: skip

@@ -6,7 +6,14 @@ from typing import Any
 from django.db import models
 
 from campaigns.bulk import codecs as c
-from campaigns.models import BidStrategy, BidType, GoalType, PacingMode, PriorityTier
+from campaigns.models import (
+    BidStrategy,
+    BidType,
+    CreativeRotation,
+    GoalType,
+    PacingMode,
+    PriorityTier,
+)
 
 
 class Entity(models.TextChoices):
@@ -57,6 +64,7 @@ STRINGS, UPPER_STRINGS = c.StringList(), c.StringList("upper")
 PACING, TIER = c.Choice(PacingMode, "pacing mode"), c.Choice(PriorityTier, "priority tier")
 GOAL, BID_TYPE = c.Choice(GoalType, "goal type"), c.Choice(BidType, "bid type")
 STRATEGY = c.Choice(BidStrategy, "bid strategy")
+ROTATION = c.Choice(CreativeRotation, "creative rotation")
 
 FIELD_COLUMNS = [
     _col("Name", "name", TEXT, CAMPAIGN, LINE_ITEM, removed=""),
@@ -75,6 +83,7 @@ FIELD_COLUMNS = [
     _col("Bid", "bid", DECIMAL, LINE_ITEM),
     _col("Bid Strategy", "bid_strategy", STRATEGY, LINE_ITEM, removed=""),
     _col("Min Bid", "min_bid", DECIMAL, LINE_ITEM),
+    _col("Creative Rotation", "creative_rotation", ROTATION, LINE_ITEM, removed=""),
     _col("Sizes", "sizes", STRINGS, LINE_ITEM, removed=[]),
     _col("Countries", "countries", UPPER_STRINGS, LINE_ITEM, removed=[]),
     _col("Regions", "regions", UPPER_STRINGS, LINE_ITEM, removed=[]),

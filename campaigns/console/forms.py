@@ -15,6 +15,7 @@ from campaigns.models import (
     BidStrategy,
     BidType,
     Campaign,
+    CreativeRotation,
     LineItem,
     PacingMode,
     Placement,
@@ -126,6 +127,10 @@ class LineItemForm(forms.Form):
         max_digits=10, decimal_places=4, help_text="Per thousand impressions (CPM) or per click."
     )
     bid_strategy = forms.ChoiceField(choices=BidStrategy.choices, initial=BidStrategy.FIXED)
+    creative_rotation = forms.ChoiceField(
+        choices=CreativeRotation.choices, initial=CreativeRotation.WEIGHTED, required=False,
+        help_text="Optimise shows the creatives clicked more more often.",
+    )  # fmt: skip
     min_bid = forms.DecimalField(
         max_digits=10, decimal_places=4, required=False,
         help_text="The lowest a dynamic strategy may take the bid.",
@@ -235,6 +240,7 @@ class LineItemForm(forms.Form):
         return {
             "name": li.name, "bid_type": li.bid_type, "bid": li.bid,
             "bid_strategy": li.bid_strategy, "min_bid": li.min_bid,
+            "creative_rotation": li.creative_rotation,
             "daily_budget": li.daily_budget, "lifetime_budget": li.lifetime_budget,
             "click_url": li.click_url, "sizes": list(li.sizes),
             "placements": list(li.placements.all()), "countries": list(li.countries),
@@ -261,6 +267,7 @@ class LineItemForm(forms.Form):
             "bid_type": data["bid_type"],
             "bid": data["bid"],
             "bid_strategy": data["bid_strategy"],
+            "creative_rotation": data["creative_rotation"] or CreativeRotation.WEIGHTED,
             "min_bid": data["min_bid"],
             "daily_budget": data["daily_budget"],
             "lifetime_budget": data["lifetime_budget"],
@@ -293,6 +300,7 @@ def default_line_item(campaign: Campaign, inventory: list[Placement]) -> dict[st
         "bid_type": BidType.CPM,
         "bid": Decimal("2.00"),
         "bid_strategy": BidStrategy.FIXED,
+        "creative_rotation": CreativeRotation.WEIGHTED,
         "sizes": [common],
     }
 

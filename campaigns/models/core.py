@@ -271,6 +271,12 @@ class BidStrategy(models.TextChoices):
     DYNAMIC_DOWN = "dynamic_down", "Dynamic, down only"
 
 
+class CreativeRotation(models.TextChoices):
+    WEIGHTED = "weighted", "Weighted (fixed weights)"
+    # Thompson sampling on each creative's clicks and impressions (docs/learning.md).
+    OPTIMISE = "optimise", "Optimise (Thompson sampling)"
+
+
 class LineItemStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
@@ -307,6 +313,11 @@ class LineItem(models.Model):
     )  # fmt: skip
     daily_budget = _money("daily budget", null=True, validators=POSITIVE)
     lifetime_budget = _money("lifetime budget", null=True, validators=POSITIVE)
+    creative_rotation = models.CharField(
+        max_length=10, choices=CreativeRotation.choices, default=CreativeRotation.WEIGHTED,
+        help_text="Weighted: each creative in proportion to its weight. Optimise: more often "
+        "the creatives clicked more, with a share kept for exploration.",
+    )  # fmt: skip
     frequency_caps = _list_field(v.validate_frequency_caps, 'e.g. [{"count": 3, "period": "day"}]')
     click_url = models.URLField(max_length=2000, blank=True, help_text="Required for CPC.")
     # Targeting; an empty list means "any".

@@ -32,7 +32,8 @@ WITH o AS (
     FROM outcomes WHERE NOT test GROUP BY decision_id
 )
 SELECT d.decision_id, epoch_ms(d.ts) AS ts_ms, d.placement_id AS placement,
-       d.line_item_id AS line_item, d.creative_id AS creative, d.country, d.device_type, d.os,
+       d.line_item_id AS line_item, d.creative_id AS creative, d.country, d.region,
+       d.device_type, d.os,
        d.size, d.format, d.channel, d.hour_of_week AS how, d.content_categories,
        d.keyword_hashes, coalesce(d.propensity, 1.0) AS propensity,
        o.clicks > 0 AS clicked, o.revenue_nanos

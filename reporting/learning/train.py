@@ -190,6 +190,7 @@ def train(rows: Sequence[Row], params: TrainingParams) -> Trained:
         line_item_ctr=li_ctr,
         creative_ctr=cr_ctr,
         numeric_weights=(round(float(coef[-2]), 6), round(float(coef[-1]), 6)),
+        base_ctr=round(window_ctr, 6),
     )
     info: dict[str, Any] = {
         "rows": len(rows),

@@ -21,6 +21,7 @@ from serving.context import AdContext, Imp, VideoSpec
 from serving.engine import Decision, Outcome, _deal_for, _ordered, allowed_slots
 from serving.index import Candidate, Index
 from serving.pods.auction import PodBid, PodResult, PodSlot, run_dynamic_pod, run_structured_pod
+from serving.scoring import RequestScores, model_ecpm, scored
 from serving.snapshot import PRICE_TIER, CreativeSnap, PlacementSnap
 from serving.targeting import (
     RequestState,
@@ -124,6 +125,8 @@ def _pod_bids(
     )
     bids: list[PodBid] = []
     seen: set[int] = set()
+    scorer = index.scorer
+    scores = RequestScores(scorer, ctx, placement.id, st.personalise) if scorer else None
     for c in itertools.islice(candidates, POD_SCAN_LIMIT):
         li = c.line_item
         if li.id in seen or reject_reason(c, first, st) is not None:
@@ -133,7 +136,11 @@ def _pod_bids(
         if not creatives or pacing_reason(li, st) is not None:
             continue
         deal = _deal_for(li, first, index) if li.deal_ids else None
-        bids.extend(_line_item_bids(c, creatives, weights, effective_ecpm(c, st), deal))
+        if scores is not None and scored(li):
+            ecpm = effective_ecpm(c, st, model_ecpm(c, creatives, weights, scores)[0])
+        else:
+            ecpm = effective_ecpm(c, st)
+        bids.extend(_line_item_bids(c, creatives, weights, ecpm, deal))
     imp_ids = {imp.id for imp in imps}
     deals = {d.id: d for imp in imps for d in imp.deals}
     for ext in external:

@@ -1,0 +1,225 @@
+"""Scoring candidates with the live pCTR model, in process (docs/learning.md, "Serving").
+
+A `ModelScorer` is made once per published model (the snapshot header carries it) and keeps
+every term that does not depend on the request, filled lazily and kept for the model's life:
+per line item (its weight and cold-start term), per creative (its weight, its format's and
+size's, its cold-start term) and per placement and creative (the cross feature). A
+`RequestScores` is made once per request: the bias plus the context's weights (placement,
+country, device type, OS, channel, region, categories, keywords: every hash of the request
+is computed here, once), and the hour of week per advertiser zone. A candidate's pCTR is
+then a few dictionary look-ups and one `exp` per creative.
+
+eCPM:
+- CPC: `bid x pCTR x 1000`, the pCTR being the expectation over the creatives it may show
+  (their rotation weights, or the optimiser's shares), capped at the line item's
+  `ctr_ceiling` so that the index can keep sorting by an upper bound (`serving.index`);
+- a CPM line item of a target-CPA campaign: `min(bid, target CPA x pCTR x pCVR x 1000)`,
+  pCVR the line item's smoothed conversions per click from the snapshot;
+- everything else: its bid, as before.
+Without consent to personalise, the personal feature (region) takes the value it has in
+every non-consented training row (empty): only contextual features then count.
+"""
+
+import math
+import zlib
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from serving.context import AdContext
+from serving.pctr import CtrModel
+from serving.snapshot import CreativeSnap, LineItemSnap
+from serving.telemetry import hour_of_week
+
+if TYPE_CHECKING:  # serving.index imports this module
+    from serving.index import Candidate
+
+MAX_KEYWORDS = 20  # as many as the telemetry files keep (serving.telemetry)
+# Candidates' static terms kept per placement before that table starts again.
+TERMS_CACHE_SIZE = 50_000
+
+
+class ModelScorer:
+    """A published model made ready to score: its weights in a dict, terms cached."""
+
+    def __init__(self, model: CtrModel) -> None:
+        self.model = model
+        self.mask = (1 << model.bits) - 1
+        self.weights = dict(zip(model.indices, model.weights, strict=True))
+        # ctx-v1 models were trained without the region feature.
+        self.uses_region = model.feature_set != "ctx-v1"
+        self._line_items: dict[int, float] = {}
+        self._creatives: dict[int, tuple[str, str, float]] = {}
+        self._cross: dict[int, dict[int, float]] = {}  # placement -> creative -> weight
+        self._how: dict[int, float] = {}
+        # placement -> (line item, slot) -> (its creatives, their static terms)
+        self._terms: dict[int, dict[Any, Any]] = {}
+
+    def weight(self, name: str, value: object) -> float:
+        return self.weights.get(zlib.crc32(f"{name}={value}".encode()) & self.mask, 0.0)
+
+    def line_item_term(self, line_item: int) -> float:
+        term = self._line_items.get(line_item)
+        if term is None:
+            m = self.model
+            term = self.weight("line_item", line_item)
+            term += m.numeric_weights[0] * m.line_item_ctr.get(line_item, 0.0)
+            self._line_items[line_item] = term
+        return term
+
+    def creative_term(self, cr: CreativeSnap) -> float:
+        """Its id's weight, its format's and size's (as the telemetry writes them: a
+        banner's size, else the format), and its cold-start term."""
+        size = cr.size if cr.format == "banner" else cr.format
+        cached = self._creatives.get(cr.id)
+        if cached is not None and cached[0] == cr.format and cached[1] == size:
+            return cached[2]
+        m = self.model
+        term = self.weight("creative", cr.id) + self.weight("format", cr.format)
+        term += self.weight("size", size)
+        term += m.numeric_weights[1] * m.creative_ctr.get(cr.id, 0.0)
+        self._creatives[cr.id] = (cr.format, size, term)
+        return term
+
+    def cross_weights(self, placement: int) -> dict[int, float]:
+        table = self._cross.get(placement)
+        if table is None:
+            table = self._cross[placement] = {}
+        return table
+
+    def candidate_terms(self, placement: int) -> dict[Any, Any]:
+        table = self._terms.get(placement)
+        if table is None:
+            table = self._terms[placement] = {}
+        return table
+
+    def cross_term(self, table: dict[int, float], placement: int, creative: int) -> float:
+        term = table.get(creative)
+        if term is None:
+            term = table[creative] = self.weight("placement_x_creative", f"{placement}x{creative}")
+        return term
+
+    def how_term(self, how: int) -> float:
+        term = self._how.get(how)
+        if term is None:
+            term = self._how[how] = self.weight("how", how)
+        return term
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+class RequestScores:
+    """The request's part of every candidate's score, computed once per request."""
+
+    __slots__ = ("_base", "cross", "ctx", "personalise", "placement", "scorer", "terms", "zones")
+
+    def __init__(
+        self, scorer: ModelScorer, ctx: AdContext, placement: int, personalise: bool
+    ) -> None:
+        self.scorer = scorer
+        self.ctx = ctx
+        self.placement = placement
+        self.personalise = personalise
+        self._base: float | None = None  # on the first candidate scored
+        self.cross = scorer.cross_weights(placement)
+        self.terms = scorer.candidate_terms(placement)
+        self.zones: dict[str, float] = {}
+
+    @property
+    def base(self) -> float:
+        """The bias and the request's context weights: every hash of the request, once."""
+        if self._base is not None:
+            return self._base
+        scorer, ctx = self.scorer, self.ctx
+        geo, device = ctx.geo, ctx.device
+        weight = scorer.weight
+        base = scorer.model.bias
+        # The same values, and the same "" for a missing one, as
+        # `serving.pctr.context_features` reads from a telemetry row.
+        base += weight("placement", self.placement)
+        base += weight("country", geo.country or "")
+        base += weight("device_type", device.devicetype or "")
+        base += weight("os", device.os or "")
+        base += weight("channel", ctx.channel or "")
+        if scorer.uses_region:
+            base += weight("region", (geo.region or "") if self.personalise else "")
+        for category in ctx.content_categories:
+            base += weight("category", category)
+        for keyword in ctx.keywords[:MAX_KEYWORDS]:
+            base += weight("keyword", zlib.crc32(keyword.encode()))
+        self._base = base
+        return base
+
+    def _zone_term(self, zone: str) -> float:
+        term = self.zones.get(zone)
+        if term is None:
+            term = self.zones[zone] = self.scorer.how_term(hour_of_week(self.ctx.now, zone))
+        return term
+
+    def statics(self, c: "Candidate", creatives: tuple[CreativeSnap, ...]) -> tuple[float, ...]:
+        """Per creative, its line item's, its own and its cross term with this placement:
+        kept per placement and candidate while the candidate's creatives are the same
+        objects (a new snapshot version that changed them makes new ones)."""
+        s, table = self.scorer, self.terms
+        key = (c.line_item.id, c.slot)
+        entry = table.get(key)
+        if entry is not None and entry[0] is creatives:
+            return entry[1]
+        li_term = s.line_item_term(c.line_item.id)
+        cross, placement = self.cross, self.placement
+        statics = tuple(
+            li_term + s.creative_term(cr) + s.cross_term(cross, placement, cr.id)
+            for cr in creatives
+        )
+        if creatives is c.creatives:  # not a per-request subset: worth keeping
+            if len(table) >= TERMS_CACHE_SIZE:
+                table.clear()
+            table[key] = (creatives, statics)
+        return statics
+
+    def pctrs(self, c: "Candidate", creatives: tuple[CreativeSnap, ...]) -> tuple[float, ...]:
+        """The model's pCTR of each creative this candidate may show here."""
+        z = self.base + self._zone_term(c.line_item.time_zone)
+        return tuple(_sigmoid(z + t) for t in self.statics(c, creatives))
+
+    def expected_pctr(
+        self, c: "Candidate", creatives: tuple[CreativeSnap, ...], weights: tuple[int, ...]
+    ) -> float:
+        """The line item's pCTR: its creatives', weighted by how often each is drawn."""
+        z = self.base + self._zone_term(c.line_item.time_zone)
+        statics = self.statics(c, creatives)
+        if len(statics) == 1:
+            return _sigmoid(z + statics[0])
+        total = 0.0
+        for t, w in zip(statics, weights, strict=True):
+            total += _sigmoid(z + t) * w
+        return total / sum(weights)
+
+
+def scored(li: LineItemSnap) -> bool:
+    """Whether the model sets this line item's eCPM (CPC, or CPM toward a target CPA)."""
+    return li.bid_type == "cpc" or li.target_cpa is not None
+
+
+def model_ecpm(
+    c: "Candidate",
+    creatives: tuple[CreativeSnap, ...],
+    weights: tuple[int, ...],
+    scores: RequestScores,
+) -> tuple[Decimal, float]:
+    """(eCPM, the line item's pCTR) of a `scored` candidate; the eCPM never above
+    `c.ecpm`, the bound the index sorts it by."""
+    li = c.line_item
+    pctr = scores.expected_pctr(c, creatives, weights)
+    if li.bid_type == "cpc":
+        if li.ctr_ceiling and pctr > li.ctr_ceiling:
+            pctr = li.ctr_ceiling
+        value = li.bid_micros * pctr * 10  # CPM in units of 0.0001
+    else:
+        value = li.target_cpa_micros * pctr * li.pcvr * 10
+    ecpm = Decimal(round(value)).scaleb(-4)  # exact: four places, like the index's
+    return (ecpm if ecpm < c.ecpm else c.ecpm), pctr

@@ -1,0 +1,124 @@
+"""Serving prices CPC line items with the promoted pCTR model from the snapshot, through the
+real ASGI app on the real Redis and Postgres: explain shows each candidate's pCTR, the
+winner follows the model, and the personal feature counts only with consent."""
+
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from campaigns import services
+from campaigns.models import ApiToken, BidType
+from campaigns.snapshot import publish_snapshot
+from reporting.learning.registry import promote
+from reporting.models import ModelVersion
+from serving.app import ServingApp
+from serving.pctr import FEATURE_SET, CtrModel, Scorer, encode_model, slot
+from tests.factories import make_campaign, make_line_item, make_placement
+from tests.serving.test_app import ad_body, with_client
+
+pytestmark = pytest.mark.django_db
+
+BITS = 16
+MASK = (1 << BITS) - 1
+BIAS = math.log(0.002 / 0.998)  # 0.2 % anywhere the model knows nothing better
+BRAZIL, CALIFORNIA = 2.5, 1.5
+
+
+def _live_model(name: str, value: str, weight: float) -> CtrModel:
+    """A promoted model whose one non-zero weight is the `name=value` feature's."""
+    features = {slot(name, value, MASK): weight}
+    model = CtrModel(
+        0, FEATURE_SET, BITS, BIAS, list(features), list(features.values()), base_ctr=0.005
+    )
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    version = ModelVersion.objects.create(
+        feature_set=FEATURE_SET, train_start=start, train_end=start, holdout_start=start,
+        holdout_end=start, metrics={}, weights=encode_model(model),
+    )  # fmt: skip
+    promote(version)
+    return version.model()
+
+
+@pytest.fixture
+def book() -> dict[str, Any]:
+    placement = make_placement()
+    campaign = make_campaign()
+    cpc = make_line_item(campaign, "0.50")
+    services.update_line_item(cpc, bid_type=BidType.CPC, click_url="https://shop.example/")
+    cpm = make_line_item(campaign, "2.00")
+    staff = get_user_model().objects.create_user("ops", is_staff=True)
+    _, key = ApiToken.issue(staff, "explain")
+    return {"placement": placement, "cpc": cpc, "cpm": cpm, "token": key}
+
+
+def _explain(book: dict[str, Any], *bodies: dict[str, Any]) -> list[dict[int, dict[str, Any]]]:
+    headers = {"authorization": f"Bearer {book['token']}"}
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> list[Any]:
+        return [
+            await client.post("/v1/ad?explain=1", json=body, headers=headers) for body in bodies
+        ]
+
+    out = []
+    for answer in with_client(scenario):
+        assert answer.status_code == 200, answer.headers
+        [report] = answer.json()["explain"]
+        out.append({line["line_item"]: line for line in report["line_items"]})
+    return out
+
+
+def _reference(model: CtrModel, book: dict[str, Any], **context: Any) -> float:
+    """The training code's scorer on the same features as a telemetry row would hold."""
+    scorer = Scorer(model)
+    li = book["cpc"]
+    creative = li.assignments.get().creative_id
+    row = {"placement": book["placement"].pk, "size": "300x250", "format": "banner", **context}
+    return scorer.predict(scorer.context_sum(row), book["placement"].pk, li.pk, creative)
+
+
+def test_serving_prices_cpc_with_the_promoted_model_and_explain_shows_its_pctr(
+    book: dict[str, Any],
+) -> None:
+    model = _live_model("country", "BR", BRAZIL)
+    publish_snapshot()
+    key = book["placement"].key
+    brazilian = ad_body(key, device={"geo": {"country": "BR"}, "devicetype": 2})
+    american = ad_body(key, device={"geo": {"country": "US"}, "devicetype": 2})
+
+    br, us = _explain(book, brazilian, american)
+
+    cpc, cpm = book["cpc"].pk, book["cpm"].pk
+    expected_br = _reference(model, book, country="BR", device_type=2)
+    assert br[cpc]["pctr"] == round(expected_br, 6)
+    assert 0.023 < expected_br < 0.025  # sigmoid(logit(0.002) + 2.5)
+    assert br[cpc]["ecpm"] == str((Decimal("0.50") * Decimal(expected_br) * 1000).quantize(
+        Decimal("0.0001")))  # fmt: skip
+    assert (br[cpc]["result"], br[cpm]["result"]) == ("won", "outbid")
+    # In the US the model knows nothing better than 0.2 %: 1.00 CPM loses to 2.00.
+    assert us[cpc]["pctr"] == round(_reference(model, book, country="US", device_type=2), 6)
+    assert us[cpc]["ecpm"] == "1.0000"
+    assert (us[cpc]["result"], us[cpm]["result"]) == ("outbid", "won")
+    assert "pctr" not in us[cpm]  # a CPM bid is what it is
+
+
+def test_the_region_counts_only_with_consent_to_personalise(book: dict[str, Any]) -> None:
+    live = _live_model("region", "US-CA", CALIFORNIA)
+    publish_snapshot()
+    key = book["placement"].key
+    geo = {"geo": {"country": "US", "region": "US-CA"}}
+    consented = ad_body(key, device=geo)
+    opted_out = ad_body(key, device=geo, regs={"us_privacy": "1YYY"})
+
+    with_consent, without = _explain(book, consented, opted_out)
+
+    cpc = book["cpc"].pk
+    personal = _reference(live, book, country="US", region="US-CA")
+    contextual = _reference(live, book, country="US", region="")
+    assert personal > contextual * 4
+    assert with_consent[cpc]["pctr"] == round(personal, 6)
+    assert without[cpc]["pctr"] == round(contextual, 6)
