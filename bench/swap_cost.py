@@ -36,7 +36,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
 
 from bench.book import load_book  # noqa: E402
 from bench.common import django_bench  # noqa: E402
-from bench.serving import publish_timed  # noqa: E402
+from bench.serve.snapshots import publish_timed  # noqa: E402
 
 TICK = 0.001
 DEFAULT_SHARE = 0.25  # serving.store.FULL_REBUILD_SHARE, read at startup

@@ -1,0 +1,1 @@
+"""The serving benchmark's parts (bench/serving.py runs it)."""
