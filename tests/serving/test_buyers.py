@@ -1,7 +1,6 @@
-"""External OpenRTB buyers: the pool against real HTTP buyers on 127.0.0.1, the Buyer model,
-its admin and its place in the snapshot."""
+"""External OpenRTB buyers: the pool against real HTTP buyers on 127.0.0.1 (its limits:
+test_buyer_limits.py; the Buyer model and its admin: test_buyer_admin.py)."""
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
@@ -9,15 +8,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.test import Client
-from django.urls import reverse
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from campaigns.snapshot import request_snapshot_publish
 from compliance.policy import PrivacySignals, evaluate
-from serving.buyer_snapshot import buyer_snaps
 from serving.buyers import (
     BuyerPool,
     BuyerRound,
@@ -25,10 +19,8 @@ from serving.buyers import (
     parse_buyer_stats,
 )
 from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp
-from serving.keys import RedisKeys, day_of
-from serving.limits.local import TokenBucket
+from serving.keys import RedisKeys
 from serving.macros import macro_values
-from serving.models import Buyer
 from serving.netguard import FetchPolicy
 from serving.openrtb import LOSS_OUTBID
 from serving.snapshot import BuyerSnap
@@ -437,103 +429,6 @@ def test_connections_to_a_buyer_are_kept_alive(buyer: LoopbackBuyer) -> None:
     assert len({r.client_port for r in buyer.requests}) == 1
 
 
-# -- circuit breaker and QPS cap -------------------------------------------------------
-
-
-def test_the_circuit_opens_after_consecutive_failures_and_closes_after_a_good_probe(
-    buyer: LoopbackBuyer,
-) -> None:
-    buyer.behaviour = Behaviour(status=500)
-    target = snap(buyer)
-
-    async def scenario(pool: BuyerPool) -> tuple[list[str], int, str, str, bool]:
-        failing = [(await one_round(pool, [target])).outcomes[0].outcome for _ in range(4)]
-        calls_while_open = buyer.request_count()
-        await asyncio.sleep(1.1)  # the cooldown
-        buyer.behaviour = Behaviour()
-        probe = (await one_round(pool, [target])).outcomes[0].outcome
-        after = (await one_round(pool, [target])).outcomes[0].outcome
-        return failing, calls_while_open, probe, after, pool.breaker(1).is_closed
-
-    failing, calls_while_open, probe, after, closed = with_pool(
-        scenario, breaker_failures=3, breaker_cooldown=1.0
-    )
-
-    assert failing == ["http_500", "http_500", "http_500", "circuit_open"]
-    assert calls_while_open == 3
-    assert (probe, after, closed) == ("bid", "bid", True)
-    assert buyer.request_count() == 5
-
-
-def test_a_failed_probe_opens_the_circuit_again(buyer: LoopbackBuyer) -> None:
-    buyer.behaviour = Behaviour(status=503)
-    target = snap(buyer)
-
-    async def scenario(pool: BuyerPool) -> list[str]:
-        outcomes = [(await one_round(pool, [target])).outcomes[0].outcome for _ in range(2)]
-        await asyncio.sleep(1.1)
-        for _ in range(2):
-            outcomes.append((await one_round(pool, [target])).outcomes[0].outcome)
-        return outcomes
-
-    outcomes = with_pool(scenario, breaker_failures=2, breaker_cooldown=1.0)
-
-    assert outcomes == ["http_503", "http_503", "http_503", "circuit_open"]
-    assert buyer.request_count() == 3
-
-
-def test_half_open_lets_one_probe_through(buyer: LoopbackBuyer) -> None:
-    buyer.behaviour = Behaviour(raw=b"not json")
-    target = snap(buyer)
-
-    async def scenario(pool: BuyerPool) -> list[str]:
-        await one_round(pool, [target])
-        await asyncio.sleep(1.1)
-        buyer.behaviour = Behaviour(delay_ms=30)
-        rounds = await asyncio.gather(one_round(pool, [target]), one_round(pool, [target]))
-        return sorted(r.outcomes[0].outcome for r in rounds)
-
-    assert with_pool(scenario, breaker_failures=1, breaker_cooldown=1.0) == [
-        "bid",
-        "circuit_open",
-    ]
-
-
-def test_refusals_do_not_open_the_circuit(buyer: LoopbackBuyer) -> None:
-    buyer.behaviour = Behaviour(status=400)
-
-    async def scenario(pool: BuyerPool) -> list[str]:
-        return [(await one_round(pool, [snap(buyer)])).outcomes[0].outcome for _ in range(3)]
-
-    assert with_pool(scenario, breaker_failures=2) == ["http_400"] * 3
-
-
-def test_the_qps_cap_limits_calls_per_process(buyer: LoopbackBuyer) -> None:
-    target = snap(buyer, qps_cap=2)
-
-    async def scenario(pool: BuyerPool) -> tuple[list[str], dict[str, float]]:
-        outcomes = [(await one_round(pool, [target])).outcomes[0].outcome for _ in range(4)]
-        return outcomes, pool.stats()
-
-    outcomes, stats = with_pool(scenario)
-
-    assert outcomes == ["bid", "bid", "qps_cap", "qps_cap"]
-    assert buyer.request_count() == 2
-    assert counts(stats) == {"1:request": 2, "1:bid": 2, "1:qps_cap": 2}
-
-
-def test_the_token_bucket_refills_at_the_cap_rate() -> None:
-    bucket = TokenBucket(rate=4, tokens=4.0, updated=100.0)
-
-    taken = [bucket.take(100.0) for _ in range(5)]
-
-    assert taken == [True, True, True, True, False]
-    assert not bucket.take(100.125)  # half a token
-    assert bucket.take(100.25)
-    assert not bucket.take(100.25)
-    assert bucket.take(200.0) and bucket.tokens == 3  # a long pause refills one second's worth
-
-
 # -- privacy ---------------------------------------------------------------------------
 
 
@@ -749,121 +644,3 @@ def test_flush_stats_adds_the_counters_to_the_days_hash_and_clears_them(
     }
     assert stored[2]["latency_ms_sum"] >= 0
     assert redis_client.ttl(keys.buyer_stats(day)) > 0
-
-
-# -- the Buyer model, its admin and the snapshot ---------------------------------------
-
-
-def make_buyer(name: str = "DSP One", **fields: Any) -> Buyer:
-    buyer = Buyer(name=name, endpoint="https://dsp.example/openrtb2", **fields)
-    buyer.full_clean()
-    buyer.save()
-    return buyer
-
-
-@pytest.mark.django_db
-def test_a_buyer_is_validated() -> None:
-    buyer = Buyer(
-        name="DSP", endpoint="ftp://dsp.example/bid", gvl_vendor_id=0, timeout_ms=5, currency="ABC"
-    )
-
-    with pytest.raises(ValidationError) as error:
-        buyer.full_clean()
-
-    assert set(error.value.message_dict) == {"endpoint", "gvl_vendor_id", "timeout_ms", "currency"}
-    with pytest.raises(ValidationError, match="2000"):
-        Buyer(name="DSP", endpoint="https://dsp.example/bid", timeout_ms=2001).full_clean()
-
-
-@pytest.mark.django_db
-def test_a_buyer_currency_is_stored_in_upper_case() -> None:
-    assert make_buyer(currency="eur").currency == "EUR"
-
-
-@pytest.mark.django_db
-def test_saving_a_buyer_republishes_the_snapshot_with_it(
-    django_capture_on_commit_callbacks: Any,
-) -> None:
-    with django_capture_on_commit_callbacks() as callbacks:
-        buyer = make_buyer(gvl_vendor_id=77, qps_cap=100, supports_coppa=True)
-    make_buyer("Paused DSP", enabled=False)
-
-    assert callbacks == [request_snapshot_publish]
-    assert buyer_snaps() == [
-        BuyerSnap(
-            id=buyer.pk,
-            name="DSP One",
-            endpoint="https://dsp.example/openrtb2",
-            gvl_vendor_id=77,
-            timeout_ms=150,
-            qps_cap=100,
-            currency="USD",
-            supports_coppa=True,
-        )
-    ]
-
-
-@pytest.mark.django_db
-def test_deleting_a_buyer_republishes_the_snapshot(
-    django_capture_on_commit_callbacks: Any,
-) -> None:
-    buyer = make_buyer()
-
-    with django_capture_on_commit_callbacks() as callbacks:
-        buyer.delete()
-
-    assert callbacks == [request_snapshot_publish]
-    assert buyer_snaps() == []
-
-
-@pytest.mark.django_db
-def test_the_admin_list_shows_todays_outcomes(admin_client: Client, redis_client: Redis) -> None:
-    buyer = make_buyer()
-    key = RedisKeys(settings.REDIS_KEY_PREFIX).buyer_stats(day_of(time.time()))
-    redis_client.hset(
-        key,
-        mapping={
-            f"{buyer.pk}:request": 5,
-            f"{buyer.pk}:bid": 2,
-            f"{buyer.pk}:latency_ms_sum": 100,
-            f"{buyer.pk}:latency_count": 5,
-        },
-    )
-
-    response = admin_client.get(reverse("admin:serving_buyer_changelist"))
-
-    assert response.status_code == 200
-    assert "DSP One" in response.text
-    assert "request 5 · bid 2 · avg 20 ms" in response.text
-
-
-@pytest.mark.django_db
-def test_the_admin_change_page_shows_every_counter(
-    admin_client: Client, redis_client: Redis
-) -> None:
-    buyer = make_buyer()
-    key = RedisKeys(settings.REDIS_KEY_PREFIX).buyer_stats(day_of(time.time()))
-    redis_client.hset(key, mapping={f"{buyer.pk}:request": 3, f"{buyer.pk}:qps_cap": 7})
-
-    response = admin_client.get(reverse("admin:serving_buyer_change", args=[buyer.pk]))
-
-    assert response.status_code == 200
-    assert "<tr><td>qps_cap</td><td>7</td></tr>" in response.text
-
-
-@pytest.mark.django_db
-def test_admin_actions_disable_and_enable_buyers_and_republish(
-    admin_client: Client, django_capture_on_commit_callbacks: Any
-) -> None:
-    buyer = make_buyer()
-    url = reverse("admin:serving_buyer_changelist")
-
-    with django_capture_on_commit_callbacks() as callbacks:
-        admin_client.post(url, {"action": "disable", "_selected_action": [buyer.pk]})
-    buyer.refresh_from_db()
-    assert not buyer.enabled
-    assert callbacks == [request_snapshot_publish]
-    assert buyer_snaps() == []
-
-    admin_client.post(url, {"action": "enable", "_selected_action": [buyer.pk]})
-    assert [b.id for b in buyer_snaps()] == [buyer.pk]
