@@ -6,8 +6,10 @@
 Generates the rows in Postgres itself (INSERT ... SELECT over generate_series, not a Python
 loop) as the roll-up job leaves them: each line item runs one flight of `--flight-days`
 consecutive days somewhere in the year on `--placements` placements; every closed day is a
-`DemandDaily` row per line item and placement (with its `RolledDay` mark), and the last
-`--hourly-days` days are also kept as `DemandHourly` rows, one per hour, today's included.
+`DemandDaily` row per line item and placement (with its `RolledDay` mark), every month
+before this one is summed into `DemandMonthly` rows (with its `RolledMonth` mark), and the
+last `--hourly-days` days are also kept as `DemandHourly` rows, one per hour, today's
+included. `--no-months` leaves the monthly tier out (the report then reads the days).
 10 % of campaigns are in EUR and 5 % in GBP, with a reference-rate set per day, so the
 report converts. Then it times the staff report over the whole year for each grouping (the
 first run and the best of `--repeat`) and prints the row counts and the answer times.
@@ -47,20 +49,67 @@ def _counts_sql(seed: str) -> str:
     return ", ".join(values[c] for c in COUNT_COLUMNS)
 
 
-def _clean(cursor: Any, marks: list[date]) -> None:
-    for table in ("reporting_demandhourly", "reporting_demanddaily"):
+TABLES = ("reporting_demandhourly", "reporting_demanddaily", "reporting_demandmonthly")
+
+
+def _clean(cursor: Any, marks: list[date], month_marks: list[date]) -> None:
+    for table in TABLES:
         cursor.execute(f"DELETE FROM {table} WHERE advertiser_id >= {BENCH_ADV}")  # noqa: S608
     cursor.execute("DELETE FROM campaigns_fxrateset WHERE source = 'bench'")
     if marks:
         cursor.execute("DELETE FROM reporting_rolledday WHERE day::date = ANY(%s)", [marks])
+    if month_marks:
+        cursor.execute(
+            "DELETE FROM reporting_rolledmonth WHERE month::date = ANY(%s)", [month_marks]
+        )
 
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
-def generate(args: argparse.Namespace, now: datetime) -> tuple[int, int, list[date]]:
-    """Insert the rows; (daily rows, hourly rows, the roll-up marks added)."""
+def _months(first_day: date, today: date) -> list[date]:
+    """The first days of the months from `first_day`'s to the one before `today`'s."""
+    out, month = [], first_day.replace(day=1)
+    while month < today.replace(day=1):
+        out.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return out
+
+
+def _roll_months(cursor: Any, first_day: date, today: date) -> tuple[int, list[date]]:
+    """The monthly rows and marks the roll-up job would have written; (rows, marks added)."""
+    columns = ", ".join((*COUNT_COLUMNS, "spend"))
+    sums = ", ".join(f"SUM({c})" for c in (*COUNT_COLUMNS, "spend"))
+    cursor.execute(
+        f"""
+        INSERT INTO reporting_demandmonthly (month, placement_id, line_item_id, buyer_id,
+            currency, door, campaign_id, advertiser_id, {columns})
+        SELECT date_trunc('month', day AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', placement_id,
+            line_item_id, buyer_id, currency, door, MAX(campaign_id), MAX(advertiser_id),
+            {sums}
+        FROM reporting_demanddaily
+        WHERE advertiser_id >= {BENCH_ADV}
+          AND day < TIMESTAMPTZ '{_midnight(today.replace(day=1)).isoformat()}'
+        GROUP BY 1, placement_id, line_item_id, buyer_id, currency, door
+        """  # noqa: S608
+    )
+    rows = cursor.rowcount
+    cursor.execute("SELECT month::date FROM reporting_rolledmonth")
+    existing = {row[0] for row in cursor.fetchall()}
+    marks = [m for m in _months(first_day, today) if m not in existing]
+    for month in marks:
+        cursor.execute(
+            "INSERT INTO reporting_rolledmonth (month, rolled_at) VALUES (%s, now())",
+            [_midnight(month)],
+        )
+    return rows, marks
+
+
+def generate(
+    args: argparse.Namespace, now: datetime
+) -> tuple[int, int, int, list[date], list[date]]:
+    """Insert the rows; (daily, hourly, monthly rows, the day and month marks added)."""
     from django.db import connection, transaction
 
     first_day = (now - timedelta(days=args.days - 1)).date()
@@ -80,7 +129,7 @@ def generate(args: argparse.Namespace, now: datetime) -> tuple[int, int, list[da
     """  # noqa: S608 - numbers from argparse
     spend = "(100 + ({s}) % 400) * 0.004"
     with connection.cursor() as cursor, transaction.atomic():
-        _clean(cursor, [])
+        _clean(cursor, [], [])
         cursor.execute(
             f"""
             INSERT INTO reporting_demanddaily (day, placement_id, line_item_id, buyer_id,
@@ -139,23 +188,27 @@ def generate(args: argparse.Namespace, now: datetime) -> tuple[int, int, list[da
                 "INSERT INTO reporting_rolledday (day, rolled_at) VALUES (%s, now())",
                 [_midnight(day)],
             )
+        monthly, month_marks = (0, []) if args.no_months else _roll_months(cursor, first_day, today)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE reporting_demandhourly")
-        cursor.execute("ANALYZE reporting_demanddaily")
-    return daily, hourly, marks
+        # VACUUM too: a previous run's deleted rows would otherwise be scanned as well.
+        for table in TABLES:
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    return daily, hourly, monthly, marks, month_marks
 
 
 def time_reports(args: argparse.Namespace, now: datetime) -> None:
     from zoneinfo import ZoneInfo
 
     from reporting.measurement.report import Source, label_rows, measure
-    from reporting.models import DemandDaily, DemandHourly
+    from reporting.models import DemandDaily, DemandHourly, DemandMonthly
 
     zone = ZoneInfo("UTC")
     start = datetime.combine(
         (now - timedelta(days=args.days - 1)).date(), datetime.min.time(), tzinfo=UTC
     )
-    source = Source(DemandHourly.objects.all(), DemandDaily.objects.all())
+    source = Source(
+        DemandHourly.objects.all(), DemandDaily.objects.all(), DemandMonthly.objects.all()
+    )
     print(f"\nstaff report, {start:%Y-%m-%d} to {now:%Y-%m-%d %H:%M} UTC, in USD")
     print("(EUR and GBP converted at each day's rates)")
     print(f"{'group by':<12}{'rows':>8}{'first s':>10}{'best s':>10}")
@@ -179,6 +232,7 @@ def main() -> None:
     parser.add_argument("--hourly-days", type=int, default=35)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the rows in place")
+    parser.add_argument("--no-months", action="store_true", help="no monthly rows")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("bench/reports.py needs DATABASE_URL=postgres://... (a migrated database)")
@@ -191,9 +245,10 @@ def main() -> None:
 
     now = datetime.now(UTC)
     started = clock.perf_counter()
-    daily, hourly, marks = generate(args, now)
+    daily, hourly, monthly, marks, month_marks = generate(args, now)
     print(
-        f"generated {daily:,} daily and {hourly:,} hourly rows for {args.line_items:,} line items "
+        f"generated {daily:,} daily, {monthly:,} monthly and {hourly:,} hourly rows for "
+        f"{args.line_items:,} line items "
         f"({args.flight_days}-day flights on {args.placements} placements over {args.days} days; "
         f"hourly for the last {args.hourly_days} days) in {clock.perf_counter() - started:.1f} s"
     )
@@ -202,7 +257,7 @@ def main() -> None:
     finally:
         if not args.keep:
             with connection.cursor() as cursor:
-                _clean(cursor, marks)
+                _clean(cursor, marks, month_marks)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,14 @@ from django.conf import settings
 from django.db.models import F
 
 from campaigns.models import Campaign
-from reporting.measurement.sources import midnight, rolled_until
-from reporting.models import BuyerLatencyDaily, BuyerLatencyHourly, DemandDaily, DemandHourly
+from reporting.measurement.sources import midnight, month_start, months_rolled_until, rolled_until
+from reporting.models import (
+    BuyerLatencyDaily,
+    BuyerLatencyHourly,
+    DemandDaily,
+    DemandHourly,
+    DemandMonthly,
+)
 from reporting.stream import lock_order
 from serving.events import Event
 from serving.latency import TIMEOUT
@@ -117,7 +123,9 @@ def _add(model: Any, lookup: dict[str, Any], defaults: dict[str, Any], r: Demand
 def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
     # An event for a day already summed into DemandDaily (late: its token was about to
     # expire) goes into its day too, so that the two never disagree.
+    # Likewise for a month already summed into DemandMonthly.
     done = rolled_until() if rows else None
+    months_done = months_rolled_until() if done is not None else None
     for (hour, placement_id, line_item_id, buyer_id, currency, door), r in lock_order(rows):
         key = {
             "placement_id": placement_id, "line_item_id": line_item_id,
@@ -127,6 +135,8 @@ def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
         _add(DemandHourly, {"hour": hour, **key}, owner, r)
         if done is not None and hour < done:
             _add(DemandDaily, {"day": midnight(hour), **key}, owner, r)
+        if months_done is not None and hour < months_done:
+            _add(DemandMonthly, {"month": month_start(hour), **key}, owner, r)
 
 
 LatencyKey = tuple[datetime, int, int]

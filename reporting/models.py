@@ -485,3 +485,8 @@ class ModelVersion(models.Model):
 from reporting.ivt.models import IvtHourly, IvtRefund, IvtThresholds  # noqa: E402
 
 __all__ = ["IvtHourly", "IvtRefund", "IvtThresholds"]
+
+# The measurement rollups' monthly tier, in its package.
+from reporting.measurement.models import DemandMonthly, RolledMonth  # noqa: E402
+
+__all__ += ["DemandMonthly", "RolledMonth"]

@@ -22,16 +22,18 @@ class FxHistory:
 
     def __init__(self, last: date) -> None:
         self.constants = configured_fx_rates()
-        by_day: dict[date, dict[str, Decimal]] = {}
+        # The rates as stored (strings), made Decimal only for the days a report reads.
+        by_day: dict[date, dict[str, str]] = {}
         # Oldest first and, within a day, the newest fetch last: it wins, as `newest()`.
         for rates_date, rates in (
             FxRateSet.objects.filter(rates_date__lte=last)
             .order_by("rates_date", "fetched_at")
             .values_list("rates_date", "rates")
         ):
-            by_day[rates_date] = {code: Decimal(value) for code, value in rates.items()}
+            by_day[rates_date] = rates
         self._days = sorted(by_day)
-        self._tables = [by_day[d] for d in self._days]
+        self._raw = [by_day[d] for d in self._days]
+        self._tables: dict[int, dict[str, Decimal]] = {}
         self._max_age = timedelta(seconds=settings.FX_MAX_AGE_SECONDS)
         self.used_sets: set[date] = set()
         self.used_constants = False
@@ -44,13 +46,61 @@ class FxHistory:
             table = self._cache[day] = self._table(day)
         return table
 
-    def _table(self, day: date) -> dict[str, Decimal]:
+    def _table(self, day: date, mark: bool = True) -> dict[str, Decimal]:
         i = bisect.bisect_right(self._days, day) - 1
         if i >= 0 and day - self._days[i] <= self._max_age:
-            self.used_sets.add(self._days[i])
-            return {**self.constants, **self._tables[i]}
-        self.used_constants = True
+            if mark:
+                self.used_sets.add(self._days[i])
+            return {**self.constants, **self._set(i)}
+        if mark:
+            self.used_constants = True
         return self.constants
+
+    def _set(self, i: int) -> dict[str, Decimal]:
+        table = self._tables.get(i)
+        if table is None:
+            raw = self._raw[i]
+            table = self._tables[i] = {code: Decimal(value) for code, value in raw.items()}
+        return table
+
+    def factors(self, first: date, last: date, to: str) -> dict[str, str]:
+        """What one unit of each other currency is in `to` on each UTC day of [first, last],
+        keyed currency + ISO date ("EUR2026-01-31"), for the report's SQL to multiply by;
+        a currency with no rate on a day has no key. Marks nothing as used (`table` does)."""
+        out: dict[str, str] = {}
+        day = first
+        while day <= last:
+            table = self._table(day, mark=False)
+            target = table.get(to)
+            if target:
+                stamp = day.isoformat()
+                for code, rate in table.items():
+                    if code != to:
+                        out[code + stamp] = str(rate / target)
+            day += timedelta(days=1)
+        return out
+
+    def sources(self, first: date, last: date) -> dict[str, int]:
+        """Which rates each UTC day of [first, last] converts at, keyed by ISO date: the
+        ordinal of its reference set's date, or 0 for the constants alone."""
+        out: dict[str, int] = {}
+        day = first
+        while day <= last:
+            i = bisect.bisect_right(self._days, day) - 1
+            fresh = i >= 0 and day - self._days[i] <= self._max_age
+            out[day.isoformat()] = self._days[i].toordinal() if fresh else 0
+            day += timedelta(days=1)
+        return out
+
+    def mark(self, sources: list[int | None]) -> None:
+        """Note the rate sources (`sources` values; None for none) amounts were converted
+        at, for `describe`: the oldest and newest set, and whether the constants were."""
+        used = [s for s in sources if s is not None]
+        if 0 in used:
+            self.used_constants = True
+        sets = [s for s in used if s]
+        if sets:
+            self.used_sets.update((date.fromordinal(min(sets)), date.fromordinal(max(sets))))
 
     def convert(self, amount: Decimal, currency: str, to: str, day: date) -> Decimal | None:
         """`amount` of `currency` in `to` at the rates of `day`; None without a rate."""
@@ -64,7 +114,7 @@ class FxHistory:
 
     def known(self, currency: str) -> bool:
         """Whether any table (the constants or a loaded day) prices `currency`."""
-        return currency in self.constants or any(currency in t for t in self._tables)
+        return currency in self.constants or any(currency in t for t in self._raw)
 
     def describe(self) -> str:
         """How the report converted, in words (the page and the API say it)."""

@@ -1,28 +1,34 @@
 """The measurement report: requests, QPS, fill, win rates, RPM, eCPM, CTR, creative failures,
-viewability and video completion, grouped by one dimension, over `DemandHourly` and
-`DemandDaily` together (a period reads the hours still kept hourly and the days rolled up).
+viewability and video completion, grouped by one dimension, over `DemandHourly`,
+`DemandDaily` and `DemandMonthly` together (a period reads the hours still kept hourly, the
+days rolled up and, grouped by anything but time, the whole months rolled up).
 
 Counts add; amounts are converted into the report currency per UTC day at the rates in
 effect then (`reporting.measurement.fx`) before they add, and an amount with no rate is
-shown apart, never added. Every figure comes from a fixed number of grouped queries: two
-(hourly, daily) for the counts and, when some rows are in another currency, two more for
-their amounts per day, whatever the number of rows.
+shown apart, never added. The conversion happens in SQL (each row's spend times its day's
+rate, from a JSON table of the period's days), so every figure comes from one grouped query
+per tier (hourly, daily, monthly), whatever the number of rows; months are read only for
+amounts in the report currency (a month has no single rate), the other currencies' days
+from the daily rows.
 """
 
+import json
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
-from django.db.models import Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db import connection, transaction
+from django.db.models import DecimalField, IntegerField, Max, Min, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 
 from campaigns.models import Campaign, LineItem, Placement, Publisher
 from reporting.measurement.fx import FxHistory
 from reporting.measurement.sources import Split, split_period
-from reporting.models import DemandDaily, DemandHourly
 from reporting.reports.tables import money, percent
 from serving.models import Buyer
 
@@ -54,6 +60,10 @@ DAILY_NOTE = (
 )
 
 
+# Memory a report's grouping may take in Postgres (per sort or hash, per worker): enough for
+# a year of 10,000 line items' groups (about 20 MB).
+WORK_MEM = "64MB"
+
 # Counted in the rollup, not shown in the report: left out of its sums.
 UNREPORTED = ("skip", "mute", "pause")
 REPORTED = tuple(name for name in COUNTS if name not in UNREPORTED)
@@ -67,6 +77,9 @@ def _sums() -> dict[str, Any]:
     return sums
 
 
+_SUMMED = tuple((name, f"s_{name}") for name in (*REPORTED, "own_wins", "buyer_wins"))
+
+
 @dataclass
 class Totals:
     """Sums of one report row; amounts already in the report currency."""
@@ -78,8 +91,11 @@ class Totals:
     seconds: float = 0.0  # how long the row covers, for QPS
 
     def add_counts(self, row: dict[str, Any]) -> None:
-        for name in (*REPORTED, "own_wins", "buyer_wins"):
-            self.counts[name] += row[f"s_{name}"] or 0
+        counts = self.counts
+        for name, column in _SUMMED:
+            n = row[column]
+            if n:
+                counts[name] += n
 
     def merge(self, other: "Totals") -> None:
         for name, n in other.counts.items():
@@ -116,13 +132,20 @@ class Totals:
 
 @dataclass
 class Source:
-    """The rows a report reads: the hourly and the daily rollup, already scoped."""
+    """The rows a report reads: the hourly, daily and monthly rollups, already scoped."""
 
-    hourly: QuerySet[DemandHourly]
-    daily: QuerySet[DemandDaily]
+    hourly: QuerySet[Any]
+    daily: QuerySet[Any]
+    monthly: QuerySet[Any] | None = None
 
-    def within(self, split: Split) -> "Source":
-        return Source(split.hours(self.hourly), split.days(self.daily))
+    def within(self, split: Split, currency: str) -> "Source":
+        monthly = None if self.monthly is None else split.months(self.monthly, currency)
+        return Source(split.hours(self.hourly), split.days(self.daily, currency=currency), monthly)
+
+    def tables(self) -> list[tuple[QuerySet[Any], str]]:
+        """Each rollup with its time column."""
+        out = [(self.hourly, "hour"), (self.daily, "day")]
+        return out if self.monthly is None else [*out, (self.monthly, "month")]
 
 
 @dataclass
@@ -132,7 +155,7 @@ class MeasurementReport:
     start: datetime
     end: datetime
     zone: ZoneInfo
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
     totals: dict[str, Any]
     fx_note: str
     notes: list[str]
@@ -155,6 +178,40 @@ def _columns(group: str, time_field: str) -> list[str]:
     return [time_field] if column is None else [column]
 
 
+def _amounts(model: Any, time_field: str, currency: str, rates: str, days: str) -> dict[str, Any]:
+    """Spend of a group's rows not in the report currency, converted in SQL at the rate of
+    each row's UTC day (`rates`: JSON of `FxHistory.factors`), the part with no rate (never
+    converted, shown apart), and the oldest and newest rate source those days used (`days`:
+    JSON of `FxHistory.sources`), for the note."""
+    table = model._meta.db_table
+    spend, code = f'"{table}"."spend"', f'"{table}"."currency"'
+    if connection.vendor == "postgresql":
+        day = f"""to_char("{table}"."{time_field}" AT TIME ZONE 'UTC', 'YYYY-MM-DD')"""
+        factor = f"((%s::jsonb) ->> ({code} || {day}))::numeric"
+        source = f"((%s::jsonb) ->> {day})::int"
+    else:  # SQLite (the demo): times are stored in UTC
+        day = f"""strftime('%%Y-%%m-%%d', "{table}"."{time_field}")"""
+        factor = f"""json_extract(%s, '$."' || {code} || {day} || '"')"""
+        source = f"""json_extract(%s, '$."' || {day} || '"')"""
+    money_field = DecimalField(max_digits=30, decimal_places=9)
+    foreign_source = f"CASE WHEN {code} <> %s THEN {source} END"
+    # Only column names from the model go into the SQL; the values are parameters.
+    return {
+        "s_converted": Sum(
+            RawSQL(f"CASE WHEN {code} <> %s THEN {spend} * {factor} END",  # noqa: S611
+                   [currency, rates], output_field=money_field),
+        ),
+        "s_unconverted": Sum(
+            RawSQL(f"CASE WHEN {code} <> %s AND {factor} IS NULL THEN {spend} END",  # noqa: S611
+                   [currency, rates], output_field=money_field),
+        ),
+        "s_source_min": Min(RawSQL(foreign_source, [currency, days],  # noqa: S611
+                                   output_field=IntegerField())),
+        "s_source_max": Max(RawSQL(foreign_source, [currency, days],  # noqa: S611
+                                   output_field=IntegerField())),
+    }  # fmt: skip
+
+
 def measure(
     source: Source,
     group: str,
@@ -166,22 +223,41 @@ def measure(
     hourly_days: int,
 ) -> MeasurementReport:
     """The report of `source` in [start, end) grouped by `group`, amounts in `currency`."""
-    split = split_period(start, end, now, hourly_days, prefer_hours=group == "hour")
-    rows = source.within(split)
+    over_time = group in ("day", "hour")
+    split = split_period(
+        start, end, now, hourly_days, prefer_hours=group == "hour",
+        months=not over_time and source.monthly is not None,
+    )  # fmt: skip
+    rows = source.within(split, currency)
     fx = FxHistory((min(end, now) + timedelta(days=1)).date())
+    first = min(start, split.day_from).astimezone(UTC).date()
+    last = (max(end, split.day_to) - timedelta(microseconds=1)).astimezone(UTC).date()
+    # Grouped by time, each row is one UTC hour or day: its amounts are converted here;
+    # otherwise in SQL, each row at its day's rate.
+    fx_json = None if over_time else (
+        json.dumps(fx.factors(first, last, currency)), json.dumps(fx.sources(first, last))
+    )  # fmt: skip
     groups: dict[Any, Totals] = defaultdict(Totals)
-    foreign: set[str] = set()
-    for qs, time_field in ((rows.hourly, "hour"), (rows.daily, "day")):
-        columns = _columns(group, time_field)
-        for row in qs.values(*columns, "currency").annotate(**_sums()).order_by():
+    sources: list[int | None] = []
+    with _tuned():
+        fetched = [
+            (time_field, list(_grouped(qs, group, time_field, currency, fx_json)))
+            for qs, time_field in rows.tables()
+        ]
+    for time_field, grouped in fetched:
+        for row in grouped:
             totals = groups[_key(group, row, time_field, zone)]
             totals.add_counts(row)
             if row["currency"] == currency:
                 totals.spend += row["s_spend"] or Decimal(0)
+            elif over_time:  # one row per UTC hour or day: converted at its day's rate
+                _convert(totals, row, currency, row[time_field].astimezone(UTC).date(), fx)
             else:
-                foreign.add(row["currency"])
-    if foreign:
-        _convert(rows, group, sorted(foreign), currency, zone, fx, groups)
+                totals.spend += row["s_converted"] or Decimal(0)
+                if row["s_unconverted"] is not None:
+                    totals.unconverted[row["currency"]] += row["s_unconverted"]
+                sources += [row["s_source_min"], row["s_source_max"]]
+    fx.mark(sources)
     if group == "publisher":
         groups = _by_publisher(groups)
     covered_end = min(end, now)
@@ -190,46 +266,89 @@ def measure(
     whole = Totals(seconds=max(0.0, (covered_end - start).total_seconds()))
     for totals in groups.values():
         whole.merge(totals)
-    ordered = sorted(groups.items(), key=_order(group))
-    out = [{"key": _json_key(key), **totals.metrics()} for key, totals in ordered]
     notes = [NOT_IN_ROLLUP]
     if split.approximate or (group == "hour" and split.day_from < split.day_to):
         notes.append(DAILY_NOTE.format(days=hourly_days))
     fx_note = f"Amounts in {currency}. " + fx.describe()
     return MeasurementReport(
-        group, currency, start, end, zone, out, whole.metrics(), fx_note, notes
-    )
+        group, currency, start, end, zone, Rows(_ordered(group, groups)), whole.metrics(),
+        fx_note, notes,
+    )  # fmt: skip
 
 
-def _convert(
-    rows: Source,
+def _convert(totals: Totals, row: dict[str, Any], currency: str, day: date, fx: FxHistory) -> None:
+    amount: Decimal = row["s_spend"] or Decimal(0)
+    value = fx.convert(amount, row["currency"], currency, day)
+    if value is None:
+        totals.unconverted[row["currency"]] += amount
+    else:
+        totals.spend += value
+
+
+def _grouped(
+    qs: QuerySet[Any],
     group: str,
-    foreign: list[str],
+    time_field: str,
     currency: str,
-    zone: ZoneInfo,
-    fx: FxHistory,
-    groups: dict[Any, Totals],
-) -> None:
-    """Amounts not in the report currency, per UTC day, at that day's rates."""
-    for qs, time_field in ((rows.hourly, "hour"), (rows.daily, "day")):
-        columns = _columns(group, time_field)
-        per_day = (
-            # By name, not "not the report currency": the (currency, day) index then reads
-            # only the rows to convert.
-            qs.filter(currency__in=foreign)
-            .annotate(utc_day=TruncDate(time_field, tzinfo=UTC))
-            .values(*columns, "currency", "utc_day")
-            .annotate(amount=Sum("spend"))
-            .order_by()
-        )
-        for row in per_day:
-            totals = groups[_key(group, row, time_field, zone)]
-            amount: Decimal = row["amount"] or Decimal(0)
-            converted = fx.convert(amount, row["currency"], currency, row["utc_day"])
-            if converted is None:
-                totals.unconverted[row["currency"]] += amount
-            else:
-                totals.spend += converted
+    fx_json: tuple[str, str] | None,
+) -> QuerySet[Any]:
+    sums = _sums()
+    if fx_json is not None:
+        sums.update(_amounts(qs.model, time_field, currency, *fx_json))
+    return qs.values(*_columns(group, time_field), "currency").annotate(**sums).order_by()
+
+
+@contextmanager
+def _tuned() -> Iterator[None]:
+    """On Postgres, the report's queries in a transaction that hashes the groups in memory
+    (WORK_MEM) rather than sorting them on disk, without JIT compilation: a year's daily
+    rows (hundreds of thousands) cost the plan a JIT compile that took longer than what it
+    saved."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL jit = off; SET LOCAL work_mem = '{WORK_MEM}'")
+        yield
+
+
+class Rows(Sequence[dict[str, Any]]):
+    """A report's rows in order, each made into its figures only when read: a page of a
+    10,000-row report computes 100."""
+
+    def __init__(self, items: list[tuple[Any, Totals]]) -> None:
+        self._items = items
+        self._made: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _row(self, i: int) -> dict[str, Any]:
+        row = self._made.get(i)
+        if row is None:
+            key, totals = self._items[i]
+            row = self._made[i] = {"key": _json_key(key), **totals.metrics()}
+        return row
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self._row(j) for j in range(*i.indices(len(self._items)))]
+        return self._row(range(len(self._items))[i])
+
+
+def _ordered(group: str, groups: dict[Any, Totals]) -> list[tuple[Any, Totals]]:
+    if group in ("day", "hour"):
+        return sorted(groups.items(), key=lambda item: item[0])
+    keyed = [
+        ((-t.counts["requests"], -t.counts["impressions"], key), key, t)
+        for key, t in groups.items()
+    ]
+    keyed.sort(key=lambda k: k[0])
+    return [(key, t) for _, key, t in keyed]
 
 
 def _by_publisher(groups: dict[Any, Totals]) -> dict[Any, Totals]:
@@ -254,12 +373,6 @@ def _seconds(group: str, key: Any, start: datetime, end: datetime, zone: ZoneInf
     return max(0.0, (min(high, end) - max(low, start)).total_seconds())
 
 
-def _order(group: str) -> Any:
-    if group in ("day", "hour"):
-        return lambda item: item[0]
-    return lambda item: (-item[1].counts["requests"], -item[1].counts["impressions"], item[0])
-
-
 def _json_key(key: Any) -> Any:
     if isinstance(key, datetime):
         return key.astimezone(UTC).isoformat()
@@ -268,7 +381,7 @@ def _json_key(key: Any) -> Any:
     return key
 
 
-def label_rows(group: str, rows: list[dict[str, Any]], zone: ZoneInfo) -> None:
+def label_rows(group: str, rows: Sequence[dict[str, Any]], zone: ZoneInfo) -> None:
     """Add each row's `label` (a name, or a local time): one query for the rows given."""
     keys = [r["key"] for r in rows]
     names: dict[Any, str] = {}

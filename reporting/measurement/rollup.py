@@ -22,13 +22,21 @@ from django_redis import get_redis_connection
 
 from reporting.lease import Lease, LeaseLost
 from reporting.measurement.report import COUNTS
-from reporting.measurement.sources import midnight, rolled_until
+from reporting.measurement.sources import (
+    midnight,
+    month_start,
+    months_rolled_until,
+    next_month,
+    rolled_until,
+)
 from reporting.models import (
     BuyerLatencyDaily,
     BuyerLatencyHourly,
     DemandDaily,
     DemandHourly,
+    DemandMonthly,
     RolledDay,
+    RolledMonth,
 )
 from reporting.stream import partition_suffix, partitions
 from serving.keys import RedisKeys
@@ -43,8 +51,13 @@ MAX_DAYS_PER_RUN = 62
 
 def _sum_demand(day: datetime) -> int:
     hours = DemandHourly.objects.filter(hour__gte=day, hour__lt=day + timedelta(days=1))
+    return _sum_into(hours, DemandDaily, {"day": day})
+
+
+def _sum_into(source: Any, model: Any, at: dict[str, datetime]) -> int:
+    """Sum `source`'s rows per key into new `model` rows at `at`; how many."""
     sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in AMOUNTS}
-    grouped = hours.values(*DEMAND_KEY).annotate(
+    grouped = source.values(*DEMAND_KEY).annotate(
         cp=Max("campaign_id"), adv=Max("advertiser_id"), **sums
     )
     rows = []
@@ -52,9 +65,35 @@ def _sum_demand(day: datetime) -> int:
         amounts = {name: g[f"s_{name}"] or 0 for name in AMOUNTS}
         key = {f: g[f] for f in DEMAND_KEY}
         owner = {"campaign_id": g["cp"], "advertiser_id": g["adv"]}
-        rows.append(DemandDaily(day=day, **owner, **key, **amounts))
-    DemandDaily.objects.bulk_create(rows, batch_size=2000)
+        rows.append(model(**at, **owner, **key, **amounts))
+    model.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
+
+
+def _first_month_to_roll() -> datetime | None:
+    done = months_rolled_until()
+    if done is not None:
+        return done
+    oldest = RolledDay.objects.aggregate(m=Min("day"))["m"]
+    return None if oldest is None else month_start(oldest)
+
+
+def _roll_months(leases: list[Lease]) -> int:
+    """Sum every month whose days are all rolled into `DemandMonthly`, oldest first, each
+    with its mark in one transaction; daily rows written."""
+    days_done = rolled_until()
+    month = _first_month_to_roll()
+    written = 0
+    while month is not None and days_done is not None and next_month(month) <= days_done:
+        end = next_month(month)
+        with transaction.atomic():
+            days = DemandDaily.objects.filter(day__gte=month, day__lt=end)
+            written += _sum_into(days, DemandMonthly, {"month": month})
+            RolledMonth.objects.create(month=month)
+            for lease in leases:
+                lease.check()
+        month = end
+    return written
 
 
 def _sum_latency(day: datetime) -> None:
@@ -89,12 +128,16 @@ def _prune(before: datetime) -> int:
 
 
 def roll_up_days(now: datetime | None = None) -> tuple[int, int]:
-    """Roll every closed day not rolled yet, then prune hours past DEMAND_HOURLY_DAYS;
-    (daily rows written, hourly rows deleted). Safe to run concurrently and to retry."""
+    """Roll every closed day not rolled yet and every month whose days all are, then prune
+    hours past DEMAND_HOURLY_DAYS; (daily rows written, hourly rows deleted). Safe to run
+    concurrently and to retry."""
     now = now or datetime.now(UTC)
     closed = midnight(now - timedelta(hours=settings.DEMAND_DAY_CLOSE_HOURS))
     day = _first_day_to_roll()
-    if day is None or day >= closed:
+    month = _first_month_to_roll()
+    days_done = rolled_until()
+    months_due = month is not None and days_done is not None and next_month(month) <= days_done
+    if (day is None or day >= closed) and not months_due:
         return 0, _prune(midnight(now - timedelta(days=settings.DEMAND_HOURLY_DAYS)))
     client = get_redis_connection("default")
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
@@ -110,7 +153,7 @@ def roll_up_days(now: datetime | None = None) -> tuple[int, int]:
                 held.release()
             return 0, 0  # ingest or another roll-up holds it: the next run carries on
         leases.append(lease)
-    written = 0
+    written = months = 0
     try:
         day = _first_day_to_roll()  # again, under the lease: another run may have rolled
         for _ in range(MAX_DAYS_PER_RUN):
@@ -123,12 +166,16 @@ def roll_up_days(now: datetime | None = None) -> tuple[int, int]:
                 for lease in leases:
                     lease.check()  # lost it (stalled past it): roll back rather than commit
             day += timedelta(days=1)
+        months = _roll_months(leases)
     except LeaseLost:
         log.warning("daily roll-up stopped: its lease expired; the next run carries on")
     finally:
         for lease in leases:
             lease.release()
     pruned = _prune(midnight(now - timedelta(days=settings.DEMAND_HOURLY_DAYS)))
-    if written or pruned:
-        log.info("measurement roll-up: %s daily rows written, %s hours pruned", written, pruned)
+    if written or months or pruned:
+        log.info(
+            "measurement roll-up: %s daily and %s monthly rows written, %s hours pruned",
+            written, months, pruned,
+        )  # fmt: skip
     return written, pruned

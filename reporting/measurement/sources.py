@@ -1,5 +1,6 @@
-"""Which rows a report period reads: whole rolled-up UTC days from the daily tables, every
-other hour from the hourly ones, so that each hour is counted once.
+"""Which rows a report period reads: whole rolled-up UTC months from the monthly tables,
+whole rolled-up UTC days from the daily ones, every other hour from the hourly ones, so that
+each hour is counted once.
 
 Hours are kept for DEMAND_HOURLY_DAYS; before that only days exist, so a period edge there
 cannot be cut at the hour: such an edge day counts in the period that holds its midday
@@ -12,7 +13,7 @@ from typing import Any
 
 from django.db.models import Max, Q, QuerySet
 
-from reporting.models import RolledDay
+from reporting.models import RolledDay, RolledMonth
 
 DAY = timedelta(days=1)
 HALF_DAY = timedelta(hours=12)
@@ -30,6 +31,24 @@ def rolled_until() -> datetime | None:
     return None if last is None else last + DAY
 
 
+def month_start(at: datetime) -> datetime:
+    """The UTC midnight starting the month `at` is in."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def next_month(month: datetime) -> datetime:
+    """The first midnight of the month after `month` (itself a month's first)."""
+    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+
+
+def months_rolled_until() -> datetime | None:
+    """The end of the last month summed into the monthly tables (oldest first); None
+    before any."""
+    last = RolledMonth.objects.aggregate(m=Max("month"))["m"]
+    return None if last is None else next_month(last)
+
+
 def _ceil(at: datetime) -> datetime:
     day = midnight(at)
     return day if day == at else day + DAY
@@ -37,13 +56,16 @@ def _ceil(at: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Split:
-    """Daily rows for days in [day_from, day_to); hourly rows for the rest of [start, end)."""
+    """Monthly rows for months in [month_from, month_to), daily rows for the other days in
+    [day_from, day_to); hourly rows for the rest of [start, end)."""
 
     start: datetime
     end: datetime
     day_from: datetime
     day_to: datetime
     approximate: bool  # an edge day was taken whole (the midday rule)
+    month_from: datetime | None = None
+    month_to: datetime | None = None
 
     def hours(self, qs: QuerySet[Any], field: str = "hour") -> QuerySet[Any]:
         inside = Q(**{f"{field}__gte": self.start, f"{field}__lt": self.end})
@@ -52,17 +74,49 @@ class Split:
         daily = Q(**{f"{field}__gte": self.day_from, f"{field}__lt": self.day_to})
         return qs.filter(inside & ~daily)
 
-    def days(self, qs: QuerySet[Any], field: str = "day") -> QuerySet[Any]:
+    def days(self, qs: QuerySet[Any], field: str = "day", currency: str = "") -> QuerySet[Any]:
+        """The daily rows to read; with months, those of the months' rows in `currency`
+        (`months`) are left out."""
         if self.day_from >= self.day_to:
             return qs.none()
-        return qs.filter(**{f"{field}__gte": self.day_from, f"{field}__lt": self.day_to})
+        if self.month_from is None or self.month_to is None:
+            return qs.filter(**{f"{field}__gte": self.day_from, f"{field}__lt": self.day_to})
+
+        def within(low: datetime, high: datetime) -> Q:
+            return Q(**{f"{field}__gte": low, f"{field}__lt": high})
+
+        # Ranges the (day) and (currency, day) indexes read, rather than every day of the
+        # period less the months: the edge days, and the months' days in other currencies.
+        other = Q(currency__lt=currency) | Q(currency__gt=currency)
+        return qs.filter(
+            within(self.day_from, self.month_from)
+            | within(self.month_to, self.day_to)
+            | (within(self.month_from, self.month_to) & other)
+        )
+
+    def months(self, qs: QuerySet[Any], currency: str, field: str = "month") -> QuerySet[Any]:
+        """The monthly rows to read: only those in `currency` (the report's). A month's
+        amounts in another currency are converted at each day's rate, so they are read
+        from the days."""
+        if self.month_from is None or self.month_to is None:
+            return qs.none()
+        return qs.filter(
+            **{f"{field}__gte": self.month_from, f"{field}__lt": self.month_to},
+            currency=currency,
+        )
 
 
 def split_period(
-    start: datetime, end: datetime, now: datetime, hourly_days: int, prefer_hours: bool = False
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    hourly_days: int,
+    prefer_hours: bool = False,
+    months: bool = False,
 ) -> Split:
     """The split of [start, end) given what is rolled up and what hours are still kept;
-    `prefer_hours` reads the hours wherever they are kept (a report per hour)."""
+    `prefer_hours` reads the hours wherever they are kept (a report per hour); `months`
+    reads whole rolled months from the monthly rows (a report not over time)."""
     done = rolled_until()
     if done is None or end <= start:
         return Split(start, end, start, start, False)
@@ -78,4 +132,13 @@ def split_period(
         hi = min(hi, kept_from)
     if lo >= hi:
         return Split(start, end, start, start, False)
-    return Split(start, end, lo, hi, lo < whole_from or hi > whole_to)
+    split = Split(start, end, lo, hi, lo < whole_from or hi > whole_to)
+    months_done = months_rolled_until() if months else None
+    if months_done is None:
+        return split
+    first = month_start(lo)
+    month_from = first if first == lo else next_month(first)
+    month_to = min(month_start(hi), months_done)
+    if month_from >= month_to:
+        return split
+    return Split(split.start, end, lo, hi, split.approximate, month_from, month_to)

@@ -3,6 +3,7 @@
 external demand), an advertiser only its organisation's rows."""
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,7 +28,7 @@ from reporting.measurement.budgets import budget_utilisation
 from reporting.measurement.fx import FxHistory
 from reporting.measurement.latency import buyer_latency
 from reporting.measurement.report import GROUPS, MeasurementReport, Source, label_rows, measure
-from reporting.models import DemandDaily, DemandHourly
+from reporting.models import DemandDaily, DemandHourly, DemandMonthly
 from reporting.reports.charts import HOURLY_UP_TO_DAYS
 from reporting.reports.periods import Period, PeriodError, Preset, period_from
 from reporting.reports.views import Scope, report_scope
@@ -83,18 +84,16 @@ def read_params(request: HttpRequest, now: datetime) -> Asked:
     if not _CODE.match(currency) or not FxHistory(now.date()).known(currency):
         raise ParamError("currency", f"{currency!r} is not a currency with an exchange rate.")
     user = request.user
-    hourly, daily = DemandHourly.objects.for_user(user), DemandDaily.objects.for_user(user)
+    tiers = [m.objects.for_user(user) for m in (DemandHourly, DemandDaily, DemandMonthly)]
     if scope.organisation is not None:
-        hourly = hourly.filter(advertiser_id=scope.organisation.pk)
-        daily = daily.filter(advertiser_id=scope.organisation.pk)
+        tiers = [qs.filter(advertiser_id=scope.organisation.pk) for qs in tiers]
     if scope.campaign is not None:
-        hourly = hourly.filter(campaign_id=scope.campaign.pk)
-        daily = daily.filter(campaign_id=scope.campaign.pk)
+        tiers = [qs.filter(campaign_id=scope.campaign.pk) for qs in tiers]
     if line_item is not None:
         if not LineItem.objects.for_user(user).filter(pk=line_item).exists():
             raise Http404("no such line item")
-        hourly, daily = hourly.filter(line_item_id=line_item), daily.filter(line_item_id=line_item)
-    return Asked(scope, period, group, currency, Source(hourly, daily))
+        tiers = [qs.filter(line_item_id=line_item) for qs in tiers]
+    return Asked(scope, period, group, currency, Source(*tiers))
 
 
 def run_report(asked: Asked, now: datetime, group: str | None = None) -> MeasurementReport:
@@ -124,7 +123,7 @@ class _Pages(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
-    def paginate_list(self, rows: list[Any], request: Request) -> list[Any]:
+    def paginate_list(self, rows: Sequence[Any], request: Request) -> list[Any]:
         page = request.query_params.get("page", "1")
         if not page.isdigit() or int(page) < 1:
             raise ValidationError({"page": f"{page!r} is not a page number (1, 2, ...)."})
