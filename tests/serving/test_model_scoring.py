@@ -1,21 +1,24 @@
 """Serving prices CPC line items with the promoted pCTR model from the snapshot, through the
 real ASGI app on the real Redis and Postgres: explain shows each candidate's pCTR, the
-winner follows the model, and the personal feature counts only with consent."""
+winner follows the model, a target-CPA line item bids CPA x pCTR x pCVR up to its bid, and the
+personal feature counts only with consent."""
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from campaigns import services
-from campaigns.models import ApiToken, BidType
+from campaigns.models import ApiToken, BidType, Campaign, GoalType
 from campaigns.snapshot import publish_snapshot
+from reporting.conversions.models import Attribution, Conversion, Source
 from reporting.learning.registry import promote
-from reporting.models import ModelVersion
+from reporting.models import CreativeHourly, ModelVersion
 from serving.app import ServingApp
 from serving.pctr import FEATURE_SET, CtrModel, Scorer, encode_model, slot
 from tests.factories import make_campaign, make_line_item, make_placement
@@ -122,3 +125,45 @@ def test_the_region_counts_only_with_consent_to_personalise(book: dict[str, Any]
     assert personal > contextual * 4
     assert with_consent[cpc]["pctr"] == round(personal, 6)
     assert without[cpc]["pctr"] == round(contextual, 6)
+
+
+def test_a_target_cpa_line_item_bids_cpa_x_pctr_x_smoothed_pcvr_up_to_its_bid(
+    book: dict[str, Any],
+) -> None:
+    campaign = make_campaign()
+    Campaign.objects.filter(pk=campaign.pk).update(
+        goal_type=GoalType.TARGET_CPA, goal_target=Decimal("20.00")
+    )
+    li = make_line_item(campaign, "5.00")
+    creative = li.assignments.get().creative_id
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    CreativeHourly.objects.create(
+        hour=hour, line_item_id=li.pk, creative_id=creative, campaign_id=campaign.pk,
+        advertiser_id=campaign.advertiser_id, impressions=5000, clicks=100,
+    )  # fmt: skip
+    for n in range(10):
+        Conversion.objects.create(
+            advertiser_id=campaign.advertiser_id, event="purchase", converted_at=hour,
+            source=Source.POSTBACK, attribution=Attribution.CLICK, campaign_id=campaign.pk,
+            line_item_id=li.pk, creative_id=creative, stream_id=f"0-{n}",
+        )  # fmt: skip
+    model = _live_model("country", "BR", BRAZIL)
+    publish_snapshot()
+    key = book["placement"].key
+
+    us, br = _explain(
+        book,
+        ad_body(key, device={"geo": {"country": "US"}}),
+        ad_body(key, device={"geo": {"country": "BR"}}),
+    )
+
+    # Conversions per click, smoothed with 50 clicks' worth of the overall 10.5 / 101.
+    pcvr = (10 + 50 * (10.5 / 101)) / (100 + 50)
+    pctr = Scorer(model).predict(Scorer(model).context_sum({
+        "placement": book["placement"].pk, "country": "US", "size": "300x250",
+        "format": "banner"}), book["placement"].pk, li.pk, creative)  # fmt: skip
+    value = Decimal(round(20_000_000 * pctr * pcvr * 10)).scaleb(-4)
+    assert us[li.pk]["ecpm"] == str(value)
+    assert Decimal(us[li.pk]["ecpm"]) < Decimal("5.00")
+    assert us[li.pk]["result"] == "won"  # 4.05 over the CPM line item's 2.00
+    assert br[li.pk]["ecpm"] == "5.0000"  # worth more in Brazil: never above its bid
