@@ -1,7 +1,7 @@
 """Where a serving request's CPU goes: the serving app driven in-process, under cProfile.
 
 Run: .venv/bin/python bench/profile_serving.py [--line-items 10000] [--requests 3000]
-     [--door v1|openrtb] [--httpx] [--sort tottime|cumulative] [--top 40]
+     [--door v1|openrtb] [--httpx] [--sort tottime|cumulative] [--top 40] [--model 50000]
 
 Same book, same request mix and the same Redis setup as `bench/serving.py` (embedded Redis
 unless REDIS_URL is set, a temporary SQLite file, a key prefix of its own, deleted at the
@@ -11,7 +11,9 @@ request at a time, so the profile holds the app and nothing of a server or clien
 is in the profile too). `--concurrency` requests are in flight at once (32 by default), as
 in a loaded server, so Redis batches hold many requests' commands; `--rate R` starts them
 on a schedule instead (open loop, as at a fixed offered load). It prints the CPU time
-per request without the profiler first, then the profile.
+per request without the profiler first, then the profile. `--model N` promotes a pCTR model
+of N random weights first, as the training would (docs/learning.md), so that serving prices
+the book's CPC line items with it.
 """
 
 import argparse
@@ -124,6 +126,27 @@ async def profile(args: argparse.Namespace, bodies: list[bytes]) -> None:
         await app.shutdown()
 
 
+def install_model(weights: int) -> None:
+    """A promoted pCTR model of `weights` random non-zero weights over 2**18 slots."""
+    from datetime import UTC, datetime
+
+    from reporting.learning.registry import promote
+    from reporting.models import ModelVersion
+    from serving.pctr import FEATURE_SET, CtrModel, encode_model
+
+    rng = random.Random(5)
+    slots = rng.sample(range(1 << 18), weights)
+    model = CtrModel(
+        0, FEATURE_SET, 18, -6.0, slots, [rng.gauss(0, 0.3) for _ in slots], base_ctr=0.002
+    )
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    version = ModelVersion.objects.create(
+        feature_set=FEATURE_SET, train_start=start, train_end=start, holdout_start=start,
+        holdout_end=start, metrics={}, weights=encode_model(model),
+    )  # fmt: skip
+    promote(version)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--line-items", type=int, default=10_000)
@@ -139,6 +162,7 @@ def main() -> int:
     )
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--model", type=int, default=0, help="a live pCTR model of N weights")
     args = parser.parse_args()
     with django_bench("profile"):
         from django.conf import settings
@@ -146,6 +170,8 @@ def main() -> int:
         from campaigns.snapshot import publish_snapshot
 
         book = load_book(random.Random(42), args.line_items)
+        if args.model:
+            install_model(args.model)
         publish_snapshot()
         mix = RequestMix(book, tc_strings(settings.GVL_VENDOR_ID), random.Random(7))
         make = mix.v1 if args.door == "v1" else mix.openrtb

@@ -20,6 +20,7 @@ from campaigns.snapshot_learning import SHARE_UNITS, thompson_probabilities
 from reporting.models import CreativeHourly
 from reporting.telemetry.writer import write_telemetry
 from serving.app import ServingApp
+from tests.bulk.helpers import csv_bytes, dry_run, new_line_item, upload_and_apply
 from tests.factories import make_campaign, make_creative, make_line_item, make_placement
 from tests.reporting.telemetry.test_writer import query
 from tests.serving.test_app import ad_body, with_client
@@ -163,3 +164,19 @@ def make_user_in(advertiser: Any) -> Any:
     user = get_user_model().objects.create_user(f"manager-{advertiser.pk}")
     Membership.objects.create(user=user, advertiser=advertiser, role=Role.MANAGER)
     return user
+
+
+def test_a_bulksheet_sets_the_rotation_and_names_a_bad_one_per_row() -> None:
+    campaign = make_campaign()
+    good = csv_bytes(
+        new_line_item({"Campaign Id": str(campaign.pk), "Creative Rotation": "Optimise"})
+    )
+    bad = csv_bytes(new_line_item({"Campaign Id": str(campaign.pk), "Creative Rotation": "best"}))
+
+    failed, _ = dry_run(campaign.advertiser, bad)
+    upload_and_apply(campaign.advertiser, good)
+
+    assert [(e["row"], e["column"], e["message"]) for e in failed.errors] == [
+        (2, "Creative Rotation", "Unknown creative rotation 'best' (use weighted, optimise).")
+    ]
+    assert list(campaign.line_items.values_list("creative_rotation", flat=True)) == ["optimise"]
