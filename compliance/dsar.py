@@ -389,12 +389,19 @@ class IvtCounters:
         for key in self._keys(job):
             value: Any = job.client.get(key) or b"0"
             held[key.decode()] = int(value) if value.isdigit() else value.decode()
+        for p in job.pseudonyms:
+            since: Any = job.client.zscore(job.keys.ivt_held, p)
+            if since is not None:
+                held[f"{job.keys.ivt_held} {p}"] = int(since)  # held since (epoch ms)
         return held
 
     def erase(self, job: Job) -> None:
         keys = [key.decode() for key in self._keys(job)]
         if keys:
             job.client.eval(DELETE_KEYS, len(keys) + 1, job.counts_key, *keys, self.name, STATE_TTL)
+        # A held id awaiting its automatic refund: the refund is not made for it.
+        if job.pseudonyms:
+            job.client.zrem(job.keys.ivt_held, *job.pseudonyms)
 
 
 class OtherKeys:

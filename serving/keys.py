@@ -193,6 +193,12 @@ class RedisKeys:
         return f"{self.prefix}ivt:hold:{user}"
 
     @property
+    def ivt_held(self) -> str:
+        """A sorted set: pseudonymous ids newly held (score: when, epoch ms) whose billed
+        events before it are to be refunded (`reporting.ivt.refunds.refund_held`)."""
+        return f"{self.prefix}ivt:held"
+
+    @property
     def ivt_rules(self) -> str:
         """The invalid-traffic thresholds ad ops saved in admin (JSON), for serving."""
         return f"{self.prefix}ivt:rules"

@@ -144,15 +144,15 @@ return charge(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3],
 # An impression or a click, once per decision, judged by the behavioural rules
 # (`serving.ivt.judge`). KEYS: dedupe key, stream, day hash, lifetime hash, exhausted set,
 # the decision's impression mark (a click's; its own dedupe key for an impression), the
-# pseudonym's hold (its dedupe key again when there is none), then one counter key per rate
-# rule. ARGV: dedupe ttl, encoded events (`"iv":""` in them is where a reason goes), line
-# item, campaign, cost to charge, clicks, pending field to clear ('' for none), pending
-# amount, the four budgets and the ttl as for CHARGE, then the reason judged in process (''
-# for none), now (epoch ms), the shortest click delay (ms; 0: off), how long a pseudonym over
-# a limit stays invalid (s; 0: no hold key given), and per counter its window (s), its limit,
-# the reason it gives and whether passing it holds the pseudonym ('1'). Returns 0 for a
-# repeat, {1, spend, flags} when billed, {2, 0, 0, reason} when judged invalid (recorded,
-# not billed).
+# pseudonym's hold and the held pseudonyms awaiting their refund (a sorted set; the dedupe
+# key again when there is no hold), then one counter key per rate rule. ARGV: dedupe ttl,
+# encoded events (`"iv":""` in them is where a reason goes), line item, campaign, cost to
+# charge, clicks, pending field to clear ('' for none), pending amount, the four budgets and
+# the ttl as for CHARGE, then the reason judged in process ('' for none), now (epoch ms), the
+# shortest click delay (ms; 0: off), how long a pseudonym over a limit stays invalid (s; 0: no
+# hold), the pseudonym, and per counter its window (s), its limit, the reason it gives and
+# whether passing it holds the pseudonym ('1'). Returns 0 for a repeat, {1, spend, flags}
+# when billed, {2, 0, 0, reason} when judged invalid (recorded, not billed).
 RECORD_BILLABLE = (
     _CHARGE_FN
     + """
@@ -164,8 +164,8 @@ local hold = tonumber(ARGV[17])
 if reason == '' and hold > 0 then
   reason = redis.call('GET', KEYS[7]) or ''
 end
-for n = 8, #KEYS do
-  local a = 18 + (n - 8) * 4
+for n = 9, #KEYS do
+  local a = 19 + (n - 9) * 4
   local count = redis.call('INCR', KEYS[n])
   if count == 1 then
     redis.call('EXPIRE', KEYS[n], ARGV[a])
@@ -175,7 +175,12 @@ for n = 8, #KEYS do
       reason = ARGV[a + 2]
     end
     if hold > 0 and ARGV[a + 3] == '1' then
-      redis.call('SET', KEYS[7], ARGV[a + 2], 'EX', hold)
+      if redis.call('SET', KEYS[7], ARGV[a + 2], 'NX', 'EX', hold) then
+        -- newly held: what it was billed before, in the window, is to be refunded
+        redis.call('ZADD', KEYS[8], 'NX', ARGV[15], ARGV[18])
+      else
+        redis.call('EXPIRE', KEYS[7], hold)
+      end
     end
   end
 end
@@ -365,6 +370,7 @@ class SpendRecorder:
             self.keys.exhausted(day),
             judge.impression_key or dedupe_key,
             judge.hold_key or dedupe_key,
+            self.keys.ivt_held if judge.hold_key else dedupe_key,
             *judge.counter_keys,
         )
         clicks = 1 if event.t == "clk" else 0
@@ -373,7 +379,7 @@ class SpendRecorder:
             dedupe_ttl, encode_events([event]), li_id, c, cost, clicks, pend, pending,
             *self._budgets(li, c), DAY_TTL_SECONDS,
             judge.reason, judge.now_ms, judge.min_click_ms,
-            judge.hold_seconds if judge.hold_key else 0, *judge.counter_args,
+            judge.hold_seconds if judge.hold_key else 0, event.u, *judge.counter_args,
         )  # fmt: skip
         result = await sink.run_script(self._billable, keys, args)
         if not result:

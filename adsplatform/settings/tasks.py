@@ -82,6 +82,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reporting.ivt.tasks.review_ctr_task",
         "schedule": schedule(3600.0),
     },
+    # Pseudonyms newly held over their IVT rate limits: their billed events before it.
+    "refund-held-pseudonyms": {
+        "task": "reporting.ivt.tasks.refund_held_task",
+        "schedule": schedule(60.0),
+    },
     # Raw events past RAW_EVENT_RETENTION_SECONDS (never before they are rolled up),
     # frequency-cap hashes left without an expiry, and old access exports are purged this
     # often (settings.privacy).

@@ -17,7 +17,7 @@ a retried job finds it done and moves nothing twice.
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,13 +33,20 @@ from reporting.ivt.models import IvtReason, IvtRefund, RefundScope, RefundStatus
 from reporting.ivt.rollup import NANOS
 from reporting.ivt.unbill import Bucket, Moved, count, take_back
 from reporting.models import HourlyRollup, StreamWatermark
-from serving.events import decode_events
+from serving.events import Event, decode_events
 from serving.keys import RedisKeys, local_day
 from serving.spend import DAY_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 
 SCAN_BATCH = 2000
+
+
+# A held pseudonym's refund (`refund_held`): its note, and the window before the hold it
+# covers (the longest rate window: what the id did in the hour it passed its limits in).
+AUTOMATIC = "automatic:"
+HELD_WINDOW = timedelta(hours=1)
+HELD_BATCH = 500
 
 
 class NotRolledUpYet(Exception):
@@ -85,11 +92,24 @@ def _pseudonym_buckets(refund: IvtRefund, client: Redis, keys: RedisKeys) -> dic
     """The pseudonym's billed impressions and clicks in the window, from the raw events."""
     start_ms = int(refund.start.timestamp() * 1000)
     end_ms = int(refund.end.timestamp() * 1000)
-    if _rolled_up_to(client, keys.events) < end_ms:
+    rolled = _rolled_up_to(client, keys.events)
+    if rolled < end_ms:
         raise NotRolledUpYet(f"ingestion has not rolled up to {refund.end.isoformat()} yet")
+    billed: dict[str, Event] = {}
+    taken_back: set[str] = set()
+    # An impression taken back later (pixel stuffing: its `ivi` comes with its beacon, within
+    # the token's lifetime) is not billed any more: not refunded twice.
+    later = min(rolled, end_ms + settings.SERVING_TOKEN_TTL_SECONDS * 1000)
+    for e in _events_in(client, keys.events, start_ms, later):
+        if e.u != refund.pseudonym:
+            continue
+        if e.t == "ivi":
+            taken_back.add(e.d)
+        elif e.t in ("imp", "clk") and e.ts < end_ms and not e.iv and not e.tt and e.li:
+            billed[f"{e.t}:{e.d}"] = e
     buckets: dict[Bucket, Moved] = {}
-    for e in _events_in(client, keys.events, start_ms, end_ms):
-        if e.t not in ("imp", "clk") or e.u != refund.pseudonym or e.iv or e.tt or not e.li:
+    for e in billed.values():
+        if e.t == "imp" and e.d in taken_back:
             continue
         hour = datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC)
         count(buckets.setdefault((hour, e.pl, e.li), Moved(e.cp, e.adv)), e)
@@ -139,6 +159,8 @@ def refund(refund_id: int) -> IvtRefund | None:
         row.clicks = sum(m.clicks for m in moved.values())
         row.refunded = sum((m.spend for m in moved.values()), Decimal(0))
         row.status, row.done_at = RefundStatus.DONE, timezone.now()
+        if row.note.startswith(AUTOMATIC):
+            row.pseudonym = ""  # it was needed to find the events; no longer kept
         row.save()
         for advertiser in Advertiser.objects.filter(pk__in=list(per_advertiser)):
             imps, clicks, spend = per_advertiser[advertiser.pk]
@@ -151,3 +173,34 @@ def refund(refund_id: int) -> IvtRefund | None:
     log.info("refund %s: %s impressions, %s clicks, %s", row.pk, row.impressions, row.clicks,
              row.refunded)  # fmt: skip
     return row
+
+
+def refund_held() -> list[int]:
+    """A refund for each pseudonym serving newly held (`serving.ivt.judge`, id_hold_seconds):
+    what it was billed in the hour before it passed its limits, when it looked like anyone.
+    The ids of the refunds made; each runs like a staff one (once ingestion has caught up)."""
+    client: Redis = get_redis_connection("default")
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    held: Any = client.zrange(keys.ivt_held, 0, HELD_BATCH - 1, withscores=True)
+    made: list[int] = []
+    with transaction.atomic():
+        for member, score in held:
+            end = datetime.fromtimestamp(score / 1000, UTC)
+            pseudonym = member.decode()
+            # Made already (this job was cut off before it forgot the id; a done one has
+            # forgotten its pseudonym, so one of the same instant counts too: rather a refund
+            # missed than the same events refunded twice).
+            if IvtRefund.objects.filter(
+                scope=RefundScope.PSEUDONYM, pseudonym__in=[pseudonym, ""], end=end,
+                note__startswith=AUTOMATIC,
+            ).exists():  # fmt: skip
+                continue
+            row = IvtRefund.objects.create(
+                scope=RefundScope.PSEUDONYM, pseudonym=pseudonym, start=end - HELD_WINDOW,
+                end=end, note=f"{AUTOMATIC} held over its rate limits",
+            )  # fmt: skip
+            made.append(row.pk)
+        if held:
+            members = [member for member, _ in held]
+            transaction.on_commit(lambda: client.zrem(keys.ivt_held, *members))
+    return made

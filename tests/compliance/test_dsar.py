@@ -177,6 +177,7 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     for who in (me, other):  # invalid-traffic counters and holds (serving.ivt.judge)
         redis_client.set(keys().ivt_count("u", who, "imp", 60, 29_000_000), 3, ex=120)
         redis_client.set(keys().ivt_hold(who), "id_rate", ex=3600)
+        redis_client.zadd(keys().ivt_held, {who: 1_790_000_000_000})
     request = file(RequestKind.ERASURE)
 
     assert run_request(request.pk) == "done"
@@ -198,6 +199,7 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     assert redis_client.exists(keys().ivt_count("u", other, "imp", 60, 29_000_000))
     assert not redis_client.exists(keys().ivt_hold(me))
     assert redis_client.exists(keys().ivt_hold(other))
+    assert redis_client.zrange(keys().ivt_held, 0, -1) == [other.encode()]  # no refund for me
     request.refresh_from_db()
     assert request.counts == {
         "entries_deleted": 1,

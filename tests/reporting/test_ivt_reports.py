@@ -254,3 +254,75 @@ def test_a_placement_far_above_its_ctr_norm_is_flagged(db: None) -> None:
         placement.pk, 500, 40,
     )  # fmt: skip
     assert timezone.is_aware(row.hour)
+
+
+def test_a_held_pseudonyms_billed_events_before_its_hold_are_refunded(
+    celery_worker: None, redis_client: Redis
+) -> None:
+    from reporting.ivt.refunds import refund_held
+    from reporting.ivt.tasks import refund_held_task
+
+    org = make_advertiser()
+    placement, li = make_placement(), make_line_item(make_campaign(org), "2.00")
+    delivered(li, placement.pk, impressions=3, spend=Decimal("0.000030"))
+    demand(li, placement.pk, "v1", impressions=3, spend=Decimal("0.000030"))
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    ts = int(HOUR.timestamp() * 1000) + 60_000
+    # the farm's two billed impressions, someone else's, then the farm's invalid one (held)
+    events = [("farm", ""), ("farm", ""), ("other", ""), ("farm", "id_rate")]
+    for n, (who, iv) in enumerate(events):
+        event = Event(
+            t="imp", ts=ts + n, pl=placement.pk, li=li.pk, cp=li.campaign_id, adv=org.pk,
+            cpm=10_000, d=f"d{n}", u=who, dr="v1", iv=iv,
+        )  # fmt: skip
+        redis_client.xadd(keys.events, {"v": encode_events([event])}, id=f"{ts + n}-0")
+    redis_client.zadd(keys.ivt_held, {"farm": ts + 3})
+    StreamWatermark.objects.create(stream=keys.events, last_id=f"{ts + 3_600_000}-0")
+
+    # when the beat's job runs on the worker
+    refund_held_task.delay()
+
+    # then its refund runs there too: the farm's billed impressions only, the id forgotten
+    done = wait_for(lambda: IvtRefund.objects.filter(status=RefundStatus.DONE).first())
+    assert (done.impressions, done.refunded, done.pseudonym) == (2, Decimal("0.00002"), "")
+    assert done.end == datetime.fromtimestamp((ts + 3) / 1000, UTC)
+    assert done.start == done.end - timedelta(hours=1)
+    assert HourlyRollup.objects.get().impressions == 1
+    assert DemandHourly.objects.get().impressions == 1
+    assert IvtHourly.objects.get(reason="refund").impressions == 2
+    assert redis_client.zcard(keys.ivt_held) == 0
+    assert refund_held() == []  # nothing made twice
+    redis_client.zadd(keys.ivt_held, {"farm": ts + 3})  # as if the job died before forgetting
+    assert refund_held() == []
+    assert IvtRefund.objects.count() == 1
+
+
+def test_a_pseudonym_refund_leaves_an_impression_already_taken_back(
+    db: None, redis_client: Redis
+) -> None:
+    from reporting.ivt.refunds import refund as run_refund
+
+    org = make_advertiser()
+    placement, li = make_placement(), make_line_item(make_campaign(org), "2.00")
+    # the farm's two impressions, one since taken back (pixel stuffing), and two of others'
+    delivered(li, placement.pk, impressions=3, spend=Decimal("0.000030"))
+    keys = RedisKeys(settings.REDIS_KEY_PREFIX)
+    ts = int(HOUR.timestamp() * 1000) + 60_000
+    common = {"pl": placement.pk, "li": li.pk, "cp": li.campaign_id, "adv": org.pk, "u": "farm"}
+    events = [
+        Event(t="imp", ts=ts, cpm=10_000, d="d0", **common),
+        Event(t="imp", ts=ts + 1, cpm=10_000, d="d1", **common),
+        Event(t="ivi", ts=ts + 1, cpm=10_000, d="d1", iv="pixel_stuffing", **common),
+    ]
+    for n, event in enumerate(events):
+        redis_client.xadd(keys.events, {"v": encode_events([event])}, id=f"{ts + n}-0")
+    StreamWatermark.objects.create(stream=keys.events, last_id=f"{ts + 3_600_000}-0")
+    refund = IvtRefund.objects.create(
+        scope=RefundScope.PSEUDONYM, pseudonym="farm", start=HOUR, end=HOUR + timedelta(hours=1)
+    )
+
+    done = run_refund(refund.pk)
+
+    assert done is not None
+    assert (done.impressions, done.refunded) == (1, Decimal("0.00001"))
+    assert HourlyRollup.objects.get().impressions == 2  # the others' stay billed

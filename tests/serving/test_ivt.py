@@ -4,6 +4,7 @@ invalid is billed (no spend, no pacing credit, no revenue, no frequency count)."
 
 import asyncio
 import dataclasses
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -285,12 +286,20 @@ def test_a_pseudonym_over_its_limit_stays_invalid_when_the_next_minute_starts(
         other = await fill(client, book["key"], user="reader-2")  # same /24, another id
         await client.get(other["impression_url"], headers=HUMAN)
 
+    started = time.time()
     with_client(scenario, cfg(id_imps_per_minute=2))
     ingest_events()
     # Billed: the farm's first two and the other reader's; the held one is id_rate too.
     assert HourlyRollup.objects.get(line_item_id=book["cpm"].pk).impressions == 3
     assert ivt_rows() == [("id_rate", 2, 0, 0, 0, "0.000020000")]
     assert spend(redis_client, book["campaign"].pk)["i"] == 3
+    # Queued once, from when it was first held, for the refund of what it was billed before.
+    held: Any = redis_client.zrange(RedisKeys(settings.REDIS_KEY_PREFIX).ivt_held, 0, -1,
+                                    withscores=True)  # fmt: skip
+    [(farm, since)] = held  # farm-1's pseudonym; reader-2 was never held
+    assert started * 1000 <= since <= time.time() * 1000
+    hold = RedisKeys(settings.REDIS_KEY_PREFIX).ivt_hold(farm.decode())
+    assert redis_client.get(hold) == b"id_rate"
 
 
 def test_without_a_hold_a_pseudonym_counts_again_under_its_limits(
