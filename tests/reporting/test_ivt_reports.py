@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -308,11 +309,12 @@ def test_a_pseudonym_refund_leaves_an_impression_already_taken_back(
     delivered(li, placement.pk, impressions=3, spend=Decimal("0.000030"))
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     ts = int(HOUR.timestamp() * 1000) + 60_000
-    common = {"pl": placement.pk, "li": li.pk, "cp": li.campaign_id, "adv": org.pk, "u": "farm"}
+    base = Event(t="imp", ts=ts, pl=placement.pk, li=li.pk, cp=li.campaign_id, adv=org.pk,
+                 cpm=10_000, d="d0", u="farm")  # fmt: skip
     events = [
-        Event(t="imp", ts=ts, cpm=10_000, d="d0", **common),
-        Event(t="imp", ts=ts + 1, cpm=10_000, d="d1", **common),
-        Event(t="ivi", ts=ts + 1, cpm=10_000, d="d1", iv="pixel_stuffing", **common),
+        base,
+        msgspec.structs.replace(base, ts=ts + 1, d="d1"),
+        msgspec.structs.replace(base, t="ivi", ts=ts + 1, d="d1", iv="pixel_stuffing"),
     ]
     for n, event in enumerate(events):
         redis_client.xadd(keys.events, {"v": encode_events([event])}, id=f"{ts + n}-0")
