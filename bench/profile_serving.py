@@ -14,12 +14,20 @@ on a schedule instead (open loop, as at a fixed offered load). It prints the CPU
 per request without the profiler first, then the profile. `--model N` promotes a pCTR model
 of N random weights first, as the training would (docs/learning.md), so that serving prices
 the book's CPC line items with it.
+
+CPU time moves with whatever else the machine runs. For a figure that does not, run it under
+callgrind, which counts the instructions executed (the same on a busy machine as on a quiet
+one) and only while the measured requests run:
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
+        .venv/bin/python bench/profile_serving.py --instructions --line-items 2000 --requests 1000
+It prints the instructions per request (from callgrind_control) and skips the profile.
 """
 
 import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import random
 import sys
@@ -91,6 +99,36 @@ async def paced(app: Any, path: str, bodies: list[bytes], n: int, rate: float) -
     return [s for part in await asyncio.gather(*tasks) for s in part]
 
 
+async def _instructions(run: Any, n: int) -> float:
+    """Instructions per request of `run(n)`, counted by the callgrind this process runs under."""
+    import re
+    import subprocess
+
+    def control(*flags: str) -> str:
+        command = ["callgrind_control", *flags, str(os.getpid())]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    control("--zero")
+    control("--instr=on")
+    await run(n)
+    await asyncio.sleep(0.2)  # the last batch's reply read
+    counts = control("-e")  # per thread: "Th 1  122,539,741"
+    control("--instr=off")
+    threads = re.findall(r"Th\s+\d+\s+([\d,]+)", counts)
+    if not threads:
+        raise SystemExit("--instructions needs the process to run under valgrind --tool=callgrind")
+    return sum(int(t.replace(",", "")) for t in threads) / n
+
+
+def _redis_cpu() -> float:
+    """CPU seconds the Redis server has used (user + system), from INFO cpu."""
+    from django.conf import settings
+    from redis import Redis
+
+    info = Redis.from_url(settings.REDIS_URL).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def profile(args: argparse.Namespace, bodies: list[bytes]) -> None:
     from serving.app import ServingApp
 
@@ -106,14 +144,25 @@ async def profile(args: argparse.Namespace, bodies: list[bytes]) -> None:
             return await drive(app, path, bodies, n, args.httpx, c)
 
         await run(500)  # warm caches (UA, TC strings)
+        await asyncio.sleep(0.5)  # the warm-up's batches flushed
+        if args.instructions:
+            per_request = await _instructions(run, args.requests)
+            print(f"{path}: {per_request:,.0f} instructions per request (callgrind; the app, "
+                  "its event loop and Redis client, not the Redis server)")  # fmt: skip
+            return
+        redis_before = _redis_cpu()
         t, cpu = time.perf_counter(), time.process_time()
         statuses = await run(args.requests)
         n = len(statuses)
         wall, cpu = (time.perf_counter() - t) / n, (time.process_time() - cpu) / n
+        await asyncio.sleep(0.5)  # the last batch flushed
+        redis_cpu = (_redis_cpu() - redis_before) / n
         counts = {s: statuses.count(s) for s in sorted(set(statuses))}
         how = f"{args.rate:,.0f}/s on a schedule" if args.rate else f"{c} at a time"
         print(f"{path}: {cpu * 1e6:,.0f} µs of CPU per request ({wall * 1e6:,.0f} µs wall) "
               f"without the profiler; {n} requests, {how}; statuses {counts}")  # fmt: skip
+        print(f"the Redis server's CPU per request: {redis_cpu * 1e6:,.0f} µs "
+              "(INFO cpu, the whole server: alone on it only with a private Redis)")  # fmt: skip
         profiler = cProfile.Profile()
         profiler.enable()
         await run(args.requests)
@@ -160,10 +209,17 @@ def main() -> int:
         default=0,
         help="start requests on a schedule at this rate instead (open loop)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request (run under callgrind: see above)",
+    )
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--model", type=int, default=0, help="a live pCTR model of N weights")
     args = parser.parse_args()
+    if args.instructions:  # callgrind slows everything about 50 times: no Redis timeout may fire
+        os.environ.setdefault("SERVING_REDIS_TIMEOUT_SECONDS", "60")
     with django_bench("profile"):
         from django.conf import settings
 
