@@ -50,10 +50,39 @@ def new_decision_id() -> str:
     )
 
 
+class _SeededOnFirstDraw(random.Random):
+    """`random.Random(seed)` that runs the seeding on its first draw. Seeding the Mersenne
+    Twister costs about 25,000 instructions (2 % of a request), and most decisions draw
+    nothing (no pacing throttle, one creative, no tie). The draws are exactly those of
+    `random.Random(seed)`; after the first, they go straight to the C generator."""
+
+    def __init__(self, seed: int) -> None:  # no super().__init__(): that seeds
+        self._seed_on_first_draw: int | None = seed
+        self.gauss_next = None
+
+    def _start(self, seed: int) -> None:
+        self._seed_on_first_draw = None
+        super().seed(seed)
+        # Instance attributes win over the class's methods: later draws skip this class
+        # (a caller holding a bound method from before, as _randbelow does, still comes here).
+        self.random = super().random  # type: ignore[method-assign]
+        self.getrandbits = super().getrandbits  # type: ignore[method-assign]
+
+    def random(self) -> float:
+        if self._seed_on_first_draw is not None:
+            self._start(self._seed_on_first_draw)
+        return super().random()
+
+    def getrandbits(self, k: int, /) -> int:
+        if self._seed_on_first_draw is not None:
+            self._start(self._seed_on_first_draw)
+        return super().getrandbits(k)
+
+
 def decision_rng(decision_id: str) -> random.Random:
     """The generator of a decision's pacing draws, tie-breaks and rotation: the same decision
     id gives the same draws, so a decision replays exactly (`?explain=1`, tests)."""
-    return random.Random(zlib.crc32(decision_id.encode()))  # noqa: S311 - not a secret
+    return _SeededOnFirstDraw(zlib.crc32(decision_id.encode()))
 
 
 def correlation_id(value: str | None) -> str:

@@ -1,6 +1,8 @@
 """Decision ids are made by the server; the caller's request id is only a correlation id."""
 
+import random
 import re
+import zlib
 from typing import Any
 
 import httpx
@@ -34,6 +36,18 @@ def test_the_same_decision_id_replays_the_same_draws() -> None:
     draws = [decision_rng("AAAAAAAAAAAAAAAAAAAAAA").random() for _ in range(3)]
     assert draws[0] == draws[1] == draws[2]
     assert decision_rng("AAAAAAAAAAAAAAAAAAAAAB").random() != draws[0]
+
+
+def test_a_decisions_draws_are_those_of_random_random_of_its_seed() -> None:
+    """The generator seeds itself on the first draw, whichever method draws first."""
+    seed = zlib.crc32(b"AAAAAAAAAAAAAAAAAAAAAA")
+    for draw in (
+        lambda r: [r.random(), r.random(), r.choice("abcdefg"), r.random()],
+        lambda r: [r.choice("abcdefg"), r.random(), r.randrange(10**6)],
+        lambda r: [r.choices(range(5), [1, 2, 3, 4, 5])[0], r.randrange(7), r.random()],
+        lambda r: [r.getrandbits(64), r.gauss(0, 1), r.random()],
+    ):
+        assert draw(decision_rng("AAAAAAAAAAAAAAAAAAAAAA")) == draw(random.Random(seed))
 
 
 def test_a_reused_request_id_gets_new_decision_ids_and_both_impressions_bill(
