@@ -142,3 +142,63 @@ def test_served_markup_reports_one_viewable_impression_after_a_second_in_view(
         "e=viewable",
     ]
     assert recorded(redis, decision["id"]) == ["measurable", "viewable"]
+
+
+# A stuffer's page: the ad inside a 1x1 frame, fired as if shown.
+STUFFED_PAGE = """<!doctype html><html><body style="margin:0">
+<iframe id="frame" width="1" height="1" style="border:0" srcdoc="<body style='margin:0'>">
+</iframe></body></html>"""
+DESKTOP_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+
+
+def test_markup_in_a_hidden_one_pixel_frame_is_taken_back_as_pixel_stuffing(
+    tmp_path: Path,
+) -> None:
+    placement = make_placement(sizes=["300x250"])
+    campaign = make_campaign()
+    make_line_item(campaign, "2.50", size="300x250")
+    publish_snapshot()
+    redis: Redis = Redis.from_url(settings.REDIS_URL)
+    port = free_port()
+    env = {
+        "FAULT_REDIS_URL": settings.REDIS_URL,
+        "FAULT_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        "FAULT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    from playwright.sync_api import sync_playwright
+
+    with serving_granian(tmp_path / "granian.log", env, port=port) as port:
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/ad",
+            json={"placement": placement.key, "slots": [{"id": "top", "sizes": ["300x250"]}]},
+            headers={"user-agent": DESKTOP_CHROME},
+            timeout=10,
+        )
+        [decision] = answer.json()["decisions"]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport=VIEWPORT, user_agent=DESKTOP_CHROME)
+            beacons: list[str] = []
+            page.on("request", lambda r: beacons.append(r.url) if "/v1/ev/" in r.url else None)
+            page.set_content(STUFFED_PAGE)
+            page.wait_for_function("document.getElementById('frame').contentDocument.body")
+            page.evaluate(
+                "m => { document.getElementById('frame').contentDocument.body.innerHTML = m }",
+                decision["markup"],
+            )
+            wait_for(lambda: "measurable" in recorded(redis, decision["id"]), 20, "measurable")
+            taken_back = wait_for(
+                lambda: [e for e in stream_events(redis) if e.t == "ivi"], 20, "a take-back"
+            )
+            browser.close()
+
+    assert [u.rsplit("?", 1)[1] for u in beacons] == ["e=measurable&w=1&h=1"]
+    assert [(e.d, e.iv) for e in taken_back] == [(decision["id"], "pixel_stuffing")]
+    [day] = redis.scan_iter(f"{settings.REDIS_KEY_PREFIX}spend:2*:{campaign.pk}")
+    assert redis.hmget(day, "s", "i") == [b"0", b"0"]  # the win's charge and count, back
