@@ -6,12 +6,14 @@ counter in Redis per (buyer, second). A process claims tokens of a second in chu
 calls it expects over the next CHUNK_SECONDS, from the calls it wanted so far), as Lua
 scripts riding in the event sink's batches (`serving.events`); a call spends one of the
 process's own tokens, in memory, and a call without one is skipped (`qps_cap`). A claim is
-granted only what is left of the second's budget, atomically, so the fleet never calls a
-buyer more than its cap within one second of the hosts' clocks. From PREFETCH_AT into a
-second a process claims for the next one, so that its first calls there do not wait. What
-this loses against a perfect shared bucket: tokens a process claimed and did not spend (its
-traffic dropped within the chunk), and calls skipped while a claim is on its way (a process
-claims again when it holds less than LOW_WATER_SECONDS of traffic).
+granted only what is left of the second's budget, atomically. From PREFETCH_AT into a second
+a process claims for the next one, so that its first calls there do not wait. A process's
+first call of a second for which it holds nothing (it had no call late in the second before:
+sparse traffic) goes out on credit and is counted with its claim, so the fleet calls a buyer
+at most its cap, plus one call per such process, within one second of the hosts' clocks.
+What this loses against a perfect shared bucket: tokens a process claimed and did not spend
+(its traffic dropped within the chunk), and calls skipped while a claim is on its way (a
+process claims again when it holds less than LOW_WATER_SECONDS of traffic).
 
 **Circuit breaker.** Every SYNC_SECONDS each process adds the calls and failures it made to
 each buyer since the last sync to a ring of per-second counts in Redis, and the same script
@@ -49,12 +51,14 @@ SYNC_SECONDS = 0.5
 # A second's token counter outlives the second by a little (clock skew between hosts).
 WINDOW_TTL = 5
 
-# KEYS[1] a buyer's tokens granted in one second; ARGV: the cap, the tokens asked for.
+# KEYS[1] a buyer's tokens granted in one second; ARGV: the cap, the tokens asked for, the
+# key's TTL, and the calls already made on credit (counted whatever is left).
 CLAIM = Lua("""
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local grant = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used)
-if grant <= 0 then return 0 end
-redis.call('INCRBY', KEYS[1], grant)
+local credit = tonumber(ARGV[4])
+local grant = math.max(0, math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used - credit))
+if grant + credit == 0 then return 0 end
+redis.call('INCRBY', KEYS[1], grant + credit)
 if used == 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return grant
 """)
@@ -125,10 +129,16 @@ class FleetQps:
             _roll(lease, second)
         lease.wanted += 1
         granted = lease.tokens > 0
+        credit = 0
         if granted:
             lease.tokens -= 1
+        elif lease.wanted == 1 and not lease.claiming and lease.spent != second:
+            # The first call of a second with nothing claimed for it goes out on credit and
+            # is counted with the claim it sends: sparse traffic (a call every few seconds,
+            # always the first of its second) is not refused for ever.
+            granted, credit = True, 1
         if not lease.claiming:
-            self._claim_if_low(buyer_id, cap, lease, now - second)
+            self._claim_if_low(buyer_id, cap, lease, now - second, credit)
         return granted
 
     def tokens(self, buyer_id: int) -> int:
@@ -136,7 +146,9 @@ class FleetQps:
         lease = self._leases.get(buyer_id)
         return lease.tokens if lease is not None else 0
 
-    def _claim_if_low(self, buyer_id: int, cap: int, lease: _Lease, elapsed: float) -> None:
+    def _claim_if_low(
+        self, buyer_id: int, cap: int, lease: _Lease, elapsed: float, credit: int
+    ) -> None:
         rate = max(lease.wanted_before, lease.wanted / max(elapsed, MIN_ELAPSED))
         second = lease.second
         if lease.spent != second and lease.tokens < max(1.0, rate * LOW_WATER_SECONDS):
@@ -148,13 +160,16 @@ class FleetQps:
             return
         lease.claiming = True
         asked = max(1, min(cap, math.ceil(ask)))
+        if credit and lease.wanted_before <= 1:
+            asked = 0  # sparse: only the call on credit is counted, nothing claimed idle
 
         def granted(reply: Any) -> None:
             lease.claiming = False
             grant = reply if isinstance(reply, int) else 0
             if not isinstance(reply, int):
                 log.debug("buyer %s: QPS claim failed: %s", buyer_id, reply)
-            if grant <= 0:
+                lease.spent = max(lease.spent, target)
+            elif grant <= 0 and asked:
                 lease.spent = max(lease.spent, target)  # no more claims for that second
             elif target == lease.second:
                 lease.tokens += grant
@@ -163,7 +178,7 @@ class FleetQps:
             # else: the second is over; its tokens are lost with it
 
         key = self.keys.buyer_qps(buyer_id, target)
-        self.sink.script(CLAIM, (key,), (cap, asked, WINDOW_TTL), granted)
+        self.sink.script(CLAIM, (key,), (cap, asked, WINDOW_TTL, credit), granted)
 
 
 def _roll(lease: _Lease, second: int) -> None:

@@ -168,11 +168,12 @@ def test_limiters_on_sinks_of_their_own_never_take_more_than_the_cap_in_a_second
     assert [granted[s] for s in (1, 2)] == [cap, cap]  # claimed ahead: the whole cap, spent
 
 
-def test_a_limiter_that_cannot_reach_redis_takes_nothing() -> None:
+def test_a_limiter_that_cannot_reach_redis_calls_at_most_once_a_second() -> None:
     async def go() -> list[bool]:
         [sink] = sinks(1, f"redis://127.0.0.1:{closed_port()}/0")
         limiter = FleetQps(sink, KEYS)
         try:
+            await asyncio.sleep(int(time.time()) + 1.05 - time.time())
             taken = []
             for _ in range(20):
                 taken.append(limiter.take(7, 100, time.time()))
@@ -181,7 +182,8 @@ def test_a_limiter_that_cannot_reach_redis_takes_nothing() -> None:
         finally:
             await sink.close()
 
-    assert asyncio.run(go()) == [False] * 20
+    # the first call of the second on credit; its claim fails, and the second is over for it
+    assert asyncio.run(go()) == [True] + [False] * 19
 
 
 def test_a_pool_with_a_fleet_calls_within_the_tokens_it_claimed(buyer: LoopbackBuyer) -> None:
@@ -189,16 +191,19 @@ def test_a_pool_with_a_fleet_calls_within_the_tokens_it_claimed(buyer: LoopbackB
 
     async def go() -> tuple[list[str], dict[str, float]]:
         [sink] = sinks(1)
-        pool = BuyerPool(
-            currency="USD", fx=FX, fetch_policy=LOOPBACK, fleet=FleetLimits(sink, KEYS)
-        )
+        fleet = FleetLimits(sink, KEYS)
+        pool = BuyerPool(currency="USD", fx=FX, fetch_policy=LOOPBACK, fleet=fleet)
+
+        async def outcome() -> str:
+            return (await one_round(pool, [target])).outcomes[0].outcome
+
         try:
             await asyncio.sleep(int(time.time()) + 1.05 - time.time())  # early in a second
-            first = (await one_round(pool, [target])).outcomes[0].outcome  # nothing claimed yet
-            await sink.drain()  # its claim is back
-            outcomes = [first]
-            for _ in range(4):
-                outcomes.append((await one_round(pool, [target])).outcomes[0].outcome)
+            outcomes = [await outcome()]  # nothing claimed: on credit
+            await sink.drain()  # the credit counted, nothing more asked (no traffic before)
+            outcomes.append(await outcome())  # no token: skipped, and claims some
+            await sink.drain()
+            outcomes += [await outcome() for _ in range(3)]
             return outcomes, pool.stats()
         finally:
             await pool.close()
@@ -206,8 +211,25 @@ def test_a_pool_with_a_fleet_calls_within_the_tokens_it_claimed(buyer: LoopbackB
 
     outcomes, stats = asyncio.run(go())
 
-    assert outcomes == ["qps_cap", "bid", "bid", "bid", "qps_cap"]
+    # the cap's other two calls, then nothing left in this second
+    assert outcomes == ["bid", "qps_cap", "bid", "bid", "qps_cap"]
     assert counts(stats) == {"1:request": 3, "1:bid": 3, "1:qps_cap": 2}
+
+
+def test_sparse_calls_each_the_first_of_its_second_are_not_refused(redis_client: Redis) -> None:
+    async def go() -> list[bool]:
+        [sink] = sinks(1)
+        limiter = FleetQps(sink, KEYS)
+        try:
+            taken = []
+            for _ in range(3):  # one call every 1.1 s
+                taken.append(limiter.take(7, 5, time.time()))
+                await asyncio.sleep(1.1)
+            return taken
+        finally:
+            await sink.close()
+
+    assert asyncio.run(go()) == [True, True, True]
 
 
 # -- the fleet's circuit breaker -------------------------------------------------------
