@@ -215,6 +215,10 @@ def allowed_creatives(
         for cr, w in zip(c.creatives, c.weights, strict=True)
         if creative_allowed(cr, imp, ctx)
     ]
+    if len(kept) == len(c.creatives):
+        # The candidate's own tuples: nothing to allocate, and serving.scoring's per
+        # candidate cache knows them by identity.
+        return c.creatives, c.weights
     return tuple(cr for cr, _ in kept), tuple(w for _, w in kept)
 
 
