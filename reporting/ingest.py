@@ -30,6 +30,7 @@ from reporting.demand import (
 )
 from reporting.ivt.rollup import split_invalid, write_ivt
 from reporting.ivt.unbill import write_invalidations
+from reporting.measurement.geo import aggregate_geo, write_geo
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -260,7 +261,9 @@ def _ingest_partition(
         flat = [e for _, evs in live for e in evs]
         write_creatives(aggregate_creatives(flat))
         write_request_keys(aggregate_request_keys(flat))
-        write_demand(aggregate_demand(flat, campaign_currencies(flat)))
+        currencies = campaign_currencies(flat)
+        write_demand(aggregate_demand(flat, currencies))
+        write_geo(aggregate_geo(flat, currencies))
         write_latency(aggregate_latency(flat))
         # Billed impressions serving judged invalid later (pixel stuffing), after the rows
         # this batch may have added them to.

@@ -487,6 +487,11 @@ from reporting.ivt.models import IvtHourly, IvtRefund, IvtThresholds  # noqa: E4
 __all__ = ["IvtHourly", "IvtRefund", "IvtThresholds"]
 
 # The measurement rollups' monthly tier, in its package.
-from reporting.measurement.models import DemandMonthly, RolledMonth  # noqa: E402
+from reporting.measurement.models import (  # noqa: E402
+    DemandMonthly,
+    GeoDeviceDaily,
+    GeoDeviceHourly,
+    RolledMonth,
+)
 
-__all__ += ["DemandMonthly", "RolledMonth"]
+__all__ += ["DemandMonthly", "GeoDeviceDaily", "GeoDeviceHourly", "RolledMonth"]

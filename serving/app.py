@@ -39,7 +39,7 @@ from serving.conversions import PIXEL as PIXEL_FIELDS
 from serving.conversions import ClickId, ClickIds, conversion_event, parse_conversion
 from serving.engine import Decision, Outcome, decide
 from serving.enrich import Enricher
-from serving.events import KNOWN_PARTITIONS, Event, EventSink
+from serving.events import KNOWN_PARTITIONS, Event, EventSink, geo_device
 from serving.http import (
     GIF,
     JSON,
@@ -761,12 +761,13 @@ class ServingApp:
         # `serving.render`), the join key of its impressions and clicks in the telemetry.
         won = {d.imp.id: (n, d) for n, d in enumerate(outcome.decisions)}
         events: list[Event] = []
+        g = geo_device(ctx.geo.country, ctx.device.devicetype)
         for imp in ctx.imps:
             n, d = won.get(imp.id, (0, None))
             events.append(
                 _req_event(d, ts, pl, f"{rid}-{n}", ctx, self.config.telemetry_candidates)
                 if d is not None
-                else Event(t="req", ts=ts, pl=pl, d=rid, dr=ctx.source)
+                else Event(t="req", ts=ts, pl=pl, d=rid, dr=ctx.source, g=g)
             )
         if len(won) < len(outcome.decisions):
             # An ad pod: its ads after the first on one imp, one "req" each like a single ad.
@@ -818,8 +819,9 @@ class ServingApp:
         self, placement: PlacementSnap, ctx: AdContext, reason: str, user: str | None
     ) -> None:
         ts = int(ctx.now * 1000)
+        g = geo_device(ctx.geo.country, ctx.device.devicetype)
         events = [
-            Event(t="req", ts=ts, pl=placement.id, d=ctx.request_id, dr=ctx.source)
+            Event(t="req", ts=ts, pl=placement.id, d=ctx.request_id, dr=ctx.source, g=g)
             for _ in ctx.imps
         ]
         ledger = ctx.permissions.ledger_text() if ctx.permissions else f"→ none:{reason}"
@@ -1054,6 +1056,7 @@ class ServingApp:
             # Whose event it was (pseudonymous, truncated), for refunds and access requests.
             u=token.u,
             ip=network,
+            g=token.g,
         )
         if token.test:  # recorded (once) for the test counts, never charged
             cost = pending = 0
@@ -1082,13 +1085,14 @@ def _req_event(
     d: Decision, ts: int, pl: int, rid: str, ctx: AdContext, candidates: int = 0
 ) -> Event:
     x = slot_features(ctx, d, candidates) if candidates else ""
+    g = geo_device(ctx.geo.country, ctx.device.devicetype)
     li = d.line_item
     if li is not None and d.creative is not None:
         return Event(
             t="req", ts=ts, pl=pl, li=li.id, cp=li.campaign_id,
-            adv=li.advertiser_id, cr=d.creative.id, d=rid, x=x, dr=ctx.source,
+            adv=li.advertiser_id, cr=d.creative.id, d=rid, x=x, dr=ctx.source, g=g,
         )  # fmt: skip
-    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id, x=x, dr=ctx.source)
+    return Event(t="req", ts=ts, pl=pl, d=rid, b=d.external.buyer_id, x=x, dr=ctx.source, g=g)
 
 
 def _click_of(token: TrackingToken) -> ClickId:

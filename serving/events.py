@@ -68,6 +68,22 @@ class Event(msgspec.Struct, frozen=True):
     # encoded, as `"iv":""` when valid); a flag for review that does not refuse it.
     iv: str = ""
     fl: str = ""
+    # Country and device type of the ad request (`geo_device`, e.g. "US4"; "" unknown): on
+    # "req" events and, from the token, on impressions and clicks. For the reports by
+    # country and device; coarse, never more precise than the targeting uses.
+    g: str = ""
+
+
+def geo_device(country: str | None, devicetype: int | None) -> str:
+    """The compact country + OpenRTB device type of `Event.g`: "US4", "US", "4" or ""."""
+    return f"{country or ''}{devicetype or ''}"
+
+
+def split_geo_device(code: str) -> tuple[str, int]:
+    """(country, device type) of an `Event.g`: ("", 0) where unknown."""
+    country = code[:2] if code[:2].isalpha() else ""
+    rest = code[len(country) :]
+    return country.upper(), int(rest) if rest.isdigit() and len(rest) <= 2 else 0
 
 
 encode_events = msgspec.json.Encoder().encode

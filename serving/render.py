@@ -11,6 +11,7 @@ from serving import openrtb
 from serving.buyers import ExternalBid, auction_id_of
 from serving.context import AdContext
 from serving.engine import Decision, Outcome
+from serving.events import geo_device
 from serving.macros import macro_values, substitute
 from serving.openrtb.response import SEAT
 from serving.snapshot import LineItemSnap, PlacementSnap
@@ -88,6 +89,7 @@ class Renderer:
             door=ctx.source,
             u=ctx.pseudonym,
             net=ctx.network,
+            g=geo_device(ctx.geo.country, ctx.device.devicetype),
         )
         # One signed token per decision, for its impression, click, error and event URLs
         # alike (the path says which): one HMAC per decision on the hot path.
@@ -126,6 +128,7 @@ class Renderer:
             door=ctx.source,
             u=ctx.pseudonym,
             net=ctx.network,
+            g=geo_device(ctx.geo.country, ctx.device.devicetype),
         )
         imp_url = f"{self.public_url}/v1/imp/{self.signer.sign(token)}"
         markup = substitute(ext.adm or "", values)

@@ -39,6 +39,7 @@ class TrackingToken(msgspec.Struct, array_like=True, frozen=True):
     # id (only where consent allowed ids) and its truncated address (/24, /56).
     u: str = ""
     net: str = ""
+    g: str = ""  # the request's country and device type (`serving.events.geo_device`)
 
 
 class InvalidToken(ValueError):

@@ -4,9 +4,11 @@ report over a year reads about twelve rows per key instead of 365.
 Registered with the reporting app (imported by `reporting.models`).
 """
 
+from decimal import Decimal
+
 from django.db import models
 
-from reporting.models import DemandCounts
+from reporting.models import DemandCounts, DemandQuerySet
 
 
 class DemandMonthly(DemandCounts):
@@ -45,3 +47,70 @@ class RolledMonth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} rolled at {self.rolled_at:%Y-%m-%d %H:%M}"
+
+
+class GeoDeviceCounts(models.Model):
+    """Delivery by the request's country and device type per line item (line item 0: ad
+    requests nothing of ours filled, external demand's included) and currency: the reports
+    by country and device. Counts only: a country and an OpenRTB device type are as coarse
+    as the targeting, nothing personal."""
+
+    line_item_id = models.PositiveBigIntegerField()
+    campaign_id = models.PositiveBigIntegerField(default=0)
+    advertiser_id = models.PositiveBigIntegerField(default=0)
+    country = models.CharField(max_length=2, blank=True)  # "" unknown
+    device_type = models.PositiveSmallIntegerField(default=0)  # 0 unknown
+    currency = models.CharField(max_length=3)
+    requests = models.PositiveBigIntegerField(default=0)
+    wins = models.PositiveBigIntegerField(default=0)
+    impressions = models.PositiveBigIntegerField(default=0)
+    clicks = models.PositiveBigIntegerField(default=0)
+    spend = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+
+    objects = DemandQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+GEO_KEY = ("line_item_id", "country", "device_type", "currency")
+
+
+class GeoDeviceHourly(GeoDeviceCounts):
+    """`GeoDeviceCounts` per hour, written by ingest with the other rollups (same watermark);
+    pruned after DEMAND_HOURLY_DAYS like `DemandHourly`, once rolled into its day."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
+        app_label = "reporting"
+        constraints = [
+            models.UniqueConstraint(fields=["hour", *GEO_KEY], name="one_geo_row_per_hour")
+        ]
+        indexes = [
+            models.Index(fields=["advertiser_id", "hour"], name="geo_adv_hour"),
+            models.Index(fields=["hour"], name="geo_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} li {self.line_item_id} {self.country}{self.device_type}"
+
+
+class GeoDeviceDaily(GeoDeviceCounts):
+    """`GeoDeviceHourly` summed per closed UTC day, with `DemandDaily` (same `RolledDay`)."""
+
+    day = models.DateTimeField()
+
+    class Meta:
+        app_label = "reporting"
+        constraints = [
+            models.UniqueConstraint(fields=["day", *GEO_KEY], name="one_geo_row_per_day")
+        ]
+        indexes = [
+            models.Index(fields=["advertiser_id", "day"], name="geo_adv_day"),
+            models.Index(fields=["day"], name="geo_day"),
+            models.Index(fields=["currency", "day"], name="geo_currency_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} li {self.line_item_id} {self.country} {self.device_type}"

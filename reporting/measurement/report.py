@@ -42,17 +42,31 @@ GROUPS: dict[str, str | None] = {
     "publisher": "placement_id",  # folded into publishers after the query
     "buyer": "buyer_id",
     "door": "door",
+    "country": "country",  # from the country and device rollup (GeoDevice*)
+    "device": "device_type",
 }
+# Groupings read from the country and device rollup, and the figures it has.
+GEO_GROUPS = ("country", "device")
+GEO_FIGURES = frozenset(
+    {"requests", "wins", "impressions", "clicks", "own_wins", "buyer_wins", "qps", "fill_rate",
+     "our_win_rate", "spend", "rpm", "ecpm", "ctr", "unconverted"}
+)  # fmt: skip
+# OpenRTB device types (AdCOM), for the labels.
+DEVICE_TYPES = {
+    1: "Mobile/tablet", 2: "Personal computer", 3: "Connected TV", 4: "Phone", 5: "Tablet",
+    6: "Connected device", 7: "Set-top box", 8: "Out-of-home",
+}  # fmt: skip
 COUNTS = (
     "requests", "bids", "wins", "impressions", "clicks", "errors", "viewable", "measurable",
     "video_start", "first_quartile", "midpoint", "third_quartile", "complete", "skip", "mute",
     "pause",
 )  # fmt: skip
 # What the rollups do not have, said on the page and in the API rather than faked.
-NOT_IN_ROLLUP = (
-    "Country and device type are not kept in the measurement rollup (impressions and clicks "
-    "do not carry them), so this report cannot group by them; creative failures are counted "
-    "per line item and creative, not per error code."
+NOT_IN_ROLLUP = "Creative failures are counted per line item and creative, not per error code."
+GEO_NOTE = (
+    "By country and device type the report reads their own rollup: requests, wins, "
+    "impressions, clicks and spend only (bids, errors, viewability and video events are "
+    "not kept per country). Events from before they carried a country count as unknown."
 )
 DAILY_NOTE = (
     "Hours older than {days} days are kept as UTC days: such a day counts in the period "
@@ -69,10 +83,13 @@ UNREPORTED = ("skip", "mute", "pause")
 REPORTED = tuple(name for name in COUNTS if name not in UNREPORTED)
 
 
-def _sums() -> dict[str, Any]:
-    sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in REPORTED}
-    sums["s_own_wins"] = Sum("wins", filter=Q(buyer_id=0))
-    sums["s_buyer_wins"] = Sum("wins", filter=Q(buyer_id__gt=0))
+def _sums(model: Any) -> dict[str, Any]:
+    """The sums of `model`'s counts; wins are ours on our line items' rows, buyers' on
+    external demand's (line item 0: the unfilled rows have no wins)."""
+    fields = {f.name for f in model._meta.get_fields()}
+    sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in REPORTED if name in fields}
+    sums["s_own_wins"] = Sum("wins", filter=Q(line_item_id__gt=0))
+    sums["s_buyer_wins"] = Sum("wins", filter=Q(line_item_id=0))
     sums["s_spend"] = Sum("spend")
     return sums
 
@@ -93,7 +110,7 @@ class Totals:
     def add_counts(self, row: dict[str, Any]) -> None:
         counts = self.counts
         for name, column in _SUMMED:
-            n = row[column]
+            n = row.get(column)
             if n:
                 counts[name] += n
 
@@ -104,7 +121,14 @@ class Totals:
         for code, amount in other.unconverted.items():
             self.unconverted[code] += amount
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self, figures: frozenset[str] | None = None) -> dict[str, Any]:
+        """The row's figures; with `figures`, the others (not kept in the source) None."""
+        shown = self._metrics()
+        if figures is None:
+            return shown
+        return {k: v if k in figures else None for k, v in shown.items()}
+
+    def _metrics(self) -> dict[str, Any]:
         c = self.counts
         requests, imps, spend = c["requests"], c["impressions"], self.spend
         return {
@@ -137,10 +161,13 @@ class Source:
     hourly: QuerySet[Any]
     daily: QuerySet[Any]
     monthly: QuerySet[Any] | None = None
+    # The figures these rollups have (None: all of them).
+    figures: frozenset[str] | None = None
 
     def within(self, split: Split, currency: str) -> "Source":
         monthly = None if self.monthly is None else split.months(self.monthly, currency)
-        return Source(split.hours(self.hourly), split.days(self.daily, currency=currency), monthly)
+        hours, days = split.hours(self.hourly), split.days(self.daily, currency=currency)
+        return Source(hours, days, monthly, self.figures)
 
     def tables(self) -> list[tuple[QuerySet[Any], str]]:
         """Each rollup with its time column."""
@@ -266,13 +293,13 @@ def measure(
     whole = Totals(seconds=max(0.0, (covered_end - start).total_seconds()))
     for totals in groups.values():
         whole.merge(totals)
-    notes = [NOT_IN_ROLLUP]
+    notes = [NOT_IN_ROLLUP] if source.figures is None else [GEO_NOTE]
     if split.approximate or (group == "hour" and split.day_from < split.day_to):
         notes.append(DAILY_NOTE.format(days=hourly_days))
     fx_note = f"Amounts in {currency}. " + fx.describe()
     return MeasurementReport(
-        group, currency, start, end, zone, Rows(_ordered(group, groups)), whole.metrics(),
-        fx_note, notes,
+        group, currency, start, end, zone, Rows(_ordered(group, groups), source.figures),
+        whole.metrics(source.figures), fx_note, notes,
     )  # fmt: skip
 
 
@@ -292,7 +319,7 @@ def _grouped(
     currency: str,
     fx_json: tuple[str, str] | None,
 ) -> QuerySet[Any]:
-    sums = _sums()
+    sums = _sums(qs.model)
     if fx_json is not None:
         sums.update(_amounts(qs.model, time_field, currency, *fx_json))
     return qs.values(*_columns(group, time_field), "currency").annotate(**sums).order_by()
@@ -316,8 +343,8 @@ class Rows(Sequence[dict[str, Any]]):
     """A report's rows in order, each made into its figures only when read: a page of a
     10,000-row report computes 100."""
 
-    def __init__(self, items: list[tuple[Any, Totals]]) -> None:
-        self._items = items
+    def __init__(self, items: list[tuple[Any, Totals]], figures: frozenset[str] | None) -> None:
+        self._items, self._figures = items, figures
         self._made: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -327,7 +354,7 @@ class Rows(Sequence[dict[str, Any]]):
         row = self._made.get(i)
         if row is None:
             key, totals = self._items[i]
-            row = self._made[i] = {"key": _json_key(key), **totals.metrics()}
+            row = self._made[i] = {"key": _json_key(key), **totals.metrics(self._figures)}
         return row
 
     @overload
@@ -402,6 +429,10 @@ def label_rows(group: str, rows: Sequence[dict[str, Any]], zone: ZoneInfo) -> No
             r["label"] = key
         elif group == "door":
             r["label"] = key or "(not recorded)"
+        elif group == "country":
+            r["label"] = key or "(unknown)"
+        elif group == "device":
+            r["label"] = DEVICE_TYPES.get(key, f"type {key}") if key else "(unknown)"
         elif group == "buyer" and not key:
             r["label"] = "Our line items"
         elif (group == "line_item" and not key) or (group == "campaign" and not key):

@@ -21,6 +21,7 @@ from django.db.models import Max, Min, Sum
 from django_redis import get_redis_connection
 
 from reporting.lease import Lease, LeaseLost
+from reporting.measurement.models import GEO_KEY
 from reporting.measurement.report import COUNTS
 from reporting.measurement.sources import (
     midnight,
@@ -35,6 +36,8 @@ from reporting.models import (
     DemandDaily,
     DemandHourly,
     DemandMonthly,
+    GeoDeviceDaily,
+    GeoDeviceHourly,
     RolledDay,
     RolledMonth,
 )
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEMAND_KEY = ("placement_id", "line_item_id", "buyer_id", "currency", "door")
 AMOUNTS = (*COUNTS, "spend")
+GEO_AMOUNTS = ("requests", "wins", "impressions", "clicks", "spend")
 # Days rolled per run at most: a first run over a long history finishes in bounded time.
 MAX_DAYS_PER_RUN = 62
 
@@ -96,6 +100,22 @@ def _roll_months(leases: list[Lease]) -> int:
     return written
 
 
+def _sum_geo(day: datetime) -> None:
+    hours = GeoDeviceHourly.objects.filter(hour__gte=day, hour__lt=day + timedelta(days=1))
+    grouped = hours.values(*GEO_KEY).annotate(
+        cp=Max("campaign_id"), adv=Max("advertiser_id"),
+        **{f"s_{name}": Sum(name) for name in GEO_AMOUNTS},
+    )  # fmt: skip
+    rows = []
+    for g in grouped.order_by():
+        key = {f: g[f] for f in GEO_KEY}
+        amounts = {name: g[f"s_{name}"] or 0 for name in GEO_AMOUNTS}
+        rows.append(
+            GeoDeviceDaily(day=day, campaign_id=g["cp"], advertiser_id=g["adv"], **key, **amounts)
+        )
+    GeoDeviceDaily.objects.bulk_create(rows, batch_size=2000)
+
+
 def _sum_latency(day: datetime) -> None:
     hours = BuyerLatencyHourly.objects.filter(hour__gte=day, hour__lt=day + timedelta(days=1))
     BuyerLatencyDaily.objects.bulk_create(
@@ -111,6 +131,7 @@ def _first_day_to_roll() -> datetime | None:
     oldest = [
         DemandHourly.objects.aggregate(m=Min("hour"))["m"],
         BuyerLatencyHourly.objects.aggregate(m=Min("hour"))["m"],
+        GeoDeviceHourly.objects.aggregate(m=Min("hour"))["m"],
     ]
     starts = [midnight(at) for at in oldest if at is not None]
     return min(starts) if starts else None
@@ -124,6 +145,7 @@ def _prune(before: datetime) -> int:
     end = min(before, done)
     deleted, _ = DemandHourly.objects.filter(hour__lt=end).delete()
     BuyerLatencyHourly.objects.filter(hour__lt=end).delete()
+    GeoDeviceHourly.objects.filter(hour__lt=end).delete()
     return deleted
 
 
@@ -161,6 +183,7 @@ def roll_up_days(now: datetime | None = None) -> tuple[int, int]:
                 break
             with transaction.atomic():
                 written += _sum_demand(day)
+                _sum_geo(day)
                 _sum_latency(day)
                 RolledDay.objects.create(day=day)
                 for lease in leases:

@@ -27,8 +27,22 @@ from campaigns.models import Campaign, LineItem
 from reporting.measurement.budgets import budget_utilisation
 from reporting.measurement.fx import FxHistory
 from reporting.measurement.latency import buyer_latency
-from reporting.measurement.report import GROUPS, MeasurementReport, Source, label_rows, measure
-from reporting.models import DemandDaily, DemandHourly, DemandMonthly
+from reporting.measurement.report import (
+    GEO_FIGURES,
+    GEO_GROUPS,
+    GROUPS,
+    MeasurementReport,
+    Source,
+    label_rows,
+    measure,
+)
+from reporting.models import (
+    DemandDaily,
+    DemandHourly,
+    DemandMonthly,
+    GeoDeviceDaily,
+    GeoDeviceHourly,
+)
 from reporting.reports.charts import HOURLY_UP_TO_DAYS
 from reporting.reports.periods import Period, PeriodError, Preset, period_from
 from reporting.reports.views import Scope, report_scope
@@ -51,7 +65,8 @@ class Asked:
     period: Period
     group: str
     currency: str
-    source: Source
+    source: Source  # the grouping's rollups
+    demand: Source  # the measurement rollups (the chart over time)
 
 
 def _id(params: Any, name: str) -> int | None:
@@ -84,21 +99,30 @@ def read_params(request: HttpRequest, now: datetime) -> Asked:
     if not _CODE.match(currency) or not FxHistory(now.date()).known(currency):
         raise ParamError("currency", f"{currency!r} is not a currency with an exchange rate.")
     user = request.user
-    tiers = [m.objects.for_user(user) for m in (DemandHourly, DemandDaily, DemandMonthly)]
-    if scope.organisation is not None:
-        tiers = [qs.filter(advertiser_id=scope.organisation.pk) for qs in tiers]
-    if scope.campaign is not None:
-        tiers = [qs.filter(campaign_id=scope.campaign.pk) for qs in tiers]
-    if line_item is not None:
-        if not LineItem.objects.for_user(user).filter(pk=line_item).exists():
-            raise Http404("no such line item")
-        tiers = [qs.filter(line_item_id=line_item) for qs in tiers]
-    return Asked(scope, period, group, currency, Source(*tiers))
+    if line_item is not None and not LineItem.objects.for_user(user).filter(pk=line_item).exists():
+        raise Http404("no such line item")
+
+    def scoped(*models: Any) -> list[Any]:
+        tiers = [m.objects.for_user(user) for m in models]
+        if scope.organisation is not None:
+            tiers = [qs.filter(advertiser_id=scope.organisation.pk) for qs in tiers]
+        if scope.campaign is not None:
+            tiers = [qs.filter(campaign_id=scope.campaign.pk) for qs in tiers]
+        if line_item is not None:
+            tiers = [qs.filter(line_item_id=line_item) for qs in tiers]
+        return tiers
+
+    demand = Source(*scoped(DemandHourly, DemandDaily, DemandMonthly))
+    source = demand
+    if group in GEO_GROUPS:
+        hours, days = scoped(GeoDeviceHourly, GeoDeviceDaily)
+        source = Source(hours, days, None, GEO_FIGURES)
+    return Asked(scope, period, group, currency, source, demand)
 
 
 def run_report(asked: Asked, now: datetime, group: str | None = None) -> MeasurementReport:
     return measure(
-        asked.source,
+        asked.source if group is None else asked.demand,
         group or asked.group,
         asked.currency,
         asked.period.start,

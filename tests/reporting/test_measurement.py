@@ -66,7 +66,7 @@ def test_staff_see_every_metric_by_door_converted_at_the_days_rate(world: World)
     assert body["totals"]["unconverted"] == {"CHF": "0.10"}
     assert f"reference rates of each day ({world.day})" in body["fx_note"]
     assert body["fx_note"].startswith("Amounts in USD.")
-    assert any("Country and device type" in n for n in body["notes"])
+    assert any("not per error code" in n for n in body["notes"])
 
 
 def test_groupings_add_up_to_the_same_totals(world: World) -> None:
@@ -137,7 +137,7 @@ def test_without_a_reference_set_the_configured_rates_convert(world: World) -> N
 @pytest.mark.parametrize(
     "query, field",
     [
-        ("group_by=country", "group_by"),
+        ("group_by=region", "group_by"),
         ("range=fortnight", "range"),
         ("range=custom&from=2026-13-01&to=2026-12-01", "from"),
         ("currency=XYZ", "currency"),

@@ -1,6 +1,7 @@
 """What serving records for the measurement reports: the door on every event of an ad
 request and its decisions, and buyer response times drained as "lat" events."""
 
+import re
 from typing import Any
 
 import httpx
@@ -74,3 +75,26 @@ def test_buyer_latency_counts_drain_into_the_stream_once(redis_client: Redis) ->
         (7, TIMEOUT): 1,
         (8, bucket_of(900.0)): 1,
     }
+
+
+def test_requests_and_their_impressions_carry_country_and_device_type(
+    redis_client: Redis,
+) -> None:
+    placement = make_placement()
+    make_line_item(make_campaign(), "2.50")
+    publish_snapshot()
+    imp = {"id": "1", "tagid": placement.key, "banner": {"w": 300, "h": 250}}
+    device = {"devicetype": 4, "geo": {"country": "USA"}}
+    request = {"id": "x-2", "imp": [imp], "device": device}
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> None:
+        rtb = await client.post("/openrtb2/auction", json=request)
+        bid = rtb.json()["seatbid"][0]["bid"][0]
+        urls = re.findall(r'https?://[^"\s<]+/v1/imp/[^"\s<]+', bid["adm"] + bid.get("burl", ""))
+        await client.get(urls[0].replace("&amp;", "&"))
+        await client.post("/openrtb2/auction", json={**request, "id": "x-3", "device": {}})
+        await app.sink.drain()
+
+    with_client(scenario)
+    seen = [(e.t, e.g) for e in stream_events(redis_client) if e.t in ("req", "imp")]
+    assert seen == [("req", "US4"), ("imp", "US4"), ("req", "")]
