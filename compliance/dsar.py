@@ -53,6 +53,7 @@ from redis.exceptions import LockError, RedisError
 
 from compliance.models import DataSubjectRequest, RequestKind, RequestStatus
 from reporting.conversions.privacy import ConversionStore
+from reporting.ivt.privacy import RefundPseudonyms
 from reporting.lease import Lease
 from reporting.models import StreamWatermark
 from reporting.stream import partition_suffix, partitions, stream_id
@@ -463,6 +464,7 @@ STORES: tuple[Store, ...] = (
     FrequencyCaps(),
     SyncTable(),
     IvtCounters(),
+    RefundPseudonyms(),
     OtherKeys(),
 )
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Sum
 from django.test import Client
+from django.utils import timezone
 from redis import Redis
 from rest_framework.test import APIClient
 
@@ -18,6 +19,7 @@ from compliance.models import DataSubjectRequest, RequestKind, RequestStatus, Su
 from compliance.pseudonym import Pseudonymiser
 from compliance.services import file_request
 from reporting.ingest import CONSUMER, GROUP, ingest_events
+from reporting.ivt.models import IvtRefund, RefundScope
 from reporting.models import HourlyRollup, StreamWatermark
 from serving.events import Event, decode_events, encode_events
 from serving.keys import RedisKeys
@@ -159,7 +161,7 @@ def test_the_access_export_holds_the_subjects_events_and_frequency_caps(
     assert SUBJECT not in request.export
     assert request.counts == {
         "events": 3, "telemetry": 0, "conversions": 0, "frequency_caps": 1, "user_syncs": 0,
-        "ivt_counters": 0,
+        "ivt_counters": 0, "ivt_refunds": 0,
         "other_keys": 0,
     }  # fmt: skip
     assert (request.status, request.entries_total, request.entries_scanned) == ("done", 6, 6)
@@ -178,6 +180,12 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
         redis_client.set(keys().ivt_count("u", who, "imp", 60, 29_000_000), 3, ex=120)
         redis_client.set(keys().ivt_hold(who), "id_rate", ex=3600)
         redis_client.zadd(keys().ivt_held, {who: 1_790_000_000_000})
+    pending = IvtRefund.objects.create(
+        scope=RefundScope.PSEUDONYM, pseudonym=me, start=timezone.now(), end=timezone.now()
+    )
+    theirs = IvtRefund.objects.create(
+        scope=RefundScope.PSEUDONYM, pseudonym=other, start=timezone.now(), end=timezone.now()
+    )
     request = file(RequestKind.ERASURE)
 
     assert run_request(request.pk) == "done"
@@ -200,6 +208,10 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
     assert not redis_client.exists(keys().ivt_hold(me))
     assert redis_client.exists(keys().ivt_hold(other))
     assert redis_client.zrange(keys().ivt_held, 0, -1) == [other.encode()]  # no refund for me
+    pending.refresh_from_db()
+    assert (pending.pseudonym, pending.status) == ("", "failed")  # cannot run without the id
+    theirs.refresh_from_db()
+    assert (theirs.pseudonym, theirs.status) == (other, "pending")
     request.refresh_from_db()
     assert request.counts == {
         "entries_deleted": 1,
@@ -208,6 +220,7 @@ def test_erasure_removes_exactly_the_subjects_data(redis_client: Redis) -> None:
         "events_anonymised": 1,
         "frequency_caps": 1,
         "ivt_counters": 2,
+        "ivt_refunds": 1,
         "other_keys": 1,
     }
     assert (request.status, request.export, request.finished_at is not None) == ("done", "", True)
@@ -420,7 +433,7 @@ def test_staff_file_a_request_and_follow_it(
     assert (detail["status"], detail["entries_scanned"], detail["entries_total"]) == ("done", 6, 6)
     assert detail["counts"] == {
         "events": 3, "telemetry": 0, "conversions": 0, "frequency_caps": 1, "user_syncs": 0,
-        "ivt_counters": 0,
+        "ivt_counters": 0, "ivt_refunds": 0,
         "other_keys": 0,
     }  # fmt: skip
     assert detail["export_url"] == f"http://testserver{URL}{body['id']}/export/"
