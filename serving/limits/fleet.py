@@ -48,6 +48,9 @@ PREFETCH_AT = 0.8
 MIN_ELAPSED = 0.1
 # How often each process shares its buyers' calls and failures and reads the fleet's state.
 SYNC_SECONDS = 0.5
+# A buyer this process has not called for this many syncs is not synced until it is again
+# (its first calls then go out on the last state read, for at most one sync).
+IDLE_SYNCS = 20
 # A second's token counter outlives the second by a little (clock skew between hosts).
 WINDOW_TTL = 5
 
@@ -194,6 +197,7 @@ class _Tally:
     calls: int = 0
     failures: int = 0
     open_until: float = 0.0  # epoch seconds: the fleet's open mark, as last read
+    idle_syncs: int = 0  # syncs in a row with no call to share
 
 
 @dataclass
@@ -233,6 +237,9 @@ class FleetBreakers:
         )
         for buyer_id, tally in self._tallies.items():
             calls, failures = tally.calls, tally.failures
+            tally.idle_syncs = 0 if calls else tally.idle_syncs + 1
+            if tally.idle_syncs > IDLE_SYNCS and now >= tally.open_until:
+                continue  # not called here lately: its state is read again with its next call
             tally.calls = tally.failures = 0
             keys = (self.keys.buyer_breaker(buyer_id), self.keys.buyer_breaker_open(buyer_id))
             self.sink.script(

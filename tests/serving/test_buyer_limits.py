@@ -15,7 +15,7 @@ from redis import Redis
 from serving.buyers import BuyerPool
 from serving.events import EventSink
 from serving.keys import RedisKeys
-from serving.limits.fleet import FleetBreakers, FleetLimits, FleetQps
+from serving.limits.fleet import IDLE_SYNCS, FleetBreakers, FleetLimits, FleetQps
 from serving.limits.local import TokenBucket
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer, closed_port
 from tests.serving.test_buyers import (
@@ -308,3 +308,29 @@ def test_a_pool_skips_a_buyer_whose_fleet_circuit_is_open(buyer: LoopbackBuyer) 
 
     assert asyncio.run(go()) == ("http_500", "circuit_open", "fleet")
     assert buyer.request_count() == 1
+
+
+def test_a_buyer_not_called_lately_is_synced_again_with_its_next_call() -> None:
+    async def go() -> tuple[list[int], int]:
+        [sink] = sinks(1)
+        fleet = breakers(sink)
+        try:
+            fleet.record(7, False)
+            sent = []
+            for _ in range(IDLE_SYNCS + 3):
+                before = sink.pending
+                fleet.sync(time.time())
+                sent.append(sink.pending - before)
+                await sink.drain()
+            fleet.record(7, False)
+            fleet.sync(time.time())
+            resumed = sink.pending
+            await sink.drain()
+            return sent, resumed
+        finally:
+            await sink.close()
+
+    sent, resumed = asyncio.run(go())
+
+    assert sent == [1] * (IDLE_SYNCS + 1) + [0, 0]
+    assert resumed == 1
