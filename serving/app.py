@@ -62,6 +62,7 @@ from serving.ivt.judge import DATACENTER, NETWORK_CHANGED, PREFETCH, IvtRules, I
 from serving.ivt.judge import REFRESH_SECONDS as IVT_REFRESH_SECONDS
 from serving.keys import RedisKeys, day_of
 from serving.limits.fleet import FleetLimits
+from serving.limits.ratelimit import RateLimiter
 from serving.measure import event_name, record_event
 from serving.metrics import (
     AccessLog,
@@ -77,7 +78,6 @@ from serving.outage import Outage
 from serving.pods.fill import decide_pods
 from serving.pods.response import pod_bids
 from serving.pods.vast import pod_vast
-from serving.ratelimit import RateLimiter
 from serving.render import MICROS, Renderer, auction_macros, costs, v1_decision
 from serving.request_keys import DRAIN_SECONDS, RequestKeyDrain
 from serving.schema import RequestError, ad_request_decoder, to_context, vast_context

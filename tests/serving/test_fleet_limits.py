@@ -1,7 +1,7 @@
-"""Fleet-wide limits (`serving.limits.fleet`, `serving.ratelimit`): several serving processes,
-each a real `ServingApp` in a process of its own (`tests/serving/fleet_process.py`), on one
-Redis, calling a real loopback buyer: the buyer's QPS cap, a placement key's rate limit and
-a buyer's circuit hold for the fleet, not per process."""
+"""Fleet-wide limits (`serving.limits`): several serving processes, each a real `ServingApp`
+in a process of its own (`tests/serving/fleet_process.py`), on one Redis, calling a real
+loopback buyer: the buyer's QPS cap, a placement key's rate limit and a buyer's circuit hold
+for the fleet, not per process."""
 
 import json
 import math
