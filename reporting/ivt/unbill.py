@@ -1,8 +1,10 @@
 """Billed impressions and clicks moved to invalid after the fact: by a staff refund
 (`reporting.ivt.refunds`) or by serving's later judgement (an `ivi` event: pixel stuffing,
 `serving.ivt.stuffing`). Each takes what was billed out of the delivery rollup
-(`HourlyRollup`) and the demand rollup (`DemandHourly`, and `DemandDaily` once the day is
-rolled up) and adds it to the invalid-traffic rollup with its reason.
+(`HourlyRollup`), the demand rollup (`DemandHourly`, and `DemandDaily` once the day is
+rolled up) and, where the events are known one by one (a pseudonym's, a taken-back
+impression), the rollup by country and device type (`GeoDeviceHourly`/`Daily`), and adds it
+to the invalid-traffic rollup with its reason.
 """
 
 from collections.abc import Iterable
@@ -14,10 +16,17 @@ from typing import Any
 from django.db.models import F
 
 from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt, hour_of
-from reporting.measurement.sources import midnight, rolled_until
-from reporting.models import DemandDaily, DemandHourly, HourlyRollup
+from reporting.measurement.sources import midnight, month_start, months_rolled_until, rolled_until
+from reporting.models import (
+    DemandDaily,
+    DemandHourly,
+    DemandMonthly,
+    GeoDeviceDaily,
+    GeoDeviceHourly,
+    HourlyRollup,
+)
 from reporting.stream import lock_order
-from serving.events import Event
+from serving.events import Event, split_geo_device
 
 Bucket = tuple[datetime, int, int]  # hour, placement, line item
 
@@ -31,21 +40,25 @@ class Moved:
     impressions: int = 0
     clicks: int = 0
     spend: Decimal = Decimal(0)
-    # A pseudonym's events per door, for the demand rollup's rows (empty: every door's row).
+    # Events' counts per door, for the demand rollup's rows (empty: every door's row), and
+    # per country and device type (`Event.g`), for the geo rollup's (empty: not moved there,
+    # its rows have no placement).
     doors: dict[str, list[Any]] = field(default_factory=dict)
+    geos: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def count(moved: Moved, e: Event) -> None:
     """Add one billed impression or click to what is to move, per door."""
-    door = moved.doors.setdefault(e.dr[:8], [0, 0, Decimal(0)])
     n = 1 if e.t == "clk" else 0
     if n:
         moved.clicks += 1
     else:
         moved.impressions += 1
-    door[n] += 1
     moved.spend += Decimal(e.cpm) / NANOS
-    door[2] += Decimal(e.cpm) / NANOS
+    for part in (moved.doors.setdefault(e.dr[:8], [0, 0, Decimal(0)]),
+                 moved.geos.setdefault(e.g, [0, 0, Decimal(0)])):  # fmt: skip
+        part[n] += 1
+        part[2] += Decimal(e.cpm) / NANOS
 
 
 def write_invalidations(events: Iterable[Event]) -> None:
@@ -92,18 +105,47 @@ def take_back(bucket: Bucket, wanted: Moved, reason: str) -> Moved:
     )
     add_ivt((hour, placement_id, line_item_id, reason), counts)
     _take_demand(bucket, moved, wanted.doors)
+    _take_geo(hour, line_item_id, wanted.geos)
     return moved
+
+
+def _take_geo(hour: datetime, line_item_id: int, geos: dict[str, list[Any]]) -> None:
+    """Move the events' counts out of the geo rollup's rows (`GeoDeviceHourly`, and its day
+    once rolled up) of their country and device type."""
+    tables: list[tuple[Any, dict[str, Any]]] = [(GeoDeviceHourly, {"hour": hour})]
+    done = rolled_until() if geos else None
+    if done is not None and hour < done:
+        tables.append((GeoDeviceDaily, {"day": midnight(hour)}))
+    for code, (imps, clicks, spend) in sorted(geos.items()):
+        country, device = split_geo_device(code)
+        for model, when in tables:
+            row = (
+                model.objects.select_for_update()
+                .filter(**when, line_item_id=line_item_id, country=country, device_type=device)
+                .first()
+            )
+            if row is None:
+                continue
+            model.objects.filter(pk=row.pk).update(
+                impressions=F("impressions") - min(row.impressions, imps),
+                clicks=F("clicks") - min(row.clicks, clicks),
+                spend=F("spend") - min(row.spend, spend),
+            )
 
 
 def _take_demand(bucket: Bucket, moved: Moved, doors: dict[str, list[Any]]) -> None:
     """Move the same out of the demand rollup (our line items' rows: buyer 0), its hour and,
-    once that day is rolled up, its day, so that the measurement reports agree."""
+    once that day (and month) is rolled up, its day (and month), so that the measurement
+    reports agree."""
     hour, placement_id, line_item_id = bucket
     at = {"placement_id": placement_id, "line_item_id": line_item_id, "buyer_id": 0}
     tables: list[tuple[Any, dict[str, Any]]] = [(DemandHourly, {"hour": hour})]
     done = rolled_until()
     if done is not None and hour < done:
         tables.append((DemandDaily, {"day": midnight(hour)}))
+        months_done = months_rolled_until()
+        if months_done is not None and hour < months_done:
+            tables.append((DemandMonthly, {"month": month_start(hour)}))
     for model, when in tables:
         rows = list(model.objects.select_for_update().filter(**when, **at).order_by("pk"))
         # Per door as the pseudonym's events say, then whatever is left from any door's row.

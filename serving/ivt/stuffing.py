@@ -80,7 +80,7 @@ def invalidation(token: TrackingToken) -> Event:
     return Event(
         t="ivi", ts=0, pl=token.placement_id, li=token.line_item_id, cp=token.campaign_id,
         adv=token.advertiser_id, cr=token.creative_id, cpm=token.cpm_micros,
-        d=token.decision_id, dr=token.door, u=token.u, iv=PIXEL_STUFFING,
+        d=token.decision_id, dr=token.door, u=token.u, iv=PIXEL_STUFFING, g=token.g,
     )  # fmt: skip
 
 

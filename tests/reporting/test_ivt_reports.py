@@ -20,8 +20,11 @@ from reporting.ivt.review import review_ctr
 from reporting.models import (
     DemandDaily,
     DemandHourly,
+    DemandMonthly,
+    GeoDeviceHourly,
     HourlyRollup,
     RolledDay,
+    RolledMonth,
     StreamWatermark,
 )
 from serving.events import Event, encode_events
@@ -43,7 +46,11 @@ def delivered(li: LineItem, placement_id: int, hour: datetime = HOUR, **counts: 
 def demand(li: LineItem, placement_id: int, door: str, model: Any = None, **counts: Any) -> None:
     """Our line item's measurement row (buyer 0) of HOUR, or of its day (DemandDaily)."""
     model = model or DemandHourly
-    when = {"day": HOUR.replace(hour=0)} if model is DemandDaily else {"hour": HOUR}
+    when: dict[str, datetime] = {"hour": HOUR}
+    if model is DemandDaily:
+        when = {"day": HOUR.replace(hour=0)}
+    elif model is DemandMonthly:
+        when = {"month": HOUR.replace(day=1, hour=0)}
     model.objects.create(
         **when, placement_id=placement_id, line_item_id=li.pk, buyer_id=0, currency="USD",
         door=door, campaign_id=li.campaign_id, advertiser_id=li.campaign.advertiser_id, **counts,
@@ -166,6 +173,8 @@ def test_a_placement_refund_moves_billed_to_invalid_and_reconciles_spend(
     demand(li, placement.pk, "v1", DemandDaily, impressions=60, clicks=3, spend=Decimal("0.12"))
     demand(li, placement.pk, "openrtb", DemandDaily, impressions=30, spend=Decimal("0.06"))
     RolledDay.objects.create(day=HOUR.replace(hour=0))
+    demand(li, placement.pk, "v1", DemandMonthly, impressions=60, clicks=3, spend=Decimal("0.12"))
+    RolledMonth.objects.create(month=HOUR.replace(day=1, hour=0))
     day, life = spend_counters(redis_client, li, 190_000_000)
     staff = staff_client()
 
@@ -191,6 +200,7 @@ def test_a_placement_refund_moves_billed_to_invalid_and_reconciles_spend(
         assert sorted(model.objects.values_list("door", "impressions", "clicks", "spend")) == [
             ("openrtb", 0, 0, Decimal(0)), ("v1", 0, 0, Decimal(0)),
         ]  # fmt: skip
+    assert DemandMonthly.objects.values_list("impressions", "spend").get() == (0, Decimal(0))
     assert DemandHourly.objects.get(door="v1").viewable == 40  # measured, still
     for key in (day, life):
         assert redis_client.hmget(key, "s", f"s:{li.pk}") == [b"10000000", b"10000000"]
@@ -213,13 +223,17 @@ def test_a_pseudonym_refund_moves_only_that_ids_events(db: None, redis_client: R
     delivered(li, placement.pk, impressions=3, spend=Decimal("0.000030"))
     demand(li, placement.pk, "v1", impressions=2, spend=Decimal("0.000020"))
     demand(li, placement.pk, "vast", impressions=1, spend=Decimal("0.000010"))
+    GeoDeviceHourly.objects.create(
+        hour=HOUR, line_item_id=li.pk, country="US", device_type=2, currency="USD",
+        impressions=3, spend=Decimal("0.000030"),
+    )  # fmt: skip
     keys = RedisKeys(settings.REDIS_KEY_PREFIX)
     ts = int(HOUR.timestamp() * 1000) + 60_000
     doors = ["v1", "vast", "v1"]
     for n, who in enumerate(["farm-pseudonym", "farm-pseudonym", "someone-else"]):
         event = Event(
             t="imp", ts=ts + n, pl=placement.pk, li=li.pk, cp=li.campaign_id, adv=org.pk,
-            cpm=10_000, d=f"d{n}", u=who, dr=doors[n],
+            cpm=10_000, d=f"d{n}", u=who, dr=doors[n], g="US2",
         )  # fmt: skip
         redis_client.xadd(keys.events, {"v": encode_events([event])}, id=f"{ts + n}-0")
     StreamWatermark.objects.create(stream=keys.events, last_id=f"{ts + 3_600_000}-0")
@@ -237,6 +251,8 @@ def test_a_pseudonym_refund_moves_only_that_ids_events(db: None, redis_client: R
     assert sorted(DemandHourly.objects.values_list("door", "impressions", "spend")) == [
         ("v1", 1, Decimal("0.000010000")), ("vast", 0, Decimal(0)),
     ]  # fmt: skip
+    geo = GeoDeviceHourly.objects.get()
+    assert (geo.impressions, geo.spend) == (1, Decimal("0.000010000"))
 
 
 def test_a_placement_far_above_its_ctr_norm_is_flagged(db: None) -> None:
