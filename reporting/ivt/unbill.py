@@ -3,8 +3,9 @@
 `serving.ivt.stuffing`). Each takes what was billed out of the delivery rollup
 (`HourlyRollup`), the demand rollup (`DemandHourly`, and `DemandDaily` once the day is
 rolled up) and, where the events are known one by one (a pseudonym's, a taken-back
-impression), the rollup by country and device type (`GeoDeviceHourly`/`Daily`), and adds it
-to the invalid-traffic rollup with its reason.
+impression), the rollup by country and device type (`GeoDeviceHourly`/`Daily`) and the
+creative breakdown (`CreativeHourly`), and adds it to the invalid-traffic rollup with its
+reason.
 """
 
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from django.db.models import F
 from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt, hour_of
 from reporting.measurement.sources import midnight, month_start, months_rolled_until, rolled_until
 from reporting.models import (
+    CreativeHourly,
     DemandDaily,
     DemandHourly,
     DemandMonthly,
@@ -45,6 +47,7 @@ class Moved:
     # its rows have no placement).
     doors: dict[str, list[Any]] = field(default_factory=dict)
     geos: dict[str, list[Any]] = field(default_factory=dict)
+    creatives: dict[int, list[Any]] = field(default_factory=dict)  # likewise, per creative
 
 
 def count(moved: Moved, e: Event) -> None:
@@ -56,7 +59,8 @@ def count(moved: Moved, e: Event) -> None:
         moved.impressions += 1
     moved.spend += Decimal(e.cpm) / NANOS
     for part in (moved.doors.setdefault(e.dr[:8], [0, 0, Decimal(0)]),
-                 moved.geos.setdefault(e.g, [0, 0, Decimal(0)])):  # fmt: skip
+                 moved.geos.setdefault(e.g, [0, 0, Decimal(0)]),
+                 moved.creatives.setdefault(e.cr, [0, 0, Decimal(0)])):  # fmt: skip
         part[n] += 1
         part[2] += Decimal(e.cpm) / NANOS
 
@@ -106,7 +110,24 @@ def take_back(bucket: Bucket, wanted: Moved, reason: str) -> Moved:
     add_ivt((hour, placement_id, line_item_id, reason), counts)
     _take_demand(bucket, moved, wanted.doors)
     _take_geo(hour, line_item_id, wanted.geos)
+    _take_creatives(hour, line_item_id, wanted.creatives)
     return moved
+
+
+def _take_creatives(hour: datetime, line_item_id: int, creatives: dict[int, list[Any]]) -> None:
+    """Move the events' counts out of the creative breakdown's rows (`CreativeHourly`)."""
+    for creative_id, (imps, clicks, spend) in sorted(creatives.items()):
+        row = (
+            CreativeHourly.objects.select_for_update()
+            .filter(hour=hour, line_item_id=line_item_id, creative_id=creative_id)
+            .first()
+        )
+        if row is not None:
+            CreativeHourly.objects.filter(pk=row.pk).update(
+                impressions=F("impressions") - min(row.impressions, imps),
+                clicks=F("clicks") - min(row.clicks, clicks),
+                spend=F("spend") - min(row.spend, spend),
+            )
 
 
 def _take_geo(hour: datetime, line_item_id: int, geos: dict[str, list[Any]]) -> None:

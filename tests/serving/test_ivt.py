@@ -18,7 +18,7 @@ from campaigns.models import LineItem, PriorityTier
 from campaigns.snapshot import publish_snapshot
 from reporting.ingest import ingest_events
 from reporting.ivt.models import IvtHourly
-from reporting.models import DemandHourly, GeoDeviceHourly, HourlyRollup
+from reporting.models import CreativeHourly, DemandHourly, GeoDeviceHourly, HourlyRollup
 from serving.app import ServingApp
 from serving.ivt.judge import IvtRules
 from serving.keys import RedisKeys
@@ -361,6 +361,8 @@ def test_an_impression_measured_in_a_box_too_small_to_see_is_taken_back(
     assert (demand.impressions, str(demand.spend), demand.measurable) == (1, "0.000010000", 2)
     geo = GeoDeviceHourly.objects.get(line_item_id=book["cpm"].pk)
     assert (geo.wins, geo.impressions, str(geo.spend)) == (2, 1, "0.000010000")
+    creative = CreativeHourly.objects.get(line_item_id=book["cpm"].pk)
+    assert (creative.impressions, str(creative.spend)) == (1, "0.000010000")
 
 
 def test_an_invalid_impression_is_not_taken_back_twice(
