@@ -9,6 +9,7 @@ from reporting.live.views import ops_page
 from reporting.measurement.views import (
     budgets_api,
     buyer_latency_api,
+    creative_failures_api,
     measurement_api,
     measurement_page,
 )
@@ -40,6 +41,11 @@ urlpatterns = [
     path("api/v1/reports/targeting/", targeting_match_view, name="api-report-targeting"),
     path("api/v1/", include("reporting.conversions.urls")),
     path("api/v1/reports/measurement/", measurement_api, name="api-report-measurement"),
+    path(
+        "api/v1/reports/creative-failures/",
+        creative_failures_api,
+        name="api-report-creative-failures",
+    ),
     path("api/v1/reports/budgets/", budgets_api, name="api-report-budgets"),
     path("api/v1/reports/buyer-latency/", buyer_latency_api, name="api-report-buyer-latency"),
     path("api/v1/reports/ivt/", IvtReportView.as_view(), name="api-report-ivt"),

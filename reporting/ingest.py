@@ -30,6 +30,7 @@ from reporting.demand import (
 )
 from reporting.ivt.rollup import split_invalid, write_ivt
 from reporting.ivt.unbill import write_invalidations
+from reporting.measurement.failures import aggregate_errors, write_errors
 from reporting.measurement.geo import aggregate_geo, write_geo
 from reporting.models import (
     ConsentHourly,
@@ -260,6 +261,7 @@ def _ingest_partition(
         _write_diagnostics(_aggregate_diagnostics(live))
         flat = [e for _, evs in live for e in evs]
         write_creatives(aggregate_creatives(flat))
+        write_errors(aggregate_errors(flat))
         write_request_keys(aggregate_request_keys(flat))
         currencies = campaign_currencies(flat)
         write_demand(aggregate_demand(flat, currencies))

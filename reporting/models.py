@@ -488,10 +488,13 @@ __all__ = ["IvtHourly", "IvtRefund", "IvtThresholds"]
 
 # The measurement rollups' monthly tier, in its package.
 from reporting.measurement.models import (  # noqa: E402
+    CreativeErrorHourly,
     DemandMonthly,
     GeoDeviceDaily,
     GeoDeviceHourly,
     RolledMonth,
 )
 
-__all__ += ["DemandMonthly", "GeoDeviceDaily", "GeoDeviceHourly", "RolledMonth"]
+__all__ += [
+    "CreativeErrorHourly", "DemandMonthly", "GeoDeviceDaily", "GeoDeviceHourly", "RolledMonth",
+]  # fmt: skip

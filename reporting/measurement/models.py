@@ -114,3 +114,36 @@ class GeoDeviceDaily(GeoDeviceCounts):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} li {self.line_item_id} {self.country} {self.device_type}"
+
+
+class CreativeErrorHourly(models.Model):
+    """Creative failures per hour, line item, creative and error code: VAST <Error> calls
+    with their [ERRORCODE] and HTML render-failure beacons (which use the VAST codes of the
+    same meaning, `creatives.placeholders`). Beside `CreativeHourly` (whose impressions are
+    the rates' denominator), kept as long as it. No personal data."""
+
+    hour = models.DateTimeField()
+    line_item_id = models.PositiveBigIntegerField()
+    creative_id = models.PositiveBigIntegerField()
+    campaign_id = models.PositiveBigIntegerField(default=0)
+    advertiser_id = models.PositiveBigIntegerField(default=0)
+    code = models.CharField(max_length=32, blank=True)  # "" when the player sent none
+    errors = models.PositiveBigIntegerField(default=0)
+
+    objects = DemandQuerySet.as_manager()
+
+    class Meta:
+        app_label = "reporting"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "line_item_id", "creative_id", "code"],
+                name="one_creative_error_row",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["advertiser_id", "hour"], name="creative_error_adv_hour"),
+            models.Index(fields=["hour"], name="creative_error_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} creative {self.creative_id} code {self.code}"

@@ -62,7 +62,10 @@ COUNTS = (
     "pause",
 )  # fmt: skip
 # What the rollups do not have, said on the page and in the API rather than faked.
-NOT_IN_ROLLUP = "Creative failures are counted per line item and creative, not per error code."
+NOT_IN_ROLLUP = (
+    "Creative failures by error code are in their own table (per creative kind and code, "
+    "GET /api/v1/reports/creative-failures/); this one counts them per row."
+)
 GEO_NOTE = (
     "By country and device type the report reads their own rollup: requests, wins, "
     "impressions, clicks and spend only (bids, errors, viewability and video events are "

@@ -3,7 +3,7 @@
 external demand), an advertiser only its organisation's rows."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,6 +25,7 @@ from rest_framework.response import Response
 
 from campaigns.models import Campaign, LineItem
 from reporting.measurement.budgets import budget_utilisation
+from reporting.measurement.failures import creative_failures
 from reporting.measurement.fx import FxHistory
 from reporting.measurement.latency import buyer_latency
 from reporting.measurement.report import (
@@ -37,6 +38,8 @@ from reporting.measurement.report import (
     measure,
 )
 from reporting.models import (
+    CreativeErrorHourly,
+    CreativeHourly,
     DemandDaily,
     DemandHourly,
     DemandMonthly,
@@ -67,6 +70,8 @@ class Asked:
     currency: str
     source: Source  # the grouping's rollups
     demand: Source  # the measurement rollups (the chart over time)
+    # The rows of rollup models the caller may see under the scope and filters asked.
+    scoped: Callable[..., list[Any]]
 
 
 def _id(params: Any, name: str) -> int | None:
@@ -117,7 +122,7 @@ def read_params(request: HttpRequest, now: datetime) -> Asked:
     if group in GEO_GROUPS:
         hours, days = scoped(GeoDeviceHourly, GeoDeviceDaily)
         source = Source(hours, days, None, GEO_FIGURES)
-    return Asked(scope, period, group, currency, source, demand)
+    return Asked(scope, period, group, currency, source, demand, scoped)
 
 
 def run_report(asked: Asked, now: datetime, group: str | None = None) -> MeasurementReport:
@@ -217,6 +222,27 @@ def measurement_api(request: Request) -> Response:
         }
     )
     return response
+
+
+def failures(asked: Asked) -> list[dict[str, Any]]:
+    """Creative failure rate by kind and error code over the period asked."""
+    errors, shown = asked.scoped(CreativeErrorHourly, CreativeHourly)
+    return creative_failures(errors, shown, asked.period.start, asked.period.end)
+
+
+@extend_schema(
+    parameters=[*COMMON, OpenApiParameter("campaign", int), OpenApiParameter("line_item", int)],
+    responses={200: OpenApiTypes.OBJECT},
+)
+@api_view(["GET"])
+def creative_failures_api(request: Request) -> Response:
+    """Creative failures by creative kind and error code (VAST codes; HTML render failures
+    use the VAST code of the same meaning): errors, the impressions of that kind and the
+    failure rate (errors / impressions, %)."""
+    asked = _asked_or_400(request, timezone.now())
+    pages = _Pages()
+    rows = pages.paginate_list(failures(asked), request)
+    return pages.get_paginated_response([_plain(r) for r in rows])
 
 
 def _campaigns(request: HttpRequest, scope: Scope) -> Any:
@@ -340,6 +366,7 @@ def measurement_page(request: HttpRequest) -> HttpResponse:
         "page": page,
         "chart": _chart(asked, now),
         "budgets": budget_utilisation(list(budgets.object_list), now),
+        "failures": Paginator(failures(asked), PAGE_SIZE).get_page(request.GET.get("failure_page")),
         "budget_page": budgets,
         "latency": buyer_latency(asked.period.start, asked.period.end, False, now)
         if request.user.is_staff

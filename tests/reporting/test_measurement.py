@@ -66,7 +66,7 @@ def test_staff_see_every_metric_by_door_converted_at_the_days_rate(world: World)
     assert body["totals"]["unconverted"] == {"CHF": "0.10"}
     assert f"reference rates of each day ({world.day})" in body["fx_note"]
     assert body["fx_note"].startswith("Amounts in USD.")
-    assert any("not per error code" in n for n in body["notes"])
+    assert any("by error code are in their own table" in n for n in body["notes"])
 
 
 def test_groupings_add_up_to_the_same_totals(world: World) -> None:
