@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # serving.index imports this module
 MAX_KEYWORDS = 20  # as many as the telemetry files keep (serving.telemetry)
 # Candidates' static terms kept per placement before that table starts again.
 TERMS_CACHE_SIZE = 50_000
+CONTEXT_CACHE_SIZE = 50_000  # contexts, and categories and keywords, kept per model
 
 
 class ModelScorer:
@@ -53,6 +54,25 @@ class ModelScorer:
         self._how: dict[int, float] = {}
         # placement -> (line item, slot) -> (its creatives, their static terms)
         self._terms: dict[int, dict[Any, Any]] = {}
+        # (placement, country, device type, OS, channel, region) -> bias + their weights
+        self.contexts: dict[tuple[Any, ...], float] = {}
+        self._values: dict[tuple[str, str], float] = {}  # a category's or keyword's weight
+
+    def terms_of(self, name: str, values: tuple[str, ...]) -> float:
+        """The summed weights of a request's categories or keywords (a keyword is hashed as
+        the telemetry files hold it: its CRC-32)."""
+        cache = self._values
+        total = 0.0
+        for value in values:
+            term = cache.get((name, value))
+            if term is None:
+                hashed = value if name == "category" else zlib.crc32(value.encode())
+                term = self.weight(name, hashed)
+                if len(cache) >= CONTEXT_CACHE_SIZE:
+                    cache.clear()
+                cache[(name, value)] = term
+            total += term
+        return total
 
     def weight(self, name: str, value: object) -> float:
         return self.weights.get(zlib.crc32(f"{name}={value}".encode()) & self.mask, 0.0)
@@ -131,26 +151,35 @@ class RequestScores:
 
     @property
     def base(self) -> float:
-        """The bias and the request's context weights: every hash of the request, once."""
+        """The bias and the request's context weights: every hash of the request, once, and
+        looked up in the model's caches (contexts, categories, keywords recur)."""
         if self._base is not None:
             return self._base
         scorer, ctx = self.scorer, self.ctx
         geo, device = ctx.geo, ctx.device
-        weight = scorer.weight
-        base = scorer.model.bias
-        # The same values, and the same "" for a missing one, as
-        # `serving.pctr.context_features` reads from a telemetry row.
-        base += weight("placement", self.placement)
-        base += weight("country", geo.country or "")
-        base += weight("device_type", device.devicetype or "")
-        base += weight("os", device.os or "")
-        base += weight("channel", ctx.channel or "")
-        if scorer.uses_region:
-            base += weight("region", (geo.region or "") if self.personalise else "")
-        for category in ctx.content_categories:
-            base += weight("category", category)
-        for keyword in ctx.keywords[:MAX_KEYWORDS]:
-            base += weight("keyword", zlib.crc32(keyword.encode()))
+        region = (geo.region or "") if self.personalise and scorer.uses_region else ""
+        key = (self.placement, geo.country, device.devicetype, device.os, ctx.channel, region)
+        contexts = scorer.contexts
+        base = contexts.get(key)
+        if base is None:
+            weight = scorer.weight
+            # The same values, and the same "" for a missing one, as
+            # `serving.pctr.context_features` reads from a telemetry row.
+            base = scorer.model.bias
+            base += weight("placement", self.placement)
+            base += weight("country", geo.country or "")
+            base += weight("device_type", device.devicetype or "")
+            base += weight("os", device.os or "")
+            base += weight("channel", ctx.channel or "")
+            if scorer.uses_region:
+                base += weight("region", region)
+            if len(contexts) >= CONTEXT_CACHE_SIZE:
+                contexts.clear()
+            contexts[key] = base
+        if ctx.content_categories:
+            base += scorer.terms_of("category", ctx.content_categories)
+        if ctx.keywords:
+            base += scorer.terms_of("keyword", ctx.keywords[:MAX_KEYWORDS])
         self._base = base
         return base
 

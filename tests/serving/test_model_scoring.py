@@ -4,6 +4,7 @@ winner follows the model, a target-CPA line item bids CPA x pCTR x pCVR up to it
 personal feature counts only with consent."""
 
 import math
+import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -32,11 +33,13 @@ BIAS = math.log(0.002 / 0.998)  # 0.2 % anywhere the model knows nothing better
 BRAZIL, CALIFORNIA = 2.5, 1.5
 
 
-def _live_model(name: str, value: str, weight: float) -> CtrModel:
-    """A promoted model whose one non-zero weight is the `name=value` feature's."""
+def _live_model(name: str, value: str, weight: float, **more: tuple[object, float]) -> CtrModel:
+    """A promoted model whose non-zero weights are the `name=value` feature's (and `more`'s:
+    name=(value, weight))."""
     features = {slot(name, value, MASK): weight}
+    features.update({slot(n, v, MASK): w for n, (v, w) in more.items()})
     model = CtrModel(
-        0, FEATURE_SET, BITS, BIAS, list(features), list(features.values()), base_ctr=0.005
+        0, FEATURE_SET, BITS, BIAS, list(features), list(features.values()), base_ctr=0.01
     )
     start = datetime(2027, 1, 1, tzinfo=UTC)
     version = ModelVersion.objects.create(
@@ -87,18 +90,27 @@ def _reference(model: CtrModel, book: dict[str, Any], **context: Any) -> float:
 def test_serving_prices_cpc_with_the_promoted_model_and_explain_shows_its_pctr(
     book: dict[str, Any],
 ) -> None:
-    model = _live_model("country", "BR", BRAZIL)
+    shoes = zlib.crc32(b"shoes")  # a keyword is a feature by its hash, as the files hold it
+    model = _live_model("country", "BR", BRAZIL, keyword=(shoes, 0.3), category=("IAB1", 0.2))
     publish_snapshot()
     key = book["placement"].key
-    brazilian = ad_body(key, device={"geo": {"country": "BR"}, "devicetype": 2})
+    brazilian = ad_body(
+        key,
+        device={"geo": {"country": "BR"}, "devicetype": 2},
+        keywords=["shoes"],
+        site={"categories": ["IAB1"]},
+    )
     american = ad_body(key, device={"geo": {"country": "US"}, "devicetype": 2})
 
     br, us = _explain(book, brazilian, american)
 
     cpc, cpm = book["cpc"].pk, book["cpm"].pk
-    expected_br = _reference(model, book, country="BR", device_type=2)
+    expected_br = _reference(
+        model, book, country="BR", device_type=2, keyword_hashes=[shoes],
+        content_categories=["IAB1"],
+    )  # fmt: skip
     assert br[cpc]["pctr"] == round(expected_br, 6)
-    assert 0.023 < expected_br < 0.025  # sigmoid(logit(0.002) + 2.5)
+    assert 0.038 < expected_br < 0.040  # sigmoid(logit(0.002) + 2.5 + 0.3 + 0.2)
     assert br[cpc]["ecpm"] == str((Decimal("0.50") * Decimal(expected_br) * 1000).quantize(
         Decimal("0.0001")))  # fmt: skip
     assert (br[cpc]["result"], br[cpm]["result"]) == ("won", "outbid")
@@ -167,3 +179,23 @@ def test_a_target_cpa_line_item_bids_cpa_x_pctr_x_smoothed_pcvr_up_to_its_bid(
     assert Decimal(us[li.pk]["ecpm"]) < Decimal("5.00")
     assert us[li.pk]["result"] == "won"  # 4.05 over the CPM line item's 2.00
     assert br[li.pk]["ecpm"] == "5.0000"  # worth more in Brazil: never above its bid
+
+
+def test_a_cpc_pctr_is_capped_at_its_ceiling_the_index_ranks_it_by(book: dict[str, Any]) -> None:
+    _live_model("country", "BR", 5.0)  # sigmoid(logit(0.002) + 5) is about 0.23
+    publish_snapshot()
+
+    [br] = _explain(book, ad_body(book["placement"].key, device={"geo": {"country": "BR"}}))
+
+    # The window's CTR 0.01 for a line item it never saw, times LEARNING_PCTR_CEILING_RATIO 5.
+    cpc = book["cpc"].pk
+    assert br[cpc]["pctr"] == 0.05
+    assert br[cpc]["ecpm"] == "25.0000"
+    assert br[cpc]["creative_pctr"] == {
+        str(book["cpc"].assignments.get().creative_id): round(_reference_br_uncapped(), 6)
+    }
+
+
+def _reference_br_uncapped() -> float:
+    z = BIAS + 5.0
+    return 1 / (1 + math.exp(-z))
