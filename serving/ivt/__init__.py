@@ -8,4 +8,6 @@
   behavioural counters in the same Lua call that records it, `serving.spend`).
 - `events`: what the tracking doors ask of it (`EventScreen`): an event's general reason,
   its judgement, the published rules, the frequency count an invalid impression takes back.
+- `stuffing`: pixel stuffing, from the size the markup's `measurable` beacon reports; the
+  billed impression is taken back in the beacon's Lua call.
 """
