@@ -14,7 +14,9 @@ reads every entry and does three things, in stream order within a batch:
    One row per conversion, except that an order id counts once per advertiser.
 
 The rows and the watermark commit in one transaction, and the entries are acknowledged after
-it; the Redis writes are idempotent, so a batch read again after a crash writes the same.
+it; the Redis writes are idempotent, so a batch read again after a crash writes the same. The
+attributed conversions are written to the telemetry files (`reporting.telemetry.conversions`)
+inside that transaction, under names a batch read again writes again (replaced, not added to).
 """
 
 import logging
@@ -35,6 +37,7 @@ from campaigns.models.core import MAX_POST_VIEW_DAYS
 from reporting.conversions.models import Attribution, Conversion
 from reporting.models import StreamWatermark
 from reporting.stream import Entry, Reader, consume, partition_suffix, partitions
+from reporting.telemetry.conversions import write_conversions
 from serving.conversions import ConversionDetail, decode_detail
 from serving.events import Event
 from serving.keys import RedisKeys
@@ -250,7 +253,8 @@ def _attribute(
         ).values_list("advertiser_id", "order_id")
     )
     rates = current_fx_table().rates if any(d.value for _, _, d in kept) else {}
-    rows = []
+    rows: list[Conversion] = []
+    currencies: list[str] = []
     for eid, e, d in kept:
         if d.order_id:
             if (e.adv, d.order_id) in taken:
@@ -277,9 +281,12 @@ def _attribute(
                 pseudonym=e.u, stream_id=eid,
             )
         )  # fmt: skip
+        currencies.append(windows.currency if windows else "")
         result.attributed += touch is not None
     Conversion.objects.bulk_create(rows, batch_size=1000)
     result.conversions += len(rows)
+    # The attributed ones into the telemetry files, in this batch's transaction.
+    write_conversions(zip(rows, currencies, strict=True))
 
 
 def attribute_conversions(

@@ -3,8 +3,9 @@
 A conversion row holds a pseudonym only when the conversion came with an id and consent
 allowed it; the post-view touches in Redis (`conv:view:<pseudonym>`, and the short-lived
 `conv:dec:<decision>` naming a decision's pseudonym until its impression arrives) are the
-subject's too. Access exports them; erasure deletes the rows and the keys. Retention deletes
-rows older than CONVERSION_RETENTION_DAYS; the Redis touches expire by themselves.
+subject's too. Access exports them; erasure deletes the rows and the keys, and the
+subject's rows of the telemetry `conversions` files (exported with the telemetry store).
+Retention deletes rows older than CONVERSION_RETENTION_DAYS; the Redis touches expire by themselves.
 """
 
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from reporting.conversions.attribution import decision_key, lease_name, views_ke
 from reporting.conversions.models import Conversion
 from reporting.lease import Lease
 from reporting.stream import partitions
+from reporting.telemetry.privacy import erase_rows
 
 if TYPE_CHECKING:
     from compliance.dsar import Job
@@ -77,6 +79,8 @@ class ConversionStore:
                     raise LockError("conversion attribution held its lock too long; run it again")
                 leases.append(lease)
             deleted, _ = Conversion.objects.filter(pseudonym__in=job.pseudonyms).delete()
+            # Their rows in the telemetry files, which this job writes (under these leases).
+            erase_rows(job, "conversions")
             if deleted:
                 job.client.hincrby(job.counts_key, "conversions_deleted", deleted)
             keys = [views_key(job.keys, p) for p in sorted(job.pseudonyms)]

@@ -1,16 +1,17 @@
 """The Parquet schema of the telemetry files, versioned (docs/telemetry.md).
 
-Two datasets, each partitioned by UTC date and hour (`date=YYYY-MM-DD/hour=H/`):
+Three datasets, each partitioned by UTC date and hour (`date=YYYY-MM-DD/hour=H/`):
 `decisions` holds one row per ad slot decided, `outcomes` one row per impression, click,
 creative error or player/viewability event, joined to its decision by `decision_id` (the
-server's id, never the caller's).
+server's id, never the caller's); `conversions` (version 3) one row per attributed
+conversion, joined the same way.
 A column added later is appended at the end and bumps `SCHEMA_VERSION`; readers select by
 name, so files of an older version stay readable (the new column reads as null).
 """
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CANDIDATE = pa.struct(
     [
@@ -88,5 +89,32 @@ OUTCOMES = pa.schema(
     ]
 )
 
-DATASETS = {"decisions": DECISIONS, "outcomes": OUTCOMES}
+# Version 3: attributed conversions, written by the attribution job (reporting.telemetry.
+# conversions), joined to their decision by `decision_id`.
+CONVERSIONS = pa.schema(
+    [
+        pa.field("schema_version", pa.int16(), nullable=False),
+        pa.field("stream_id", pa.string(), nullable=False),  # the conversion's raw entry
+        pa.field("decision_id", pa.string(), nullable=False),  # the decision credited
+        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),  # when it converted
+        pa.field("touched_at", pa.timestamp("ms", tz="UTC")),  # the click or the view
+        pa.field("event_name", pa.string(), nullable=False),  # purchase, signup...
+        pa.field("attribution", pa.string(), nullable=False),  # post_click or post_view
+        pa.field("source", pa.string(), nullable=False),  # pixel or postback
+        # The value as sent (micros of `currency`), and in the campaign's currency.
+        pa.field("value_micros", pa.int64()),
+        pa.field("currency", pa.string()),
+        pa.field("attributed_value_micros", pa.int64()),
+        pa.field("attributed_currency", pa.string()),
+        pa.field("placement_id", pa.int64(), nullable=False),
+        pa.field("line_item_id", pa.int64(), nullable=False),
+        pa.field("campaign_id", pa.int64(), nullable=False),
+        pa.field("advertiser_id", pa.int64(), nullable=False),
+        pa.field("creative_id", pa.int64(), nullable=False),
+        # The conversion's pseudonym where consent allowed an id (docs/conversions.md).
+        pa.field("pseudonymous_id", pa.string()),
+    ]
+)
+
+DATASETS = {"decisions": DECISIONS, "outcomes": OUTCOMES, "conversions": CONVERSIONS}
 OUTCOME_KINDS = frozenset({"imp", "clk", "err", "evt"})

@@ -317,7 +317,7 @@ def test_served_ads_reach_the_files_through_the_worker_without_personal_data_unc
         " FROM read_parquet('ROOT/decisions/*/*/*.parquet') ORDER BY consent_outcome DESC"
     )
     weights = {c.creative_id: c.weight for c in LineItemCreative.objects.filter(line_item=winner)}
-    assert [row[:4] + row[6:7] for row in features] == [(2, "v1", "banner", "300x250", 2)] * 2
+    assert [row[:4] + row[6:7] for row in features] == [(3, "v1", "banner", "300x250", 2)] * 2
     assert [row[4] for row in features] == ["US", "DE"]
     assert [row[5] for row in features] == ["US-CA", None]  # region only where personalised
     assert {row[7] for row in features} <= {weights[c] / 4 for c in weights}
