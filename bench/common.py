@@ -97,3 +97,27 @@ def django_bench(name: str) -> Iterator[Path]:
             if redis.proc is not None:
                 stop(redis.proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def install_model(weights: int) -> None:
+    """A promoted pCTR model of `weights` random non-zero weights over 2**18 slots, as the
+    training would promote one (docs/learning.md); Django set up and migrated first. The next
+    snapshot published carries it."""
+    import random
+    from datetime import UTC, datetime
+
+    from reporting.learning.registry import promote
+    from reporting.models import ModelVersion
+    from serving.pctr import FEATURE_SET, CtrModel, encode_model
+
+    rng = random.Random(5)
+    slots = rng.sample(range(1 << 18), weights)
+    model = CtrModel(
+        0, FEATURE_SET, 18, -6.0, slots, [rng.gauss(0, 0.3) for _ in slots], base_ctr=0.002
+    )
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    version = ModelVersion.objects.create(
+        feature_set=FEATURE_SET, train_start=start, train_end=start, holdout_start=start,
+        holdout_end=start, metrics={}, weights=encode_model(model),
+    )  # fmt: skip
+    promote(version)

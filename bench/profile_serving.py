@@ -40,7 +40,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.book import RequestMix, load_book, tc_strings  # noqa: E402
-from bench.common import django_bench  # noqa: E402
+from bench.common import django_bench, install_model  # noqa: E402
 
 
 async def drive(
@@ -173,27 +173,6 @@ async def profile(args: argparse.Namespace, bodies: list[bytes]) -> None:
         print(out.getvalue())
     finally:
         await app.shutdown()
-
-
-def install_model(weights: int) -> None:
-    """A promoted pCTR model of `weights` random non-zero weights over 2**18 slots."""
-    from datetime import UTC, datetime
-
-    from reporting.learning.registry import promote
-    from reporting.models import ModelVersion
-    from serving.pctr import FEATURE_SET, CtrModel, encode_model
-
-    rng = random.Random(5)
-    slots = rng.sample(range(1 << 18), weights)
-    model = CtrModel(
-        0, FEATURE_SET, 18, -6.0, slots, [rng.gauss(0, 0.3) for _ in slots], base_ctr=0.002
-    )
-    start = datetime(2027, 1, 1, tzinfo=UTC)
-    version = ModelVersion.objects.create(
-        feature_set=FEATURE_SET, train_start=start, train_end=start, holdout_start=start,
-        holdout_end=start, metrics={}, weights=encode_model(model),
-    )  # fmt: skip
-    promote(version)
 
 
 def main() -> int:

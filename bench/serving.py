@@ -2,7 +2,9 @@
 ASGI hello-world, at saturation and at fixed offered loads, with snapshot swaps, and the
 snapshot's cost at 10,000 and 100,000 line items. One run prints everything side by side.
 
-Run: .venv/bin/python bench/serving.py [--seconds 10] [--quick] [--skip-100k]
+Run: .venv/bin/python bench/serving.py [--seconds 10] [--quick] [--skip-100k] [--model 50000]
+`--model N` promotes a pCTR model of N random weights before the runs (as
+`bench/profile_serving.py --model N` does), so every run serves with a model live.
 See bench/README.md for what each phase measures and how to read it.
 """
 
@@ -26,7 +28,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
     sys.path[0] = str(ROOT)
 
 from bench.book import Book, RequestMix, check_consent, load_book, tc_strings  # noqa: E402
-from bench.common import configure  # noqa: E402
+from bench.common import configure, install_model  # noqa: E402
 from bench.serve import config  # noqa: E402
 from bench.serve.config import (  # noqa: E402
     BIN,
@@ -291,6 +293,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=config.WORKERS,
                         help=f"server worker processes (default: one per core, {config.WORKERS}); "
                         "with 1, the server is pinned to CPU 0")  # fmt: skip
+    parser.add_argument("--model", type=int, default=0, metavar="N",
+                        help="promote a pCTR model of N random weights before the runs, so "
+                        "serving prices the CPC line items with it (0: no model)")  # fmt: skip
     args = parser.parse_args()
     set_workers(args.workers)
     if args.quick:
@@ -339,6 +344,9 @@ def main() -> int:
         rng = random.Random(42)
         book = load_book(rng, n_items)
         log(f"book: {book.line_items:,} line items loaded in {book.seconds:.1f} s; publishing…")
+        if args.model:
+            install_model(args.model)  # the snapshots published from here on carry it
+            log(f"model: a live pCTR model of {args.model:,} weights")
         cost10k = publish_timed(book.line_items, budget=args.build_budget)
         log(f"snapshot: build {cost10k.build_s:.1f} s, encode {cost10k.encode_s:.2f} s, "
             f"{cost10k.size / 1e6:.1f} MB")  # fmt: skip
