@@ -22,6 +22,7 @@ from django.db.models import F
 
 from campaigns.models import Campaign
 from reporting.measurement.sources import midnight, month_start, months_rolled_until, rolled_until
+from reporting.measurement.upsert import add_rows
 from reporting.models import (
     BuyerLatencyDaily,
     BuyerLatencyHourly,
@@ -111,32 +112,28 @@ def aggregate_demand(
     return rows
 
 
-def _add(model: Any, lookup: dict[str, Any], defaults: dict[str, Any], r: DemandRow) -> None:
-    row, _ = model.objects.get_or_create(**lookup, defaults=defaults)
-    updates: dict[str, object] = {c: F(c) + n for c, n in r.counts.items() if n}
-    if r.spend_nanos:
-        updates["spend"] = F("spend") + Decimal(r.spend_nanos) / NANOS
-    if updates:
-        model.objects.filter(pk=row.pk).update(**updates)
-
-
 def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
-    # An event for a day already summed into DemandDaily (late: its token was about to
-    # expire) goes into its day too, so that the two never disagree.
-    # Likewise for a month already summed into DemandMonthly.
+    """Add the batch's rows to their hours (one statement per table, `add_rows`). An event
+    for a day already summed into DemandDaily (late: its token was about to expire) goes
+    into its day too, and into its month when that is summed, so that they never disagree."""
     done = rolled_until() if rows else None
     months_done = months_rolled_until() if done is not None else None
+    tiers: dict[Any, list[Any]] = {DemandHourly: [], DemandDaily: [], DemandMonthly: []}
     for (hour, placement_id, line_item_id, buyer_id, currency, door), r in lock_order(rows):
         key = {
             "placement_id": placement_id, "line_item_id": line_item_id,
             "buyer_id": buyer_id, "currency": currency, "door": door,
         }  # fmt: skip
         owner = {"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id}
-        _add(DemandHourly, {"hour": hour, **key}, owner, r)
+        amounts: dict[str, Any] = {c: r.counts.get(c, 0) for c in COUNTS}
+        amounts["spend"] = Decimal(r.spend_nanos) / NANOS
+        tiers[DemandHourly].append(({"hour": hour, **key}, owner, amounts))
         if done is not None and hour < done:
-            _add(DemandDaily, {"day": midnight(hour), **key}, owner, r)
+            tiers[DemandDaily].append(({"day": midnight(hour), **key}, owner, amounts))
         if months_done is not None and hour < months_done:
-            _add(DemandMonthly, {"month": month_start(hour), **key}, owner, r)
+            tiers[DemandMonthly].append(({"month": month_start(hour), **key}, owner, amounts))
+    for model, batch in tiers.items():
+        add_rows(model, batch)
 
 
 LatencyKey = tuple[datetime, int, int]

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db.models import F
 
 from reporting.measurement.sources import midnight, rolled_until
+from reporting.measurement.upsert import add_rows
 from reporting.models import GeoDeviceDaily, GeoDeviceHourly
 from reporting.stream import lock_order
 from serving.events import Event, split_geo_device
@@ -60,21 +61,18 @@ def aggregate_geo(events: list[Event], currencies: Mapping[int, str]) -> dict[Ge
 
 
 def write_geo(rows: dict[GeoKey, GeoRow]) -> None:
-    # A late event for a day already rolled goes into its day too (as `write_demand`).
+    """Add the batch's rows to their hours (one statement per table); a late event for a day
+    already rolled goes into its day too (as `write_demand`)."""
     done = rolled_until() if rows else None
+    tiers: dict[Any, list[Any]] = {GeoDeviceHourly: [], GeoDeviceDaily: []}
     for (hour, line_item_id, country, device, currency), r in lock_order(rows):
         key = {"line_item_id": line_item_id, "country": country, "device_type": device,
                "currency": currency}  # fmt: skip
         owner = {"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id}
-        pairs = zip(COLUMNS, r.counts, strict=True)
-        updates: dict[str, object] = {c: F(c) + n for c, n in pairs if n}
-        if r.spend_nanos:
-            updates["spend"] = F("spend") + Decimal(r.spend_nanos) / NANOS
-        tables: list[tuple[type[GeoDeviceHourly] | type[GeoDeviceDaily], dict[str, datetime]]]
-        tables = [(GeoDeviceHourly, {"hour": hour})]
+        amounts: dict[str, Any] = dict(zip(COLUMNS, r.counts, strict=True))
+        amounts["spend"] = Decimal(r.spend_nanos) / NANOS
+        tiers[GeoDeviceHourly].append(({"hour": hour, **key}, owner, amounts))
         if done is not None and hour < done:
-            tables.append((GeoDeviceDaily, {"day": midnight(hour)}))
-        for model, at in tables:
-            row, _ = model.objects.get_or_create(**at, **key, defaults=owner)
-            if updates:
-                model.objects.filter(pk=row.pk).update(**updates)
+            tiers[GeoDeviceDaily].append(({"day": midnight(hour), **key}, owner, amounts))
+    for model, batch in tiers.items():
+        add_rows(model, batch)

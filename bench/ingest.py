@@ -1,0 +1,253 @@
+"""Ingest throughput and lag at a sustained ad-request rate, with and without the measurement
+rollups, in one run.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/ingest.py [--rate 2500] [--seconds 60]
+        [--drain-seconds 60] [--batch 5000]
+
+Starts a redis-server of its own on a free loopback port (as tests/faults/services.py does)
+and uses the migrated Postgres of DATABASE_URL. A producer process writes the event stream as
+serving does at `--rate` ad requests a second for `--seconds`: per request one entry (its
+"req", two "loss" events, the consent ledger on the first), and for its decisions impression
+(80 % of fills), click (2 % of impressions), creative error (1 %), measurable (50 %) and
+viewable (30 %) entries, and buyer latency counts every 5 s; 70 % of requests are filled,
+over 20 placements and 100 line items. Meanwhile this process runs ingestion
+(`reporting.ingest.ingest_events`, one batch of `--batch` per call, as the Celery task does)
+in a loop and samples the lag every second: entries not yet rolled up and the age of the
+oldest of them. After the producer stops, ingestion drains the rest (at most
+`--drain-seconds`). Two phases, each on a fresh stream:
+
+- `full`: ingestion as shipped;
+- `baseline`: the same with the measurement rollups (DemandHourly, GeoDeviceHourly,
+  CreativeErrorHourly, BuyerLatencyHourly) not written: what the measurement columns cost.
+
+Prints entries/s and lag per phase. Bench rows use placement ids from 7,500,000, line items
+from 8,500,000, country "ZZ", a consent reason "bench" and decision ids starting "bench";
+they are deleted afterwards, nothing else is touched. Stops by itself.
+"""
+
+import argparse
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PL, LI, ADV, BUYER = 7_500_000, 8_500_000, 9_500_000, 9_600_000
+LEDGER = "gdpr=0 → personalised:bench"
+# An impression's later entries: (kind, share of impressions, r).
+FOLLOW_UPS = (("clk", 0.02, ""), ("err", 0.01, "405"), ("evt", 0.5, "measurable"),
+              ("evt", 0.3, "viewable"))  # fmt: skip
+
+
+def produce(url: str, stream: str, rate: int, seconds: float, seed: int) -> None:
+    """Write `rate` ad requests' entries a second for `seconds` (paced every 10 ms)."""
+    import redis
+
+    from serving.events import Event, encode_events
+
+    rng = random.Random(seed)
+    client = redis.Redis.from_url(url)
+    started = time.monotonic()
+    made = 0
+    next_latency = started
+    while (elapsed := time.monotonic() - started) < seconds:
+        due = int(elapsed * rate) - made
+        pipe = client.pipeline(transaction=False)
+        ts = int(time.time() * 1000)
+        for _ in range(due):
+            pl, li = PL + rng.randrange(20), LI + rng.randrange(100)
+            ids: dict[str, Any] = {"li": li, "cp": li // 10, "adv": ADV + li % 10, "cr": li}
+            rid = f"bench{uuid.uuid4().hex}"
+            filled = rng.random() < 0.7
+            g = f"ZZ{rng.choice((2, 4, 5))}"
+            head = Event(
+                t="req", ts=ts, pl=pl, d=rid, cs=LEDGER, u=uuid.uuid4().hex[:22],
+                ip="192.0.2.0", rq="caller-id", dr="v1", g=g, **(ids if filled else {}),
+            )  # fmt: skip
+            losses = [
+                Event(
+                    t="loss",
+                    ts=ts,
+                    pl=pl,
+                    li=LI + rng.randrange(100),
+                    cp=1,
+                    adv=ADV,
+                    d=rid,
+                    r="outbid",
+                )
+                for _ in range(2)
+            ]
+            pipe.xadd(stream, {"v": encode_events([head, *losses])})
+            if not filled or rng.random() >= 0.8:
+                continue
+            common: dict[str, Any] = {"ts": ts, "pl": pl, "d": rid, "dr": "v1", "g": g, **ids}
+            imp = Event(t="imp", cpm=2_500_000, u=head.u, ip="192.0.2.0", **common)
+            pipe.xadd(stream, {"v": encode_events([imp])})
+            for kind, share, r in FOLLOW_UPS:
+                if rng.random() < share:
+                    pipe.xadd(stream, {"v": encode_events([Event(t=kind, r=r, **common)])})
+        if time.monotonic() >= next_latency:
+            lat = [Event(t="lat", ts=ts, pl=0, b=BUYER + b, r=str(k), n=5)
+                   for b in range(4) for k in range(40, 45)]  # fmt: skip
+            pipe.xadd(stream, {"v": encode_events(lat)})
+            next_latency += 5
+        made += due
+        pipe.execute()
+        time.sleep(0.01)
+
+
+def lag(client: Any, stream: str, group: str) -> tuple[int, float]:
+    """(entries not yet rolled up, age in seconds of the oldest of them)."""
+    info = {g["name"].decode(): g for g in client.xinfo_groups(stream)}.get(group)
+    if info is None:
+        first = client.xrange(stream, count=1)
+        behind = client.xlen(stream)
+    else:
+        behind = (info.get("lag") or 0) + info["pending"]
+        if info["pending"]:
+            first = [
+                (p["message_id"], None) for p in client.xpending_range(stream, group, "-", "+", 1)
+            ]
+        else:
+            first = client.xrange(stream, min=f"({info['last-delivered-id'].decode()}", count=1)
+    if not behind or not first:
+        return behind, 0.0
+    return behind, max(0.0, time.time() - int(first[0][0].decode().split("-")[0]) / 1000)
+
+
+def run_phase(name: str, args: argparse.Namespace, url: str, measurement: bool) -> dict[str, Any]:
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    import reporting.ingest as ingest
+    from serving.keys import RedisKeys
+
+    settings.REDIS_KEY_PREFIX = f"bench-ingest-{name}:"
+    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+    client = get_redis_connection("default")
+    saved = {n: getattr(ingest, n) for n in ("write_demand", "write_geo", "write_errors",
+                                              "write_latency")}  # fmt: skip
+    if not measurement:
+        for n in saved:
+            setattr(ingest, n, lambda *a, **k: None)
+    producer = multiprocessing.get_context("spawn").Process(
+        target=produce, args=(url, stream, args.rate, args.seconds, 1)
+    )
+    started = time.monotonic()
+    producer.start()
+    read, busy, worst, worst_age, samples = 0, 0.0, 0, 0.0, []
+    next_sample = started + 1
+    try:
+        while True:
+            began = time.monotonic()
+            result = ingest.ingest_events(batch_size=args.batch, max_batches=1)
+            if result.read:
+                busy += time.monotonic() - began
+            read += result.read
+            now = time.monotonic()
+            if now >= next_sample:
+                behind, age = lag(client, stream, ingest.GROUP) if client.exists(stream) else (0, 0)
+                samples.append((now - started, behind, age))
+                worst, worst_age = max(worst, behind), max(worst_age, age)
+                next_sample = now + 1
+            if not producer.is_alive():
+                behind, _ = lag(client, stream, ingest.GROUP)
+                if behind == 0 or now - started > args.seconds + args.drain_seconds:
+                    break
+            if not result.read:
+                time.sleep(0.05)
+    finally:
+        for n, fn in saved.items():
+            setattr(ingest, n, fn)
+        producer.join(timeout=5)
+        if producer.is_alive():
+            producer.terminate()
+    elapsed = time.monotonic() - started
+    behind, age = lag(client, stream, ingest.GROUP)
+    during = [s for s in samples if s[0] <= args.seconds]
+    return {
+        "name": name, "entries": read, "seconds": elapsed, "rate": read / elapsed,
+        "capacity": read / busy if busy else 0.0,
+        "worst": worst, "worst_age": worst_age, "left": behind, "left_age": age,
+        "end_lag": during[-1][1:] if during else (0, 0.0), "written": client.xlen(stream),
+    }  # fmt: skip
+
+
+def clean() -> None:
+    from django.db import connection
+
+    with connection.cursor() as c:
+        for table, where in (
+            ("reporting_hourlyrollup", f"placement_id >= {PL} AND placement_id < {PL + 100}"),
+            ("reporting_demandhourly", f"placement_id >= {PL} AND placement_id < {PL + 100}"),
+            ("reporting_creativehourly", f"line_item_id >= {LI} AND line_item_id < {LI + 100}"),
+            ("reporting_creativeerrorhourly",
+             f"line_item_id >= {LI} AND line_item_id < {LI + 100}"),
+            ("reporting_deliverydiagnostichourly",
+             f"line_item_id >= {LI} AND line_item_id < {LI + 100}"),
+            ("reporting_geodevicehourly", "country = 'ZZ'"),
+            ("reporting_consenthourly", "reason = 'bench'"),
+            ("reporting_buyerlatencyhourly", f"buyer_id >= {BUYER} AND buyer_id < {BUYER + 10}"),
+            ("reporting_billeddecision", "decision_id LIKE 'bench%%'"),
+            ("reporting_streamwatermark", "stream LIKE 'bench-ingest-%%'"),
+        ):  # fmt: skip
+            c.execute(f"DELETE FROM {table} WHERE {where}")  # noqa: S608 - constants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=2500, help="ad requests a second")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--drain-seconds", type=float, default=60)
+    parser.add_argument("--batch", type=int, default=5000)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("bench/ingest.py needs DATABASE_URL=postgres://... (a migrated database)")
+    from tests.faults.services import PrivateRedis
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        server = PrivateRedis(Path(tmp), appendonly=False)
+        server.start()
+        try:
+            os.environ["REDIS_URL"] = server.url
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+            os.environ.setdefault("LOG_LEVEL", "WARNING")
+            import django
+
+            django.setup()
+            clean()
+            try:
+                results = [
+                    run_phase("full", args, server.url, measurement=True),
+                    run_phase("baseline", args, server.url, measurement=False),
+                ]
+            finally:
+                clean()
+        finally:
+            server.stop()
+    load = os.getloadavg()[0]
+    print(f"{args.rate:,} ad requests/s for {args.seconds:.0f} s, batches of {args.batch:,}; "
+          f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print("entries/s: ingested over the phase; capacity: entries per second spent ingesting")
+    print(f"{'phase':<10}{'entries':>9}{'entries/s':>11}{'capacity':>10}{'max lag':>10}"
+          f"{'max lag s':>11}{'lag at 60 s':>20}{'left':>9}")  # fmt: skip
+    for r in results:
+        end_n, end_s = r["end_lag"]
+        print(f"{r['name']:<10}{r['entries']:>9,}{r['rate']:>11,.0f}{r['capacity']:>10,.0f}"
+              f"{r['worst']:>10,}{r['worst_age']:>11.1f}{f'{end_n:,} ({end_s:.1f} s)':>20}"
+              f"{r['left']:>9,}")  # fmt: skip
+    full, base = results
+    print(
+        f"with the measurement rollups: {full['capacity'] / base['capacity']:.0%} of the "
+        "baseline's capacity"
+    )
+
+
+if __name__ == "__main__":
+    main()
