@@ -90,7 +90,7 @@ def run(processes: int, rps: float, cap: int, budget: Decimal, seconds: float) -
     from django.utils import timezone
 
     from campaigns.snapshot import publish_snapshot, redis_client
-    from serving.buyers import parse_buyer_stats
+    from serving.buyers.counters import parse_buyer_stats
     from serving.keys import RedisKeys, day_of, local_day
     from serving.models import Buyer
     from tests.factories import make_campaign, make_line_item, make_placement

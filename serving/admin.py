@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 
 from campaigns.snapshot import request_snapshot_publish
 from compliance.gvl_store import current_gvl, vendor_summary
-from serving.buyers import LATENCY_COUNT, LATENCY_SUM, REQUEST, parse_buyer_stats
+from serving.buyers.counters import LATENCY_COUNT, LATENCY_SUM, parse_buyer_stats
+from serving.buyers.outcomes import REQUEST
 from serving.keys import RedisKeys, day_of
 from serving.models import Buyer
 

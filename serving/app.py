@@ -33,7 +33,8 @@ from compliance.policy import apply_gdpr_by_geography, evaluate
 from compliance.pseudonym import Pseudonymiser
 from serving import clock as spend_clock
 from serving import openrtb
-from serving.buyers import BuyerPool, ExternalBid
+from serving.buyers.bids import ExternalBid
+from serving.buyers.pool import BuyerPool
 from serving.context import AdContext
 from serving.conversions import PIXEL as PIXEL_FIELDS
 from serving.conversions import ClickId, ClickIds, conversion_event, parse_conversion

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from serving.auction import BOOKED_TIERS, AuctionResult, Bid, Deal, clearing_price, run_auction
-from serving.buyers import ExternalBid, LostBid
+from serving.buyers.bids import ExternalBid, LostBid
 from serving.context import AdContext, Imp, VideoSpec
 from serving.index import Candidate, Index, slot_keys
 from serving.openrtb.codes import LOSS_BELOW_DEAL_FLOOR, LOSS_BELOW_FLOOR, LOSS_NOT_IN_DEAL
@@ -58,7 +58,7 @@ class Decision:
     line_item: LineItemSnap | None = None
     creative: CreativeSnap | None = None
     size: str = ""
-    external: Any = None  # serving.buyers.ExternalBid
+    external: Any = None  # serving.buyers.bids.ExternalBid
     deal_id: str | None = None
     # Every other bid in the auction with its OpenRTB loss reason (for loss notices).
     losses: tuple[tuple[Bid, int], ...] = ()

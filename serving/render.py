@@ -8,7 +8,8 @@ from typing import Any
 
 from creatives import placeholders as ph
 from serving import openrtb
-from serving.buyers import ExternalBid, auction_id_of
+from serving.buyers.bids import ExternalBid
+from serving.buyers.requests import auction_id_of
 from serving.context import AdContext
 from serving.engine import Decision, Outcome
 from serving.events import geo_device

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from serving.auction import Bid, Deal
-from serving.buyers import ExternalBid, LostBid
+from serving.buyers.bids import ExternalBid, LostBid
 from serving.context import AdContext, Imp, VideoSpec
 from serving.engine import Decision, Outcome, _deal_for, _ordered, allowed_slots
 from serving.index import Candidate, Index

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from redis import Redis
 
-from serving.buyers import BuyerPool
+from serving.buyers.pool import BuyerPool
 from serving.events import EventSink
 from serving.keys import RedisKeys
 from serving.limits.fleet import IDLE_SYNCS, FleetBreakers, FleetLimits, FleetQps

@@ -12,12 +12,10 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from compliance.policy import PrivacySignals, evaluate
-from serving.buyers import (
-    BuyerPool,
-    BuyerRound,
-    ExternalBid,
-    parse_buyer_stats,
-)
+from serving.buyers.bids import ExternalBid
+from serving.buyers.counters import parse_buyer_stats
+from serving.buyers.outcomes import BuyerRound
+from serving.buyers.pool import BuyerPool
 from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp
 from serving.keys import RedisKeys
 from serving.macros import macro_values

@@ -8,7 +8,7 @@ import pytest
 
 from compliance.policy import Permissions, PrivacySignals
 from serving.blocks import normalise_badv
-from serving.buyers import ExternalBid, LostBid
+from serving.buyers.bids import ExternalBid, LostBid
 from serving.context import AdContext, DealRequest, DeviceInfo, Geo, Imp, VideoSpec
 from serving.engine import decide
 from serving.ids import decision_rng

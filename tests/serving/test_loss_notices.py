@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from serving.blocks import normalise_badv
-from serving.buyers import BuyerPool
+from serving.buyers.pool import BuyerPool
 from serving.context import DealRequest, Imp
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer
 from tests.serving.test_buyers import FLOOR, buyer, context, snap, start_buyer, with_pool

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from serving.buyers import BuyerPool
+from serving.buyers.pool import BuyerPool
 from serving.netguard import FetchPolicy
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer
 from tests.serving.test_buyers import context, counts, snap, with_pool

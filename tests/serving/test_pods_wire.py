@@ -8,7 +8,8 @@ import msgspec
 import pytest
 from lxml import etree
 
-from serving.buyers import BuyerPool
+from serving.buyers.pool import BuyerPool
+from serving.buyers.requests import imps_in
 from serving.context import VideoSpec
 from serving.pods.vast import pod_vast
 from tests.serving.openrtb_helpers import context_of, error_of, outbound_of
@@ -99,7 +100,7 @@ def test_buyers_are_sent_the_pod_and_its_per_second_floor_in_their_currency() ->
     ctx = context_of(_pod_body({"poddur": 60, "maxseq": 2, "rqddurs": [30], "mincpmpersec": 0.33}))
     pool = BuyerPool(currency="USD", fx={"EUR": Decimal("1.1")})
 
-    in_euros = pool._imps_in(ctx.imps, "EUR")
+    in_euros = imps_in(ctx.imps, pool.rate("EUR"))
     video = outbound_of(ctx)["imp"][0]["video"]
 
     assert (video["poddur"], video["maxseq"], video["rqddurs"]) == (60, 2, [30])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from serving.buyers import BuyerPool
+from serving.buyers.pool import BuyerPool
 from serving.context import Imp, VideoSpec
 from serving.render import Renderer
 from serving.tokens import TokenSigner

@@ -1,7 +1,7 @@
 """A buyer's bid as the auction sees it once accepted (`ExternalBid`), and the checks each bid
 passes against the request first (`bid_problem`): the imp it names, its price and markup,
 the request's blocks, deal rules, video durations and floors. Plain values, no I/O; the
-buyer pool (`serving.buyers`) calls them on every answer."""
+buyer pool judges every answer with them (`serving.buyers.answers`)."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
