@@ -6,9 +6,7 @@ processes have. Across real processes: tests/serving/test_fleet_limits.py."""
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 
-import pytest
 from django.conf import settings
 from redis import Redis
 
@@ -17,8 +15,7 @@ from serving.events import EventSink
 from serving.keys import RedisKeys
 from serving.limits.fleet import IDLE_SYNCS, FleetBreakers, FleetLimits, FleetQps
 from serving.limits.local import TokenBucket
-from tests.serving.buyer_server import Behaviour, LoopbackBuyer, closed_port
-from tests.serving.test_buyers import (
+from tests.serving.buyer_helpers import (
     FX,
     LOOPBACK,
     counts,
@@ -26,14 +23,9 @@ from tests.serving.test_buyers import (
     snap,
     with_pool,
 )
+from tests.serving.buyer_server import Behaviour, LoopbackBuyer, closed_port
 
 KEYS = RedisKeys(settings.REDIS_KEY_PREFIX)
-
-
-@pytest.fixture
-def buyer() -> Iterator[LoopbackBuyer]:
-    with LoopbackBuyer() as server:
-        yield server
 
 
 def sinks(n: int, url: str | None = None) -> list[EventSink]:

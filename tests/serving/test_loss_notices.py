@@ -10,10 +10,8 @@ import pytest
 from serving.blocks import normalise_badv
 from serving.buyers.pool import BuyerPool
 from serving.context import DealRequest, Imp
+from tests.serving.buyer_helpers import FLOOR, context, snap, with_pool
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer
-from tests.serving.test_buyers import FLOOR, buyer, context, snap, start_buyer, with_pool
-
-__all__ = ["buyer", "start_buyer"]  # the fixtures, used by name
 
 DEALS = (DealRequest(id="deal-1", bidfloor=FLOOR),)
 

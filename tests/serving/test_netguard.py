@@ -10,8 +10,8 @@ import pytest
 
 from serving.buyers.pool import BuyerPool
 from serving.netguard import FetchPolicy
+from tests.serving.buyer_helpers import context, counts, snap, with_pool
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer
-from tests.serving.test_buyers import context, counts, snap, with_pool
 
 PUBLIC_ONLY = FetchPolicy()
 

@@ -12,10 +12,8 @@ from compliance.policy import PrivacySignals
 from compliance.tcf import RestrictionType
 from serving.openrtb import OpenRtbError, decode_bid_request, to_context
 from tests.compliance.tcf_encoder import Core, Restriction, VendorSection, encode_core
+from tests.serving.buyer_helpers import context, snap, solicit_once
 from tests.serving.buyer_server import LoopbackBuyer
-from tests.serving.test_buyers import buyer, context, snap, solicit_once, start_buyer
-
-__all__ = ["buyer", "start_buyer"]  # the fixtures, used by name
 
 OTHER_VENDOR, LI_ONLY_VENDOR = 77, 91
 EIDS = [

@@ -11,11 +11,9 @@ from serving.buyers.pool import BuyerPool
 from serving.context import Imp, VideoSpec
 from serving.render import Renderer
 from serving.tokens import TokenSigner
+from tests.serving.buyer_helpers import context, snap, with_pool
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer
-from tests.serving.test_buyers import buyer, context, snap, start_buyer, with_pool
 from tests.serving.test_engine import PLACEMENT, creative, ctx, index_of, li, run
-
-__all__ = ["buyer", "start_buyer"]  # the fixtures, used by name
 
 D = Decimal
 VIDEO = frozenset({"video"})
