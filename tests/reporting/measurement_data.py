@@ -26,10 +26,13 @@ from django.test import Client
 from redis import Redis
 
 from campaigns.models import Advertiser, Campaign, FxRateSet, LineItem, Membership, Placement, Role
+from reporting.ingest import GROUP
+from reporting.tasks import ingest_events_task
 from serving.events import Event, encode_events
 from serving.keys import RedisKeys
 from serving.latency import TIMEOUT, bucket_of
 from serving.models import Buyer
+from tests.conftest import wait_for
 from tests.factories import make_campaign, make_line_item, make_placement
 
 
@@ -126,6 +129,27 @@ def push(client: Redis, entries: list[list[Event]]) -> bytes:
     for events in entries:
         last = client.xadd(stream, {"v": encode_events(events)})  # type: ignore[assignment]
     return last
+
+
+def ingest(client: Redis, entries: list[list[Event]]) -> None:
+    """Push the entries and wait until the real worker's ingest task has rolled them all up."""
+    ingest_up_to(client, push(client, entries))
+
+
+def ingest_up_to(client: Redis, last: bytes | str) -> None:
+    """Run the ingest task on the real worker and wait until it has rolled up the event
+    stream up to the entry `last`."""
+    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+    ingest_events_task.delay()
+
+    def rolled_up() -> bool:
+        # Acknowledged up to the last entry: the worker's transaction has committed (polling
+        # the table instead would read it mid-write, which SQLite refuses).
+        groups = {g["name"]: g for g in client.xinfo_groups(stream)}
+        group = groups.get(GROUP.encode())
+        return bool(group and group["last-delivered-id"] == last and group["pending"] == 0)
+
+    wait_for(rolled_up)
 
 
 def login(name: str, org: Advertiser | None = None, staff: bool = False) -> Client:

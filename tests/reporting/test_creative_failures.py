@@ -8,17 +8,12 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 import pytest
-from django.conf import settings
 from redis import Redis
 
 from creatives.models import Creative
-from reporting.ingest import GROUP
 from reporting.models import CreativeErrorHourly
-from reporting.tasks import ingest_events_task
 from serving.events import Event
-from serving.keys import RedisKeys
-from tests.conftest import wait_for
-from tests.reporting.measurement_data import World, login, make_world, push, yesterday
+from tests.reporting.measurement_data import World, ingest, login, make_world, yesterday
 
 
 def events(w: World) -> list[list[Event]]:
@@ -58,16 +53,7 @@ def test_failure_rate_by_kind_and_code_on_the_page_and_api(
 ) -> None:
     world = make_world()
     Creative.objects.filter(pk=world.beta_li.creatives.get().pk).update(kind="video")
-    last = push(redis_client, events(world))
-    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
-    ingest_events_task.delay()
-
-    def rolled_up() -> bool:
-        groups = {g["name"]: g for g in redis_client.xinfo_groups(stream)}
-        group = groups.get(GROUP.encode())
-        return bool(group and group["last-delivered-id"] == last and group["pending"] == 0)
-
-    wait_for(rolled_up)
+    ingest(redis_client, events(world))
     assert CreativeErrorHourly.objects.filter(code="401").get().errors == 2
 
     ops = login("ops", staff=True)

@@ -6,15 +6,10 @@ import re
 from typing import Any
 
 import pytest
-from django.conf import settings
 from redis import Redis
 
-from reporting.ingest import GROUP
-from reporting.tasks import ingest_events_task
-from serving.keys import RedisKeys
 from serving.latency import bucket_of, bucket_value
-from tests.conftest import wait_for
-from tests.reporting.measurement_data import known_events, login, make_world, push, yesterday
+from tests.reporting.measurement_data import ingest, known_events, login, make_world, yesterday
 from tests.reporting.test_measurement import OPENRTB, V1
 
 
@@ -38,17 +33,7 @@ def test_known_events_reach_every_number_of_the_measurement_page_and_api(
     celery_worker: None, redis_client: Redis
 ) -> None:
     world = make_world()
-    last = push(redis_client, known_events(world))
-    stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
-
-    ingest_events_task.delay()
-
-    def rolled_up() -> bool:
-        groups = {g["name"]: g for g in redis_client.xinfo_groups(stream)}
-        group = groups.get(GROUP.encode())
-        return bool(group and group["last-delivered-id"] == last and group["pending"] == 0)
-
-    wait_for(rolled_up)
+    ingest(redis_client, known_events(world))
     ops = login("ops", staff=True)
     query = f"group_by=door&currency=USD&{yesterday(world)}"
     page = ops.get(f"/reports/measurement/?{query}").content.decode()

@@ -8,17 +8,12 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from redis import Redis
 
-from reporting.ingest import GROUP
 from reporting.measurement.rollup import roll_up_days
 from reporting.models import GeoDeviceDaily, GeoDeviceHourly
-from reporting.tasks import ingest_events_task
 from serving.events import Event, geo_device, split_geo_device
-from serving.keys import RedisKeys
-from tests.conftest import wait_for
-from tests.reporting.measurement_data import World, login, make_world, push, yesterday
+from tests.reporting.measurement_data import World, ingest, login, make_world, yesterday
 from tests.reporting.test_measurement_end_to_end import shown
 
 
@@ -78,16 +73,7 @@ def test_known_countries_and_devices_reach_the_page_and_api(
     celery_worker: None, redis_client: Redis, settings: Any
 ) -> None:
     world = make_world()
-    last = push(redis_client, geo_events(world))
-    stream = RedisKeys(django_settings.REDIS_KEY_PREFIX).events
-    ingest_events_task.delay()
-
-    def rolled_up() -> bool:
-        groups = {g["name"]: g for g in redis_client.xinfo_groups(stream)}
-        group = groups.get(GROUP.encode())
-        return bool(group and group["last-delivered-id"] == last and group["pending"] == 0)
-
-    wait_for(rolled_up)
+    ingest(redis_client, geo_events(world))
     ops = login("ops", staff=True)
 
     def check(group: str, expected: dict[Any, tuple[Any, ...]]) -> dict[str, Any]:

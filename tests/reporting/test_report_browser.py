@@ -42,6 +42,63 @@ def delivered(transactional_db: None) -> datetime:
     return hour
 
 
+def draw_chart(
+    live_server: Any, name: str, path: str, read_chart: str, bar_value: int, width: int
+) -> tuple[dict[str, Any], list[str]]:
+    """Log in as the demo user, open `path` at `width` and wait for its chart
+    (`#{name}-chart`, `window.{name}Chart`) to be drawn; hover the first dataset's bar of
+    `bar_value` and keep a screenshot. Checks what every chart must be (legible, within the
+    screen, served by the app alone) and returns what `read_chart` (which reads `tick_font`
+    among the rest) reads of the chart, and the tooltip's title and body."""
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    selector, chart_js = f"#{name}-chart", f"window.{name}Chart"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+            ],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        outside: list[str] = []
+        page.on(
+            "request",
+            lambda r: outside.append(r.url) if not r.url.startswith(live_server.url) else None,
+        )
+        page.goto(f"{live_server.url}/accounts/login/?next={path}")
+        page.fill("#id_username", DEMO_USER[0])
+        page.fill("#id_password", DEMO_USER[1])
+        page.click("input[type=submit]")
+        page.wait_for_selector(f"{selector}[data-rendered]")
+        chart = page.evaluate(read_chart)
+        page.locator(selector).scroll_into_view_if_needed()
+        box = page.locator(selector).bounding_box()
+        assert box is not None
+        bar = page.evaluate(
+            f"""value => {{ const c = {chart_js}, d = c.data.datasets[0].data;
+                const el = c.getDatasetMeta(0).data[d.indexOf(value)];
+                return {{x: el.x, y: (el.y + el.base) / 2}}; }}""",
+            bar_value,
+        )
+        page.mouse.move(box["x"] + bar["x"], box["y"] + bar["y"])
+        page.wait_for_function(f"{chart_js}.tooltip.opacity > 0")
+        tooltip = page.evaluate(
+            f"""() => {{ const t = {chart_js}.tooltip;
+                return [t.title.join(" "), t.body.map(b => b.lines.join(" ")).join("; ")]; }}"""
+        )
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        browser.close()
+
+    assert chart["tick_font"] >= 12  # legible on a phone
+    assert overflow <= width  # nothing spills past the screen
+    assert outside == []  # no CDN: every script and style comes from the app
+    return chart, tooltip
+
+
 CHART = """() => {
   const c = window.reportChart;
   const tick = c.scales.x.ticks[0];
@@ -61,48 +118,9 @@ CHART = """() => {
 def test_the_report_chart_renders_with_axes_values_and_tooltips(
     live_server: Any, delivered: datetime, width: int
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     zone = Advertiser.objects.get(name="Acme Outdoor").time_zone
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
-        page = browser.new_page(viewport={"width": width, "height": 900})
-        outside: list[str] = []
-        page.on(
-            "request",
-            lambda r: outside.append(r.url) if not r.url.startswith(live_server.url) else None,
-        )
-        page.goto(f"{live_server.url}/accounts/login/?next=/reports/")
-        page.fill("#id_username", DEMO_USER[0])
-        page.fill("#id_password", DEMO_USER[1])
-        page.click("input[type=submit]")
-        page.wait_for_selector("#report-chart[data-rendered]")
-        chart = page.evaluate(CHART)
-        # Hover the bar with delivery: the tooltip names the hour and the values.
-        page.locator("#report-chart").scroll_into_view_if_needed()
-        box = page.locator("#report-chart").bounding_box()
-        assert box is not None
-        bar = page.evaluate(
-            """() => { const c = window.reportChart, d = c.data.datasets[0].data;
-                const el = c.getDatasetMeta(0).data[d.indexOf(40)];
-                return {x: el.x, y: (el.y + el.base) / 2}; }"""
-        )
-        page.mouse.move(box["x"] + bar["x"], box["y"] + bar["y"])
-        page.wait_for_function("window.reportChart.tooltip.opacity > 0")
-        tooltip = page.evaluate(
-            """() => { const t = window.reportChart.tooltip;
-                return [t.title.join(" "), t.body.map(b => b.lines.join(" ")).join("; ")]; }"""
-        )
-        overflow = page.evaluate("document.documentElement.scrollWidth")
-        page.screenshot(path=str(SCREENSHOTS / f"report-{width}.png"), full_page=True)
-        browser.close()
+    # Hover the bar with delivery: the tooltip names the hour and the values.
+    chart, tooltip = draw_chart(live_server, "report", "/reports/", CHART, 40, width)
 
     assert chart["axes"] == ["clicks", "x", "y"]
     assert chart["titles"][1:] == ["Impressions", "Clicks"]
@@ -113,9 +131,6 @@ def test_the_report_chart_renders_with_axes_values_and_tooltips(
     assert "Impressions: 40" in tooltip[1] and "Clicks: 4" in tooltip[1]
     assert chart["impressions"] == 40
     assert chart["previous"] == 30
-    assert chart["tick_font"] >= 12  # legible on a phone
-    assert overflow <= width  # nothing spills past the screen
-    assert outside == []  # no CDN: every script and style comes from the app
 
 
 @pytest.fixture
@@ -151,48 +166,11 @@ MEASUREMENT_CHART = """() => {
 def test_the_measurement_chart_renders_with_its_series_and_tooltips(
     live_server: Any, measured: datetime, width: int
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     zone = Advertiser.objects.get(name="Acme Outdoor").time_zone
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
-        page = browser.new_page(viewport={"width": width, "height": 900})
-        outside: list[str] = []
-        page.on(
-            "request",
-            lambda r: outside.append(r.url) if not r.url.startswith(live_server.url) else None,
-        )
-        page.goto(f"{live_server.url}/accounts/login/?next=/reports/measurement/")
-        page.fill("#id_username", DEMO_USER[0])
-        page.fill("#id_password", DEMO_USER[1])
-        page.click("input[type=submit]")
-        page.wait_for_selector("#measurement-chart[data-rendered]")
-        chart = page.evaluate(MEASUREMENT_CHART)
-        # Hover the hour with requests: the tooltip names the hour and the three values.
-        page.locator("#measurement-chart").scroll_into_view_if_needed()
-        box = page.locator("#measurement-chart").bounding_box()
-        assert box is not None
-        bar = page.evaluate(
-            """() => { const c = window.measurementChart, d = c.data.datasets[0].data;
-                const el = c.getDatasetMeta(0).data[d.indexOf(50)];
-                return {x: el.x, y: (el.y + el.base) / 2}; }"""
-        )
-        page.mouse.move(box["x"] + bar["x"], box["y"] + bar["y"])
-        page.wait_for_function("window.measurementChart.tooltip.opacity > 0")
-        tooltip = page.evaluate(
-            """() => { const t = window.measurementChart.tooltip;
-                return [t.title.join(" "), t.body.map(b => b.lines.join(" ")).join("; ")]; }"""
-        )
-        overflow = page.evaluate("document.documentElement.scrollWidth")
-        page.screenshot(path=str(SCREENSHOTS / f"measurement-{width}.png"), full_page=True)
-        browser.close()
+    # Hover the hour with requests: the tooltip names the hour and the three values.
+    chart, tooltip = draw_chart(
+        live_server, "measurement", "/reports/measurement/", MEASUREMENT_CHART, 50, width
+    )
 
     assert chart["axes"] == ["x", "y"]
     assert chart["x_title"] == f"Hour ({zone})"
@@ -203,6 +181,3 @@ def test_the_measurement_chart_renders_with_its_series_and_tooltips(
     assert "Requests: 50" in tooltip[1]
     assert "Wins: 20" in tooltip[1]
     assert "Impressions: 12" in tooltip[1]
-    assert chart["tick_font"] >= 12  # legible on a phone
-    assert overflow <= width  # nothing spills past the screen
-    assert outside == []  # no CDN: every script and style comes from the app

@@ -14,13 +14,11 @@ from django.test import Client
 from redis import Redis
 
 from campaigns.models import Advertiser, Membership, Role
-from reporting.ingest import GROUP
 from reporting.models import HourlyRollup
-from reporting.tasks import ingest_events_task
 from serving.events import Event, encode_events
 from serving.keys import RedisKeys
-from tests.conftest import wait_for
 from tests.factories import make_campaign, make_line_item, make_placement
+from tests.reporting.measurement_data import ingest_up_to
 from tests.reporting.report_helpers import (
     as_text,
     changes,
@@ -61,16 +59,7 @@ def test_known_events_reach_the_report_and_its_downloads(
     for e in today + yesterday:
         last = redis_client.xadd(stream, {"v": encode_events([e])})
 
-    ingest_events_task.delay()
-
-    def rolled_up() -> bool:
-        # Acknowledged up to the last entry: the worker's transaction has committed (polling
-        # the table instead would read it mid-write, which SQLite refuses).
-        groups = {g["name"]: g for g in redis_client.xinfo_groups(stream)}
-        group = groups.get(GROUP.encode())
-        return bool(group and group["last-delivered-id"] == last and group["pending"] == 0)
-
-    wait_for(rolled_up)
+    ingest_up_to(redis_client, last)
     assert HourlyRollup.objects.get(line_item_id=li.pk, impressions=8).clicks == 2
 
     user = get_user_model().objects.create_user("pacific", password="pw-12345-long")

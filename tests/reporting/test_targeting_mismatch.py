@@ -18,15 +18,14 @@ from adsplatform.asgi import application, serving_application
 from campaigns import services
 from campaigns.models import Membership, Role
 from campaigns.snapshot import published_version
-from reporting.ingest import GROUP
 from reporting.models import RequestKeyHourly
-from reporting.tasks import ingest_events_task
 from serving.events import EventSink, decode_events
 from serving.index import Index
 from serving.keys import RedisKeys
 from serving.request_keys import RequestKeyDrain
 from tests.conftest import run, wait_for
 from tests.factories import make_advertiser, make_creative, make_placement
+from tests.reporting.measurement_data import ingest_up_to
 
 
 def _row(page: str, line_item_id: int) -> str:
@@ -87,14 +86,7 @@ def test_a_line_item_whose_countries_no_request_matched_says_so(
     stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
     entries: Any = redis_client.xrevrange(stream, count=1)
     last = entries[0][0]
-    ingest_events_task.delay()
-
-    def rolled_up() -> bool:
-        groups = {g["name"]: g for g in redis_client.xinfo_groups(stream)}
-        group = groups.get(GROUP.encode())
-        return bool(group and group["last-delivered-id"] == last and group["pending"] == 0)
-
-    wait_for(rolled_up)
+    ingest_up_to(redis_client, last)
     keys = {
         (r.country, r.device_type, r.slots): r.requests
         for r in RequestKeyHourly.objects.filter(placement_id=placement.pk)

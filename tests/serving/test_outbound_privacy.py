@@ -10,10 +10,10 @@ from django.conf import settings
 
 from compliance.policy import PrivacySignals
 from compliance.tcf import RestrictionType
-from serving.openrtb import OpenRtbError, decode_bid_request, to_context
 from tests.compliance.tcf_encoder import Core, Restriction, VendorSection, encode_core
 from tests.serving.buyer_helpers import context, snap, solicit_once
 from tests.serving.buyer_server import LoopbackBuyer
+from tests.serving.openrtb_helpers import context_of, error_of
 
 OTHER_VENDOR, LI_ONLY_VENDOR = 77, 91
 EIDS = [
@@ -116,14 +116,7 @@ def test_coppa_removes_coordinates_city_zip_and_every_id(
 )
 def test_eids_are_read_from_the_26_and_25_locations(user: dict[str, Any]) -> None:
     body = {"id": "r", "imp": [{"id": "1", "tagid": "k", "banner": {"w": 1, "h": 1}}], "user": user}
-    ctx = to_context(
-        decode_bid_request(json.dumps(body).encode()),
-        request_id="x",
-        now=0.0,
-        currency="USD",
-        fx={},
-        sec_gpc=None,
-    )
+    ctx = context_of(json.dumps(body).encode(), request_id="x", now=0.0, fx={})
 
     assert list(ctx.eids) == EIDS
 
@@ -139,14 +132,4 @@ def test_eids_are_read_from_the_26_and_25_locations(user: dict[str, Any]) -> Non
 def test_malformed_eids_are_refused_naming_where(user: dict[str, Any], path: str) -> None:
     body = {"id": "r", "imp": [{"id": "1", "tagid": "k", "banner": {"w": 1, "h": 1}}], "user": user}
 
-    with pytest.raises(OpenRtbError) as caught:
-        to_context(
-            decode_bid_request(json.dumps(body).encode()),
-            request_id="x",
-            now=0.0,
-            currency="USD",
-            fx={},
-            sec_gpc=None,
-        )
-
-    assert caught.value.path == path
+    assert error_of(json.dumps(body).encode(), request_id="x", now=0.0, fx={}).path == path

@@ -5,7 +5,8 @@ with half the ad in view (30 % for a large ad); less, or under a second, is not 
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from tests.faults.services import free_port, serving_granian
 from tests.serving.test_serving_path import stream_events
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ViewportSize
+    from playwright.sync_api import Browser, ViewportSize
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"):
@@ -44,6 +45,48 @@ def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
     raise AssertionError(f"no {what} within {seconds} s")
 
 
+@contextmanager
+def serving_app(tmp_path: Path) -> Iterator[int]:
+    """A real serving app (granian) writing to this test's Redis keys; yields its port."""
+    port = free_port()
+    env = {
+        "FAULT_REDIS_URL": settings.REDIS_URL,
+        "FAULT_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        "FAULT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    with serving_granian(tmp_path / "granian.log", env, port=port) as port:
+        yield port
+
+
+def ask_for_ad(
+    port: int, placement_key: str, size: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The one decision of a /v1/ad request for one slot of `size`."""
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/ad",
+        json={"placement": placement_key, "slots": [{"id": "top", "sizes": [size]}]},
+        headers=headers,
+        timeout=10,
+    )
+    [decision] = answer.json()["decisions"]
+    return decision
+
+
+@contextmanager
+def chromium() -> Iterator["Browser"]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def recorded(redis: Redis, decision: str) -> list[str]:
     """The player and viewability events the serving app wrote for one decision."""
     return [e.r for e in stream_events(redis) if e.t == "evt" and e.d == decision]
@@ -65,26 +108,10 @@ def test_served_markup_reports_one_viewable_impression_after_a_second_in_view(
     make_line_item(make_campaign(), "2.50", size=size)
     publish_snapshot()
     redis: Redis = Redis.from_url(settings.REDIS_URL)
-    port = free_port()
-    env = {
-        "FAULT_REDIS_URL": settings.REDIS_URL,
-        "FAULT_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-        "FAULT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    from playwright.sync_api import sync_playwright
 
-    with serving_granian(tmp_path / "granian.log", env, port=port) as port:
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/v1/ad",
-            json={"placement": placement.key, "slots": [{"id": "top", "sizes": [size]}]},
-            timeout=10,
-        )
-        [decision] = answer.json()["decisions"]
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
+    with serving_app(tmp_path) as port:
+        decision = ask_for_ad(port, placement.key, size)
+        with chromium() as browser:
             page = browser.new_page(viewport=VIEWPORT)
             beacons: list[tuple[float, str]] = []
             page.on(
@@ -131,7 +158,6 @@ def test_served_markup_reports_one_viewable_impression_after_a_second_in_view(
             time.sleep(0.3)
             scroll_to_show(enough_rows)
             time.sleep(2.0)
-            browser.close()
 
     viewable_beacons = [t for t, u in beacons if "e=viewable" in u]
     assert len(viewable_beacons) == 1
@@ -162,27 +188,10 @@ def test_markup_in_a_hidden_one_pixel_frame_is_taken_back_as_pixel_stuffing(
     make_line_item(campaign, "2.50", size="300x250")
     publish_snapshot()
     redis: Redis = Redis.from_url(settings.REDIS_URL)
-    port = free_port()
-    env = {
-        "FAULT_REDIS_URL": settings.REDIS_URL,
-        "FAULT_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-        "FAULT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    from playwright.sync_api import sync_playwright
 
-    with serving_granian(tmp_path / "granian.log", env, port=port) as port:
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/v1/ad",
-            json={"placement": placement.key, "slots": [{"id": "top", "sizes": ["300x250"]}]},
-            headers={"user-agent": DESKTOP_CHROME},
-            timeout=10,
-        )
-        [decision] = answer.json()["decisions"]
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
+    with serving_app(tmp_path) as port:
+        decision = ask_for_ad(port, placement.key, "300x250", {"user-agent": DESKTOP_CHROME})
+        with chromium() as browser:
             page = browser.new_page(viewport=VIEWPORT, user_agent=DESKTOP_CHROME)
             beacons: list[str] = []
             page.on("request", lambda r: beacons.append(r.url) if "/v1/ev/" in r.url else None)
@@ -196,7 +205,6 @@ def test_markup_in_a_hidden_one_pixel_frame_is_taken_back_as_pixel_stuffing(
             taken_back = wait_for(
                 lambda: [e for e in stream_events(redis) if e.t == "ivi"], 20, "a take-back"
             )
-            browser.close()
 
     assert [u.rsplit("?", 1)[1] for u in beacons] == ["e=measurable&w=1&h=1"]
     assert [(e.d, e.iv) for e in taken_back] == [(decision["id"], "pixel_stuffing")]
