@@ -344,8 +344,7 @@ def _decision(
     deal_id = winner.deal.deal_id if winner.deal else None
     per_second = imp.video is not None and imp.video.mincpmpersec
     if isinstance(winner.payload, tuple):
-        candidate, creatives, weights = winner.payload[:3]
-        pctr = winner.payload[3] if len(winner.payload) > 3 else None
+        candidate, creatives, weights, pctr = winner.payload
         propensity = 1.0
         if len(creatives) == 1:
             creative = creatives[0]

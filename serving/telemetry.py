@@ -28,10 +28,11 @@ MAX_KEYWORDS = 20
 def _candidate(bid: Bid) -> list[object]:
     payload = bid.payload
     if isinstance(payload, tuple):
-        li = payload[0].line_item
+        candidate, _creatives, _weights, scored_pctr = payload
+        li = candidate.line_item
         # [line item, creative (0: not drawn), tier, bid, score (eCPM), pCTR]: the model's
-        # pCTR when it scored the line item (a fourth member), else the prior.
-        pctr = payload[3] if len(payload) > 3 and payload[3] is not None else li.predicted_ctr
+        # pCTR when it scored the line item, else the prior.
+        pctr = scored_pctr if scored_pctr is not None else li.predicted_ctr
         return [li.id, 0, bid.tier, li.bid, bid.ecpm, pctr]
     return [0, 0, bid.tier, bid.ecpm, bid.ecpm, 0.0]  # an external buyer's bid: its CPM
 

@@ -136,11 +136,13 @@ def _pod_bids(
         if not creatives or pacing_reason(li, st) is not None:
             continue
         deal = _deal_for(li, first, index) if li.deal_ids else None
+        pctr: float | None = None
         if scores is not None and scored(li):
-            ecpm = effective_ecpm(c, st, model_ecpm(c, creatives, weights, scores)[0])
+            model_value, pctr = model_ecpm(c, creatives, weights, scores)
+            ecpm = effective_ecpm(c, st, model_value)
         else:
             ecpm = effective_ecpm(c, st)
-        bids.extend(_line_item_bids(c, creatives, weights, ecpm, deal))
+        bids.extend(_line_item_bids(c, creatives, weights, ecpm, deal, pctr))
     imp_ids = {imp.id for imp in imps}
     deals = {d.id: d for imp in imps for d in imp.deals}
     for ext in external:
@@ -155,7 +157,11 @@ def _line_item_bids(
     weights: tuple[int, ...],
     ecpm: Decimal,
     deal: Deal | None,
+    pctr: float | None,
 ) -> list[PodBid]:
+    """One bid per creative duration, its payload as a single slot's: (candidate, creatives,
+    weights, the pCTR the model priced the line item with or None), so that a click on the
+    ad is charged with the pCTR its price was set by."""
     li = c.line_item
     by_duration: dict[int, list[tuple[CreativeSnap, int]]] = defaultdict(list)
     for creative, weight in zip(creatives, weights, strict=True):
@@ -167,7 +173,7 @@ def _line_item_bids(
         for creative, _ in group:
             advertisers.update(d.strip().lower() for d in creative.adomain)
             categories.update(cat.strip().upper() for cat in creative.categories)
-        payload = (c, tuple(cr for cr, _ in group), tuple(w for _, w in group))
+        payload = (c, tuple(cr for cr, _ in group), tuple(w for _, w in group), pctr)
         out.append(
             PodBid(
                 Bid(f"li:{li.id}", li.tier, ecpm, deal, payload),
@@ -211,14 +217,17 @@ def _decisions(result: PodResult, imps: dict[str, Imp], st: RequestState, outcom
         bid = ad.ad.bid
         deal_id = bid.deal.deal_id if bid.deal else None
         if isinstance(bid.payload, tuple):
-            candidate, creatives, weights = bid.payload
-            creative = (
-                creatives[0] if len(creatives) == 1 else st.rng.choices(creatives, weights)[0]
-            )
+            candidate, creatives, weights, pctr = bid.payload
+            propensity = 1.0
+            if len(creatives) == 1:
+                creative = creatives[0]
+            else:  # the same draw as rng.choices(creatives, weights), its probability kept
+                n = st.rng.choices(range(len(creatives)), weights)[0]
+                creative, propensity = creatives[n], weights[n] / sum(weights)
             decision = Decision(
                 imp=imp, price=ad.price, second=ad.second, floor=ad.floor,
                 line_item=candidate.line_item, creative=creative, size=candidate.slot,
-                deal_id=deal_id, losses=losses,
+                deal_id=deal_id, losses=losses, score=bid.ecpm, propensity=propensity, pctr=pctr,
             )  # fmt: skip
             st.taken.add(candidate.line_item.id)
         else:

@@ -4,6 +4,7 @@ winner follows the model, a target-CPA line item bids CPA x pCTR x pCVR up to it
 personal feature counts only with consent."""
 
 import math
+import re
 import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from redis import Redis
 
 from campaigns import services
 from campaigns.models import ApiToken, BidType, Campaign, GoalType
@@ -22,8 +24,9 @@ from reporting.learning.registry import promote
 from reporting.models import CreativeHourly, ModelVersion
 from serving.app import ServingApp
 from serving.pctr import FEATURE_SET, CtrModel, Scorer, encode_model, slot
-from tests.factories import make_campaign, make_line_item, make_placement
-from tests.serving.test_app import ad_body, with_client
+from tests.factories import make_campaign, make_line_item, make_placement, make_video_creative
+from tests.serving.test_app import ad_body, config, with_client
+from tests.serving.test_serving_path import stream_events
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +202,45 @@ def test_a_cpc_pctr_is_capped_at_its_ceiling_the_index_ranks_it_by(book: dict[st
 def _reference_br_uncapped() -> float:
     z = BIAS + 5.0
     return 1 / (1 + math.exp(-z))
+
+
+CLICK_THROUGH_RE = re.compile(r"<ClickThrough[^>]*><!\[CDATA\[([^\]]+)\]\]>")
+
+
+def test_a_pod_ads_click_is_charged_with_the_pctr_its_price_was_set_by(
+    redis_client: Redis,
+) -> None:
+    placement = make_placement()
+    cpc = make_campaign()
+    spot = make_video_creative(cpc.advertiser, seconds=15)
+    li = services.create_line_item(
+        campaign=cpc, name="CPC spot", bid=Decimal("0.50"), sizes=["300x250"], creatives=[spot],
+    )  # fmt: skip
+    services.update_line_item(li, bid_type=BidType.CPC, click_url="https://shop.example/")
+    cpm = make_campaign()
+    other = make_video_creative(cpm.advertiser, seconds=30)
+    services.create_line_item(
+        campaign=cpm, name="CPM spot", bid=Decimal("5.00"), sizes=["300x250"], creatives=[other],
+    )  # fmt: skip
+    _live_model("placement", str(placement.pk), 2.5)  # every request of the placement
+    publish_snapshot()
+    pctr = 1 / (1 + math.exp(-(BIAS + 2.5)))  # about 0.024: eCPM 12.05, above the 5.00
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> str:
+        query = f"placement={placement.key}&w=1280&h=720&poddur=30&maxseq=1"
+        vast = (await client.get(f"/v1/vast?{query}")).text
+        [click] = CLICK_THROUGH_RE.findall(vast)
+        assert (await client.get(click, follow_redirects=False)).status_code == 302
+        await app.sink.drain()
+        return vast
+
+    vast = with_client(scenario, config(public_url="http://ads.test"))
+
+    assert f'<Ad id="{spot.pk}"' in vast
+    [clk] = [e for e in stream_events(redis_client) if e.t == "clk"]
+    assert clk.cr == spot.pk
+    # Cleared a cent over the CPM spot left out of the pod, 5.01; a click costs that CPM over
+    # the model's pCTR (the prior's 0.002 would charge the whole 0.50 bid).
+    per_click = Decimal("5.01") / (Decimal(repr(round(pctr, 6))) * 1000)
+    assert clk.cpm / 1e9 == pytest.approx(float(per_click), rel=1e-3)
+    assert clk.cpm < 500_000_000
