@@ -97,6 +97,10 @@ class Scorer:
         self.mask = (1 << model.bits) - 1
         self.weights = dict(zip(model.indices, model.weights, strict=True))
 
+    def weight(self, name: str, value: object) -> float:
+        """The weight of the `name=value` feature's slot (0 where the model has none)."""
+        return self.weights.get(slot(name, value, self.mask), 0.0)
+
     def context_sum(self, row: Mapping[str, Any]) -> float:
         """The bias and the context's weights: the same for every candidate of a slot."""
         w, mask = self.weights, self.mask

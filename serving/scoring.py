@@ -20,13 +20,12 @@ Without consent to personalise, the personal feature (region) takes the value it
 every non-consented training row (empty): only contextual features then count.
 """
 
-import math
 import zlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from serving.context import AdContext
-from serving.pctr import CtrModel
+from serving.pctr import CtrModel, Scorer, sigmoid
 from serving.snapshot import CreativeSnap, LineItemSnap
 from serving.telemetry import hour_of_week
 
@@ -39,13 +38,12 @@ TERMS_CACHE_SIZE = 50_000
 CONTEXT_CACHE_SIZE = 50_000  # contexts, and categories and keywords, kept per model
 
 
-class ModelScorer:
-    """A published model made ready to score: its weights in a dict, terms cached."""
+class ModelScorer(Scorer):
+    """A published model made ready to score (`serving.pctr.Scorer`: its weights in a dict,
+    the features' slots), with every term that does not depend on the request cached."""
 
     def __init__(self, model: CtrModel) -> None:
-        self.model = model
-        self.mask = (1 << model.bits) - 1
-        self.weights = dict(zip(model.indices, model.weights, strict=True))
+        super().__init__(model)
         # ctx-v1 models were trained without the region feature.
         self.uses_region = model.feature_set != "ctx-v1"
         self._line_items: dict[int, float] = {}
@@ -73,9 +71,6 @@ class ModelScorer:
                 cache[(name, value)] = term
             total += term
         return total
-
-    def weight(self, name: str, value: object) -> float:
-        return self.weights.get(zlib.crc32(f"{name}={value}".encode()) & self.mask, 0.0)
 
     def line_item_term(self, line_item: int) -> float:
         term = self._line_items.get(line_item)
@@ -123,13 +118,6 @@ class ModelScorer:
         if term is None:
             term = self._how[how] = self.weight("how", how)
         return term
-
-
-def _sigmoid(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 class RequestScores:
@@ -213,7 +201,7 @@ class RequestScores:
     def pctrs(self, c: "Candidate", creatives: tuple[CreativeSnap, ...]) -> tuple[float, ...]:
         """The model's pCTR of each creative this candidate may show here."""
         z = self.base + self._zone_term(c.line_item.time_zone)
-        return tuple(_sigmoid(z + t) for t in self.statics(c, creatives))
+        return tuple(sigmoid(z + t) for t in self.statics(c, creatives))
 
     def expected_pctr(
         self, c: "Candidate", creatives: tuple[CreativeSnap, ...], weights: tuple[int, ...]
@@ -222,10 +210,10 @@ class RequestScores:
         z = self.base + self._zone_term(c.line_item.time_zone)
         statics = self.statics(c, creatives)
         if len(statics) == 1:
-            return _sigmoid(z + statics[0])
+            return sigmoid(z + statics[0])
         total = 0.0
         for t, w in zip(statics, weights, strict=True):
-            total += _sigmoid(z + t) * w
+            total += sigmoid(z + t) * w
         return total / sum(weights)
 
 
