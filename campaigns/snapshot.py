@@ -27,7 +27,7 @@ from campaigns.models import (
 from campaigns.snapshot_learning import LazyStats, with_learning
 from compliance.gvl_store import current_gvl
 from creatives.snapshot import creative_snap, servable_creatives
-from reporting.models import ModelVersion
+from reporting.models import ModelKind, ModelVersion
 from serving.buyer_snapshot import buyer_snaps
 from serving.keys import RedisKeys
 from serving.pctr import CtrModel
@@ -170,9 +170,9 @@ def _deal_snaps(rates: dict[str, Decimal]) -> tuple[list[DealSnap], set[str]]:
     return deals, unpriced
 
 
-def live_ctr_model() -> CtrModel | None:
-    """The live pCTR model's weights, for serving to score with in process."""
-    live = ModelVersion.objects.live().only("pk", "weights").first()
+def live_model(kind: str = ModelKind.PCTR) -> CtrModel | None:
+    """The live model of `kind`'s weights, for serving to score with in process."""
+    live = ModelVersion.objects.live(kind).only("pk", "weights").first()
     return live.model() if live is not None else None
 
 
@@ -199,7 +199,7 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
         .prefetch_related(Prefetch("line_items", queryset=serving_line_items))
         .order_by("id")
     )
-    model = live_ctr_model()
+    model = live_model(ModelKind.PCTR)
     stats = LazyStats(now)
     line_items: list[LineItemSnap] = []
     campaign_snaps: list[CampaignSnap] = []
@@ -272,6 +272,8 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
             .values_list("key_hash", flat=True)
         ),
         ctr_model=model,
+        # Scores only where the pCTR model does (target-CPA line items need both).
+        cvr_model=live_model(ModelKind.PCVR) if model is not None else None,
     )
 
 

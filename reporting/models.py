@@ -425,6 +425,8 @@ class ModelStatus(models.TextChoices):
 
 class ModelKind(models.TextChoices):
     PCTR = "pctr", "Predicted CTR"
+    # Conversions per click (reporting.learning.pcvr): target-CPA line items' pCVR.
+    PCVR = "pcvr", "Predicted conversion rate"
 
 
 class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):

@@ -1,12 +1,15 @@
 from datetime import datetime
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
 
 from reporting.conversions.attribution import attribute_conversions
 from reporting.ingest import ingest_events
+from reporting.learning.pcvr import run_pcvr_learning
 from reporting.learning.services import run_learning
 from reporting.lease import Lease
 from reporting.live.publisher import publish_live
@@ -56,17 +59,24 @@ def roll_up_days_task() -> int:
 
 
 @shared_task(autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=3)
-def train_ctr_model_task(now: str | None = None) -> int | None:
-    """Train, evaluate and maybe promote a pCTR model; returns the new version's id."""
+def train_ctr_model_task(now: str | None = None) -> dict[str, Any] | None:
+    """Train, evaluate and maybe promote a pCTR model, then a pCVR model where conversions
+    allow; returns the new versions' ids and why no pCVR model was trained, when none was."""
     client: Redis = get_redis_connection("default")
     lease = Lease(client, f"{RedisKeys(settings.REDIS_KEY_PREFIX).ingest_lock}:learning", 30.0)
     if not lease.acquire():
         return None  # another run is training
     try:
-        version = run_learning(datetime.fromisoformat(now) if now else None)
+        when = datetime.fromisoformat(now) if now else timezone.now()
+        version = run_learning(when)
+        pcvr = run_pcvr_learning(when)
     finally:
         lease.release()
-    return version.pk if version is not None else None
+    return {
+        "pctr": version.pk if version is not None else None,
+        "pcvr": pcvr.version.pk if pcvr.version is not None else None,
+        "pcvr_note": pcvr.note,
+    }
 
 
 # The invalid-traffic area's tasks live in its own package; imported so the worker has them.

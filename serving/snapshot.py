@@ -184,6 +184,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     staff_token_hashes: list[str] = []
     # The live pCTR model's weights (docs/learning.md); None while no model is live.
     ctr_model: CtrModel | None = None
+    # The live pCVR model's (conversions per click), in the same form; None while none is.
+    cvr_model: CtrModel | None = None
 
 
 class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
@@ -203,6 +205,7 @@ class SnapshotHeader(msgspec.Struct, frozen=True, tag="h"):
     # In the header (a part shared by every version until something in it changes), so a
     # serving process decodes the weights again only when the header changes.
     ctr_model: CtrModel | None = None
+    cvr_model: CtrModel | None = None
 
 
 class CreativesPart(msgspec.Struct, frozen=True, tag="c"):
@@ -272,6 +275,7 @@ def header_of(snapshot: Snapshot) -> SnapshotHeader:
         staff_token_hashes=snapshot.staff_token_hashes,
         fx=snapshot.fx,
         ctr_model=snapshot.ctr_model,
+        cvr_model=snapshot.cvr_model,
     )
 
 
@@ -348,6 +352,7 @@ def decode_snapshot(manifest: bytes | str, parts: Mapping[str, bytes | str]) -> 
         deals=header.deals,
         staff_token_hashes=header.staff_token_hashes,
         ctr_model=header.ctr_model,
+        cvr_model=header.cvr_model,
         creatives=creatives,
         line_items=line_items,
     )

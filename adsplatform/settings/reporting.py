@@ -98,6 +98,12 @@ LEARNING_C = env.float("LEARNING_C", default=1.0)
 LEARNING_PRIOR_IMPRESSIONS = env.float("LEARNING_PRIOR_IMPRESSIONS", default=100.0)
 LEARNING_COMPARE_LIGHTGBM = env.bool("LEARNING_COMPARE_LIGHTGBM", default=True)
 LEARNING_LIGHTGBM_MIN_GAIN = env.float("LEARNING_LIGHTGBM_MIN_GAIN", default=0.02)
+# The pCVR model (conversions per click) is trained beside it only when the training window's
+# clicks led to at least LEARNING_MIN_CONVERSIONS post-click conversions; a click counts as
+# converted when one came within LEARNING_CONVERSION_LAG_HOURS, and its windows end that much
+# earlier, so every click in them has had the whole lag to convert.
+LEARNING_MIN_CONVERSIONS = env.int("LEARNING_MIN_CONVERSIONS", default=100)
+LEARNING_CONVERSION_LAG_HOURS = env.int("LEARNING_CONVERSION_LAG_HOURS", default=24)
 # Serving with the live model (docs/learning.md): a CPC line item's pCTR is capped at this
 # many times its smoothed CTR (the index sorts by that bound); delivery figures of the last
 # LEARNING_STATS_DAYS feed the smoothed conversion rates (LEARNING_PRIOR_CLICKS clicks'

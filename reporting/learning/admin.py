@@ -1,5 +1,8 @@
 """Model versions in admin: the offline evaluation of each, and promote / roll back / train.
 
+Each kind (pCTR, pCVR) has its own live version: promoting a version retires the live one of
+its kind only, and rolling back acts on the kinds of the versions selected.
+
 Promotions and roll backs are recorded in Django admin's history (LogEntry, shown on each
 version's History page): the project's audit log (`campaigns.AuditEntry`) belongs to an
 advertiser, and a model serves every advertiser.
@@ -17,12 +20,23 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from reporting.learning.registry import promote, roll_back
-from reporting.models import ModelVersion
+from reporting.models import ModelKind, ModelVersion
 
 
 def _evaluation(obj: ModelVersion) -> dict[str, Any]:
     evaluation: dict[str, Any] = obj.metrics.get("evaluation", {})
     return evaluation
+
+
+# What a kind's rows and positives are, for the evaluation's headings.
+UNITS = {
+    ModelKind.PCTR: ("rows", "clicks", "CTR"),
+    ModelKind.PCVR: ("clicks", "conversions", "CVR"),
+}
+
+
+def _units(obj: ModelVersion) -> tuple[str, str, str]:
+    return UNITS.get(ModelKind(obj.kind), UNITS[ModelKind.PCTR])
 
 
 def _fmt(value: Any) -> str:
@@ -56,7 +70,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def constant_log_loss(self, obj: ModelVersion) -> str:
         return _fmt(_evaluation(obj).get("constant", {}).get("log_loss"))
 
-    @admin.display(description="smoothed-CTR baseline")
+    @admin.display(description="smoothed baseline")
     def smoothed_log_loss(self, obj: ModelVersion) -> str:
         return _fmt(_evaluation(obj).get("smoothed", {}).get("log_loss"))
 
@@ -72,8 +86,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="held-out evaluation")
     def evaluation_table(self, obj: ModelVersion) -> SafeString:
         ev = _evaluation(obj)
+        rows_are, positives, rate = _units(obj)
         names = [("model", "this model"), ("live", "live model at training"),
-                 ("smoothed", "smoothed CTR"), ("constant", "constant CTR")]  # fmt: skip
+                 ("smoothed", f"smoothed {rate}"), ("constant", f"constant {rate}")]  # fmt: skip
         rows = [
             (label, _fmt(ev[key].get("log_loss")), _fmt(ev[key].get("auc")),
              _fmt(ev[key].get("calibration")))
@@ -82,9 +97,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ]  # fmt: skip
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
         return format_html(
-            "<p>{} rows, {} clicks held out ({} to {})</p><table><tr><th></th><th>log-loss</th>"
+            "<p>{} {}, {} {} held out ({} to {})</p><table><tr><th></th><th>log-loss</th>"
             "<th>AUC</th><th>predicted / observed</th></tr>{}</table>",
-            ev.get("rows", 0), ev.get("clicks", 0), obj.holdout_start, obj.holdout_end, body,
+            ev.get("rows", 0), rows_are, ev.get(positives, 0), positives, obj.holdout_start,
+            obj.holdout_end, body,
         )  # fmt: skip
 
     @admin.display(description="reliability (equal-count buckets)")
@@ -99,6 +115,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="off-policy estimate of its creative choice")
     def off_policy_table(self, obj: ModelVersion) -> SafeString:
         ev = _evaluation(obj)
+        if "off_policy" not in ev:  # a pCVR model: the logs randomise no choice it makes
+            return format_html("<p>{}</p>", "None: the logs randomise no choice this kind makes.")
         mine, logged = ev.get("off_policy", {}), ev.get("logged", {})
         live = ev.get("live", {}).get("off_policy", {})
         rows = [
@@ -137,17 +155,24 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self.log_change(request, version, "Promoted to live")
         self.message_user(request, f"#{version.pk} is live.", messages.SUCCESS)
 
-    @admin.action(description="Roll back: make the previously live version live again")
+    @admin.action(
+        description="Roll back the selected versions' kind: its previously live version again"
+    )
     def roll_back_live(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        live = ModelVersion.objects.live().first()
-        previous = roll_back(by=request.user)
-        if previous is None:
-            self.message_user(request, "No earlier live version to roll back to.", messages.ERROR)
-            return
-        if live is not None:
-            self.log_change(request, live, f"Rolled back: #{previous.pk} live instead")
-        self.log_change(request, previous, "Made live again by a roll back")
-        self.message_user(request, f"#{previous.pk} is live again.", messages.SUCCESS)
+        kinds = sorted(set(queryset.values_list("kind", flat=True)))
+        for kind in kinds:
+            label = ModelKind(kind).label
+            live = ModelVersion.objects.live(kind).first()
+            previous = roll_back(by=request.user, kind=kind)
+            if previous is None:
+                self.message_user(
+                    request, f"{label}: no earlier live version to roll back to.", messages.ERROR
+                )
+                continue
+            if live is not None:
+                self.log_change(request, live, f"Rolled back: #{previous.pk} live instead")
+            self.log_change(request, previous, "Made live again by a roll back")
+            self.message_user(request, f"{label}: #{previous.pk} is live again.", messages.SUCCESS)
 
     def get_urls(self) -> list[URLPattern]:
         train = self.admin_site.admin_view(require_POST(self.train_view))
@@ -160,7 +185,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "You may not train models.", messages.ERROR)
         else:
             transaction.on_commit(train_ctr_model_task.delay)
-            self.message_user(request, "Training queued; the new version appears here.")
+            self.message_user(
+                request,
+                "Training queued (pCTR, then pCVR where conversions allow); the new "
+                "versions appear here.",
+            )
         return HttpResponseRedirect(reverse("admin:reporting_modelversion_changelist"))
 
     # Versions are made by training only, and their history is kept.

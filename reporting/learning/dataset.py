@@ -69,7 +69,8 @@ def _hour_of(name: str) -> datetime | None:
     return day + timedelta(hours=int(match.group(2)))
 
 
-def _read(dataset: str, schema: pa.Schema, start: datetime, end: datetime) -> pa.Table:
+def read_dataset(dataset: str, schema: pa.Schema, start: datetime, end: datetime) -> pa.Table:
+    """The dataset's files of the hours from `start` (and the hour before) to before `end`."""
     tables = []
     for name in walk(dataset):
         hour = _hour_of(name)
@@ -83,8 +84,8 @@ def _read(dataset: str, schema: pa.Schema, start: datetime, end: datetime) -> pa
 
 def load_examples(window: Window) -> list[dict[str, Any]]:
     """The window's examples, oldest first (keys: `serving.pctr.CONTEXT` and the rest of JOIN)."""
-    decisions = _read("decisions", DECISIONS, window.start, window.end)
-    outcomes = _read("outcomes", OUTCOMES, window.start, window.end + CLICK_LAG)
+    decisions = read_dataset("decisions", DECISIONS, window.start, window.end)
+    outcomes = read_dataset("outcomes", OUTCOMES, window.start, window.end + CLICK_LAG)
     with duckdb.connect() as con:
         con.register("decisions", decisions)
         con.register("outcomes", outcomes)

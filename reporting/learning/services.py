@@ -73,7 +73,7 @@ def run_learning(
         return None
     params = training_params()
     trained = train(train_rows, params)
-    live = ModelVersion.objects.live().first()
+    live = ModelVersion.objects.live(ModelKind.PCTR).first()
     evaluation = evaluate(
         trained.model,
         train_rows,

@@ -49,14 +49,15 @@ def _logit(p: float) -> float:
 
 
 def smoothed_ctr_offsets(
-    rows: Sequence[Row], key: str, prior_strength: float
+    rows: Sequence[Row], key: str, prior_strength: float, label: str = "clicked"
 ) -> tuple[dict[int, float], float]:
-    """Per id of `key`: logit((clicks + k·ctr) / (imps + k)) - logit(ctr), and the window's ctr."""
+    """Per id of `key`: logit((clicks + k·ctr) / (imps + k)) - logit(ctr), and the window's ctr
+    (clicks being the rows whose `label` is true: conversions, for the pCVR model's rows)."""
     imps: dict[int, int] = defaultdict(int)
     clicks: dict[int, int] = defaultdict(int)
     for r in rows:
         imps[r[key]] += 1
-        clicks[r[key]] += bool(r["clicked"])
+        clicks[r[key]] += bool(r[label])
     total = max(1, len(rows))
     ctr = (sum(clicks.values()) + 0.5) / (total + 1)
     base = _logit(ctr)
@@ -96,8 +97,8 @@ def design_matrix(
     )
 
 
-def labels(rows: Sequence[Row]) -> np.ndarray:
-    return np.array([1 if r["clicked"] else 0 for r in rows])
+def labels(rows: Sequence[Row], label: str = "clicked") -> np.ndarray:
+    return np.array([1 if r[label] else 0 for r in rows])
 
 
 def predict(model: CtrModel, rows: Sequence[Row]) -> np.ndarray:
@@ -158,22 +159,24 @@ def _lightgbm(
     return {"log_loss": float(log_loss(y_cal, p, labels=[0, 1])), "cost_us": round(cost, 1)}
 
 
-def train(rows: Sequence[Row], params: TrainingParams) -> Trained:
-    """Fit on the training window's rows (oldest first); calibrate on its latest share."""
+def train(rows: Sequence[Row], params: TrainingParams, label: str = "clicked") -> Trained:
+    """Fit on the training window's rows (oldest first); calibrate on its latest share. The
+    label is `clicked` (pCTR: impressions) or `converted` (pCVR: clicks, `learning.pcvr`)."""
     cut = max(1, int(len(rows) * (1 - CALIBRATION_SHARE)))
     fit_rows, cal_rows = rows[:cut], rows[cut:]
-    li_ctr, window_ctr = smoothed_ctr_offsets(fit_rows, "line_item", params.prior_strength)
-    cr_ctr, _ = smoothed_ctr_offsets(fit_rows, "creative", params.prior_strength)
+    strength = params.prior_strength
+    li_ctr, window_ctr = smoothed_ctr_offsets(fit_rows, "line_item", strength, label)
+    cr_ctr, _ = smoothed_ctr_offsets(fit_rows, "creative", strength, label)
     x_fit = design_matrix(fit_rows, params.bits, li_ctr, cr_ctr)
-    y_fit = labels(fit_rows)
+    y_fit = labels(fit_rows, label)
     if len(set(y_fit.tolist())) < 2:
-        raise ValueError("the training window needs both clicks and impressions without one")
+        raise ValueError(f"the training window needs rows with and without `{label}`")
     # The intercept is penalised like any weight under liblinear; Platt scaling below
     # corrects the bias that leaves.
     lr = LogisticRegression(C=params.c, solver="liblinear", max_iter=200).fit(x_fit, y_fit)
     coef = lr.coef_[0]
     bias = float(lr.intercept_[0])
-    x_cal, y_cal = design_matrix(cal_rows, params.bits, li_ctr, cr_ctr), labels(cal_rows)
+    x_cal, y_cal = design_matrix(cal_rows, params.bits, li_ctr, cr_ctr), labels(cal_rows, label)
     raw = np.asarray(x_cal @ coef + bias)
     scale, shift = _platt(raw, y_cal) if cal_rows else (1.0, 0.0)
     # Compared with LightGBM before calibration, like for like (neither is calibrated then).
@@ -193,6 +196,7 @@ def train(rows: Sequence[Row], params: TrainingParams) -> Trained:
         base_ctr=round(window_ctr, 6),
     )
     info: dict[str, Any] = {
+        "label": label,
         "rows": len(rows),
         "fit_rows": len(fit_rows),
         "calibration_rows": len(cal_rows),

@@ -120,7 +120,9 @@ def test_promoting_needs_exactly_one_version_and_rolling_back_an_earlier_live_on
     nothing_earlier = act(staff, "roll_back_live", first)
 
     assert "Select exactly one version to promote." in several.content.decode()
-    assert "No earlier live version to roll back to." in nothing_earlier.content.decode()
+    assert "Predicted CTR: no earlier live version to roll back to." in (
+        nothing_earlier.content.decode()
+    )
     assert status(first, second) == [ModelStatus.CANDIDATE, ModelStatus.CANDIDATE]
     assert not LogEntry.objects.exists()
 

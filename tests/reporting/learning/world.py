@@ -3,7 +3,10 @@
 Two line items (10: CPC at 0.50 a click; 20: CPM at 2.00) with two creatives each, drawn
 uniformly (propensity 0.5) by the logged policy. The true click probability is
 `sigmoid(BASE + GOOD·[creative is the first of its line item] + MOBILE·[device 1]
-+ GERMANY·[country DE])`, so a model that learns it picks the first creatives.
++ GERMANY·[country DE])`, so a model that learns it picks the first creatives. A click
+converts (post-click, ten minutes later) with probability `sigmoid(CVR_BASE + CVR_GOOD·
+[creative is the second of its line item] + CVR_MOBILE·[device 1])`: the creative clicked
+less converts more, and the line item tells nothing.
 """
 
 import math
@@ -15,11 +18,14 @@ import msgspec
 from django.conf import settings
 from redis import Redis
 
+from reporting.conversions.models import Attribution, Conversion, Source
+from reporting.telemetry.conversions import write_conversions
 from reporting.telemetry.writer import write_telemetry
 from serving.events import Event, encode_events
 from serving.keys import RedisKeys
 
 BASE, GOOD, MOBILE, GERMANY = -3.0, 1.2, 0.8, -0.6
+CVR_BASE, CVR_GOOD, CVR_MOBILE = -1.5, 1.6, -1.2
 CREATIVES = {10: (101, 102), 20: (201, 202)}
 CPC_PRICE_NANOS = 500_000_000  # 0.50 a click, in billionths
 CPM_MICROS = 2_000_000  # 2.00 CPM: an impression's price in billionths
@@ -122,3 +128,33 @@ def send(client: Redis, slots: list[Slot]) -> None:
 def day(now: datetime, days_ago: int) -> datetime:
     """Midnight-aligned hour `days_ago` whole days before `now`'s hour."""
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(days=days_ago)
+
+
+def true_cvr(creative: int, device: int) -> float:
+    z = CVR_BASE + CVR_GOOD * (creative in (102, 202)) + CVR_MOBILE * (device == 1)
+    return 1 / (1 + math.exp(-z))
+
+
+def conversions(slots: list[Slot], *, seed: int) -> list[Conversion]:
+    """A post-click conversion ten minutes after each click the true CVR converts."""
+    rng = random.Random(seed)
+    out = []
+    for n, slot in enumerate(s for s in slots if s.clicked):
+        if rng.random() >= true_cvr(slot.creative, slot.device):
+            continue
+        at = datetime.fromtimestamp((slot.ts_ms + 600_000) / 1000, UTC)
+        out.append(
+            Conversion(
+                advertiser_id=1, event="purchase", converted_at=at, source=Source.PIXEL,
+                attribution=Attribution.CLICK, decision_id=slot.decision,
+                campaign_id=slot.line_item // 10, line_item_id=slot.line_item,
+                creative_id=slot.creative, placement_id=7, stream_id=f"{slot.ts_ms + 600_000}-{n}",
+                touched_at=datetime.fromtimestamp((slot.ts_ms + 5_000) / 1000, UTC),
+            )
+        )  # fmt: skip
+    return out
+
+
+def send_conversions(converted: list[Conversion]) -> None:
+    """Into the conversions files, as the attribution job writes them."""
+    write_conversions((c, "USD") for c in converted)
