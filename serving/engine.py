@@ -27,7 +27,7 @@ from serving.buyers.bids import ExternalBid, LostBid
 from serving.context import AdContext, Imp, VideoSpec
 from serving.index import Candidate, Index, slot_keys
 from serving.openrtb.codes import LOSS_BELOW_DEAL_FLOOR, LOSS_BELOW_FLOOR, LOSS_NOT_IN_DEAL
-from serving.scoring import RequestScores, model_ecpm, scored
+from serving.scoring import RequestScores, model_ecpm, request_scores, scored
 from serving.snapshot import PRICE_TIER, CreativeSnap, LineItemSnap, PlacementSnap
 from serving.targeting import (
     CREATIVE_BLOCKED,
@@ -139,8 +139,11 @@ class _Scan:
     bids: list[Bid] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)  # explain only
-    # explain only: line item -> (eCPM, its pCTR, pCTR per creative) where the model scored.
-    pctrs: dict[int, tuple[Decimal, float, dict[int, float]]] = field(default_factory=dict)
+    # explain only, where the model scored: line item -> (eCPM, its pCTR, pCTR per creative,
+    # its pCVR (None: CPC), pCVR per creative (the pCVR model's; empty without one)).
+    pctrs: dict[int, tuple[Decimal, float, dict[int, float], float | None, dict[int, float]]] = (
+        field(default_factory=dict)
+    )
 
 
 def _scan(
@@ -183,11 +186,9 @@ def _scan(
                 # The model prices it from the creatives this imp may show.
                 creatives, weights = allowed_creatives(c, imp, st.ctx)
                 if creatives:
-                    ecpm, pctr = model_ecpm(c, creatives, weights, scores)
+                    ecpm, pctr, pcvr = model_ecpm(c, creatives, weights, scores)
                     if exhaustive:
-                        pctrs = scores.pctrs(c, creatives)
-                        by_creative = {cr.id: p for cr, p in zip(creatives, pctrs, strict=True)}
-                        out.pctrs[li.id] = (ecpm, pctr, by_creative)
+                        out.pctrs[li.id] = _explained(c, creatives, scores, ecpm, pctr, pcvr)
                 ecpm = effective_ecpm(c, st, ecpm)
             else:
                 ecpm = effective_ecpm(c, st)
@@ -216,6 +217,21 @@ def _scan(
         elif ecpm < best and (runner is None or ecpm > runner):
             runner = ecpm
     return out
+
+
+def _explained(
+    c: Candidate,
+    creatives: tuple[CreativeSnap, ...],
+    scores: RequestScores,
+    ecpm: Decimal,
+    pctr: float,
+    pcvr: float | None,
+) -> tuple[Decimal, float, dict[int, float], float | None, dict[int, float]]:
+    ids = [cr.id for cr in creatives]
+    by_creative = dict(zip(ids, scores.pctrs(c, creatives), strict=True))
+    cvr = scores.cvr if pcvr is not None else None
+    cvr_by_creative = dict(zip(ids, cvr.pctrs(c, creatives), strict=True)) if cvr else {}
+    return ecpm, pctr, by_creative, pcvr, cvr_by_creative
 
 
 def _per_second_floor(
@@ -271,8 +287,7 @@ def decide(
 ) -> Outcome:
     outcome = Outcome(explain=[] if ctx.explain else None)
     geo, device = ctx.geo, ctx.device
-    scorer = index.scorer
-    scores = RequestScores(scorer, ctx, placement.id, st.personalise) if scorer else None
+    scores = request_scores(index, ctx, placement.id, st.personalise)
     for imp in ctx.imps:
         if ctx.pods and imp.is_pod:
             continue  # filled by serving.pods.fill.decide_pods
@@ -402,10 +417,17 @@ def _explain(
         line: dict[str, Any] = {"line_item": li.id, "campaign": li.campaign_id, "result": reason}
         scored_here = scan.pctrs.get(li.id)
         if scored_here is not None:
-            ecpm, pctr, per_creative = scored_here
+            ecpm, pctr, per_creative, pcvr, pcvr_per_creative = scored_here
             line["pctr"] = round(pctr, 6)
             line["ecpm"] = str(ecpm)
             line["creative_pctr"] = {str(k): round(v, 6) for k, v in per_creative.items()}
+            if pcvr is not None:  # a target-CPA line item: CPA x pCTR x pCVR
+                line["pcvr"] = round(pcvr, 6)
+                line["pcvr_from"] = "model" if pcvr_per_creative else "smoothed"
+                if pcvr_per_creative:
+                    line["creative_pcvr"] = {
+                        str(k): round(v, 6) for k, v in pcvr_per_creative.items()
+                    }
         lines.append(line)
     buyers = [
         {"bid": key, "result": result_text}

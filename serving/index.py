@@ -91,6 +91,8 @@ class Index:
     header: SnapshotHeader | None = None
     # The live pCTR model made ready to score (serving.scoring); None while none is live.
     scorer: ModelScorer | None = None
+    # The live pCVR model, likewise (used only with the pCTR model, for target-CPA items).
+    cvr_scorer: ModelScorer | None = None
 
     def candidate_lists(
         self,
@@ -245,11 +247,19 @@ def _with_header(index: Index, header: SnapshotHeader, like: Index | None = None
         index.buyers = like.buyers
         index.staff_token_hashes = like.staff_token_hashes
         index.scorer = like.scorer
+        index.cvr_scorer = like.cvr_scorer
         return index
-    if like is not None and like.header is not None and like.header.ctr_model == header.ctr_model:
-        index.scorer = like.scorer  # the same model: keep its cached terms
+    before = like.header if like is not None else None
+    # The same model as before: keep its scorer and the terms it has cached.
+    if like is not None and before is not None and before.ctr_model == header.ctr_model:
+        index.scorer = like.scorer
     else:
         index.scorer = ModelScorer(header.ctr_model) if header.ctr_model is not None else None
+    if like is not None and before is not None and before.cvr_model == header.cvr_model:
+        index.cvr_scorer = like.cvr_scorer
+    else:
+        cvr = header.cvr_model
+        index.cvr_scorer = ModelScorer(cvr) if cvr is not None else None
     index.currency = header.currency
     index.placements_by_key = {p.key: p for p in header.placements}
     index.budgets = {c.id: c.daily_budget for c in header.campaigns}

@@ -14,10 +14,13 @@ eCPM:
   (their rotation weights, or the optimiser's shares), capped at the line item's
   `ctr_ceiling` so that the index can keep sorting by an upper bound (`serving.index`);
 - a CPM line item of a target-CPA campaign: `min(bid, target CPA x pCTR x pCVR x 1000)`,
-  pCVR the line item's smoothed conversions per click from the snapshot;
+  pCVR the live pCVR model's conversions per click (a second `ModelScorer`, the same
+  features; over several creatives, their conversions over their clicks), else the line
+  item's smoothed conversions per click from the snapshot;
 - everything else: its bid, as before.
 Without consent to personalise, the personal feature (region) takes the value it has in
-every non-consented training row (empty): only contextual features then count.
+every non-consented training row (empty): only contextual features then count, in either
+model.
 """
 
 import zlib
@@ -30,7 +33,7 @@ from serving.snapshot import CreativeSnap, LineItemSnap
 from serving.telemetry import hour_of_week
 
 if TYPE_CHECKING:  # serving.index imports this module
-    from serving.index import Candidate
+    from serving.index import Candidate, Index
 
 MAX_KEYWORDS = 20  # as many as the telemetry files keep (serving.telemetry)
 # Candidates' static terms kept per placement before that table starts again.
@@ -123,7 +126,9 @@ class ModelScorer(Scorer):
 class RequestScores:
     """The request's part of every candidate's score, computed once per request."""
 
-    __slots__ = ("_base", "cross", "ctx", "personalise", "placement", "scorer", "terms", "zones")
+    __slots__ = (
+        "_base", "cross", "ctx", "cvr", "personalise", "placement", "scorer", "terms", "zones",
+    )  # fmt: skip
 
     def __init__(
         self, scorer: ModelScorer, ctx: AdContext, placement: int, personalise: bool
@@ -136,6 +141,8 @@ class RequestScores:
         self.cross = scorer.cross_weights(placement)
         self.terms = scorer.candidate_terms(placement)
         self.zones: dict[str, float] = {}
+        # The live pCVR model's part of the request (`request_scores`), when one is live.
+        self.cvr: RequestScores | None = None
 
     @property
     def base(self) -> float:
@@ -216,6 +223,40 @@ class RequestScores:
             total += sigmoid(z + t) * w
         return total / sum(weights)
 
+    def expected_rates(
+        self, c: "Candidate", creatives: tuple[CreativeSnap, ...], weights: tuple[int, ...]
+    ) -> tuple[float, float]:
+        """(pCTR, pCVR) of a target-CPA line item with the pCVR model `self.cvr` live: the
+        pCTR expected over its creatives' draws, and the pCVR its conversions per click
+        (sum of weight x pCTR x pCVR over sum of weight x pCTR, per creative)."""
+        cvr = self.cvr
+        assert cvr is not None  # noqa: S101 - only called with a pCVR model
+        z = self.base + self._zone_term(c.line_item.time_zone)
+        zc = cvr.base + cvr._zone_term(c.line_item.time_zone)
+        statics, cvr_statics = self.statics(c, creatives), cvr.statics(c, creatives)
+        if len(statics) == 1:
+            return sigmoid(z + statics[0]), sigmoid(zc + cvr_statics[0])
+        clicks = conversions = 0.0
+        for t, tc, w in zip(statics, cvr_statics, weights, strict=True):
+            p = sigmoid(z + t) * w
+            clicks += p
+            conversions += p * sigmoid(zc + tc)
+        return clicks / sum(weights), conversions / clicks if clicks else 0.0
+
+
+def request_scores(
+    index: "Index", ctx: AdContext, placement: int, personalise: bool
+) -> RequestScores | None:
+    """The request's scores under the live models; None while no pCTR model is live (the
+    pCVR model scores only beside it: a target-CPA bid needs both)."""
+    scorer = index.scorer
+    if scorer is None:
+        return None
+    scores = RequestScores(scorer, ctx, placement, personalise)
+    if index.cvr_scorer is not None:
+        scores.cvr = RequestScores(index.cvr_scorer, ctx, placement, personalise)
+    return scores
+
 
 def scored(li: LineItemSnap) -> bool:
     """Whether the model sets this line item's eCPM (CPC, or CPM toward a target CPA)."""
@@ -227,16 +268,21 @@ def model_ecpm(
     creatives: tuple[CreativeSnap, ...],
     weights: tuple[int, ...],
     scores: RequestScores,
-) -> tuple[Decimal, float]:
-    """(eCPM, the line item's pCTR) of a `scored` candidate; the eCPM never above
-    `c.ecpm`, the bound the index sorts it by."""
+) -> tuple[Decimal, float, float | None]:
+    """(eCPM, the line item's pCTR, its pCVR: None for CPC) of a `scored` candidate; the
+    eCPM never above `c.ecpm`, the bound the index sorts it by."""
     li = c.line_item
-    pctr = scores.expected_pctr(c, creatives, weights)
     if li.bid_type == "cpc":
+        pctr = scores.expected_pctr(c, creatives, weights)
         if li.ctr_ceiling and pctr > li.ctr_ceiling:
             pctr = li.ctr_ceiling
         value = li.bid_micros * pctr * 10  # CPM in units of 0.0001
+        pcvr = None
     else:
-        value = li.target_cpa_micros * pctr * li.pcvr * 10
+        if scores.cvr is not None:
+            pctr, pcvr = scores.expected_rates(c, creatives, weights)
+        else:
+            pctr, pcvr = scores.expected_pctr(c, creatives, weights), li.pcvr
+        value = li.target_cpa_micros * pctr * pcvr * 10
     ecpm = Decimal(round(value)).scaleb(-4)  # exact: four places, like the index's
-    return (ecpm if ecpm < c.ecpm else c.ecpm), pctr
+    return (ecpm if ecpm < c.ecpm else c.ecpm), pctr, pcvr

@@ -21,7 +21,7 @@ from serving.context import AdContext, Imp, VideoSpec
 from serving.engine import Decision, Outcome, _deal_for, _ordered, allowed_slots
 from serving.index import Candidate, Index
 from serving.pods.auction import PodBid, PodResult, PodSlot, run_dynamic_pod, run_structured_pod
-from serving.scoring import RequestScores, model_ecpm, scored
+from serving.scoring import model_ecpm, request_scores, scored
 from serving.snapshot import PRICE_TIER, CreativeSnap, PlacementSnap
 from serving.targeting import (
     RequestState,
@@ -125,8 +125,7 @@ def _pod_bids(
     )
     bids: list[PodBid] = []
     seen: set[int] = set()
-    scorer = index.scorer
-    scores = RequestScores(scorer, ctx, placement.id, st.personalise) if scorer else None
+    scores = request_scores(index, ctx, placement.id, st.personalise)
     for c in itertools.islice(candidates, POD_SCAN_LIMIT):
         li = c.line_item
         if li.id in seen or reject_reason(c, first, st) is not None:
@@ -138,7 +137,7 @@ def _pod_bids(
         deal = _deal_for(li, first, index) if li.deal_ids else None
         pctr: float | None = None
         if scores is not None and scored(li):
-            model_value, pctr = model_ecpm(c, creatives, weights, scores)
+            model_value, pctr, _pcvr = model_ecpm(c, creatives, weights, scores)
             ecpm = effective_ecpm(c, st, model_value)
         else:
             ecpm = effective_ecpm(c, st)

@@ -21,7 +21,7 @@ from campaigns.models import ApiToken, BidType, Campaign, GoalType
 from campaigns.snapshot import publish_snapshot
 from reporting.conversions.models import Attribution, Conversion, Source
 from reporting.learning.registry import promote
-from reporting.models import CreativeHourly, ModelVersion
+from reporting.models import CreativeHourly, ModelKind, ModelVersion
 from serving.app import ServingApp
 from serving.pctr import FEATURE_SET, CtrModel, Scorer, encode_model, slot
 from tests.factories import make_campaign, make_line_item, make_placement, make_video_creative
@@ -36,9 +36,11 @@ BIAS = math.log(0.002 / 0.998)  # 0.2 % anywhere the model knows nothing better
 BRAZIL, CALIFORNIA = 2.5, 1.5
 
 
-def _live_model(name: str, value: str, weight: float, **more: tuple[object, float]) -> CtrModel:
-    """A promoted model whose non-zero weights are the `name=value` feature's (and `more`'s:
-    name=(value, weight))."""
+def _live_model(
+    name: str, value: str, weight: float, kind: str = ModelKind.PCTR, **more: tuple[object, float]
+) -> CtrModel:
+    """A promoted model of `kind` whose non-zero weights are the `name=value` feature's (and
+    `more`'s: name=(value, weight))."""
     features = {slot(name, value, MASK): weight}
     features.update({slot(n, v, MASK): w for n, (v, w) in more.items()})
     model = CtrModel(
@@ -46,7 +48,7 @@ def _live_model(name: str, value: str, weight: float, **more: tuple[object, floa
     )
     start = datetime(2027, 1, 1, tzinfo=UTC)
     version = ModelVersion.objects.create(
-        feature_set=FEATURE_SET, train_start=start, train_end=start, holdout_start=start,
+        kind=kind, feature_set=FEATURE_SET, train_start=start, train_end=start, holdout_start=start,
         holdout_end=start, metrics={}, weights=encode_model(model),
     )  # fmt: skip
     promote(version)
@@ -244,3 +246,57 @@ def test_a_pod_ads_click_is_charged_with_the_pctr_its_price_was_set_by(
     per_click = Decimal("5.01") / (Decimal(repr(round(pctr, 6))) * 1000)
     assert clk.cpm / 1e9 == pytest.approx(float(per_click), rel=1e-3)
     assert clk.cpm < 500_000_000
+
+
+def _sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def test_a_target_cpa_line_item_bids_with_the_live_pcvr_model_personal_only_with_consent(
+    book: dict[str, Any],
+) -> None:
+    campaign = make_campaign()
+    Campaign.objects.filter(pk=campaign.pk).update(
+        goal_type=GoalType.TARGET_CPA, goal_target=Decimal("20.00")
+    )
+    li = make_line_item(campaign, "5.00")
+    creative = li.assignments.get().creative_id
+    _live_model("country", "BR", BRAZIL)  # 0.2 % in the US
+    _live_model("region", "US-CA", 3.0, kind=ModelKind.PCVR)
+    publish_snapshot()
+    key = book["placement"].key
+    geo = {"geo": {"country": "US", "region": "US-CA"}}
+
+    consented, opted_out = _explain(
+        book, ad_body(key, device=geo), ad_body(key, device=geo, regs={"us_privacy": "1YYY"})
+    )
+
+    pctr = _sigmoid(BIAS)
+    personal, contextual = _sigmoid(BIAS + 3.0), _sigmoid(BIAS)
+    line = consented[li.pk]
+    assert (line["pcvr"], line["pcvr_from"]) == (round(personal, 6), "model")
+    assert line["creative_pcvr"] == {str(creative): round(personal, 6)}
+    assert line["pctr"] == round(pctr, 6)
+    assert line["ecpm"] == str(Decimal(round(20_000_000 * pctr * personal * 10)).scaleb(-4))
+    # Without consent to personalise the region is "" in the pCVR model too.
+    assert opted_out[li.pk]["pcvr"] == round(contextual, 6)
+    assert opted_out[li.pk]["ecpm"] == str(
+        Decimal(round(20_000_000 * pctr * contextual * 10)).scaleb(-4)
+    )
+    assert "pcvr" not in consented[book["cpc"].pk]  # a CPC bid needs no pCVR
+
+
+def test_without_a_pcvr_model_explain_shows_the_smoothed_pcvr(book: dict[str, Any]) -> None:
+    campaign = make_campaign()
+    Campaign.objects.filter(pk=campaign.pk).update(
+        goal_type=GoalType.TARGET_CPA, goal_target=Decimal("20.00")
+    )
+    li = make_line_item(campaign, "5.00")
+    _live_model("country", "BR", BRAZIL)
+    publish_snapshot()
+
+    [us] = _explain(book, ad_body(book["placement"].key, device={"geo": {"country": "US"}}))
+
+    # No clicks nor conversions yet: 50 clicks' worth of the prior 0.5 / 1.
+    assert (us[li.pk]["pcvr"], us[li.pk]["pcvr_from"]) == (0.5, "smoothed")
+    assert "creative_pcvr" not in us[li.pk]
