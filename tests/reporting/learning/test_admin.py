@@ -12,7 +12,7 @@ from django.test import Client
 from redis import Redis
 
 from campaigns.snapshot import published_version, read_snapshot, redis_keys
-from reporting.models import ModelStatus, ModelVersion
+from reporting.models import ModelKind, ModelStatus, ModelVersion
 from serving.pctr import FEATURE_SET, CtrModel, encode_model
 from tests.conftest import wait_for
 from tests.reporting.learning import world
@@ -29,9 +29,10 @@ def staff() -> Client:
     return client
 
 
-def make_version(log_loss: float) -> ModelVersion:
+def make_version(log_loss: float, kind: str = ModelKind.PCTR) -> ModelVersion:
     model = CtrModel(0, FEATURE_SET, 16, -3.0, [5, 9], [0.5, -0.25])
     return ModelVersion.objects.create(
+        kind=kind,
         feature_set=FEATURE_SET,
         train_start=START,
         train_end=START + timedelta(days=7),
@@ -125,6 +126,29 @@ def test_promoting_needs_exactly_one_version_and_rolling_back_an_earlier_live_on
     )
     assert status(first, second) == [ModelStatus.CANDIDATE, ModelStatus.CANDIDATE]
     assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_each_kind_is_promoted_and_rolled_back_on_its_own(staff: Client) -> None:
+    ctr = make_version(0.30)
+    first, second = make_version(0.12, ModelKind.PCVR), make_version(0.11, ModelKind.PCVR)
+    version = ModelVersion.objects.get(pk=second.pk)
+    version.metrics = {"evaluation": {"rows": 800, "conversions": 120, "model": {}}}
+    version.save()
+
+    for v in (ctr, first, second):
+        act(staff, "promote_selected", v)
+    assert status(ctr, first, second) == [ModelStatus.LIVE, ModelStatus.RETIRED, ModelStatus.LIVE]
+    listing = staff.get(CHANGELIST).content.decode()
+    page = staff.get(f"{CHANGELIST}{second.pk}/change/").content.decode()
+    response = act(staff, "roll_back_live", second)
+
+    assert "Predicted conversion rate" in listing and "Predicted CTR" in listing
+    assert "800 clicks, 120 conversions held out" in page
+    assert "the logs randomise no choice this kind makes" in page
+    assert f"Predicted conversion rate: #{first.pk} is live again." in response.content.decode()
+    # The pCTR model stays live: a roll back acts on the kinds selected only.
+    assert status(ctr, first, second) == [ModelStatus.LIVE, ModelStatus.LIVE, ModelStatus.RETIRED]
 
 
 @pytest.mark.django_db(transaction=True)
