@@ -1,1 +1,2 @@
-"""The learning loop: datasets from the telemetry files, the pCTR model, evaluation, registry."""
+"""The learning loop: datasets from the telemetry files, the pCTR and pCVR models (`pcvr`),
+evaluation, registry."""
