@@ -98,6 +98,12 @@ def test_a_pcvr_model_learns_a_planted_cvr_beats_both_baselines_and_goes_live(
     assert snapshot.ctr_model is not None and snapshot.ctr_model.version == pctr.pk
     assert snapshot.cvr_model.version == version.pk
     assert snapshot.cvr_model.weights == version.model().weights
+    # The same clicks again: a candidate no better than the live pCVR model stays candidate.
+    again = run_pcvr_learning(NOW).version
+    assert again is not None and again.status == ModelStatus.CANDIDATE
+    assert again.metrics["evaluation"]["live"]["version"] == version.pk
+    assert f"does not beat live #{version.pk}" in again.metrics["verdict"]["why"]
+    assert list(ModelVersion.objects.live(ModelKind.PCVR)) == [version]
 
 
 def _at(slot: world.Slot) -> datetime:
