@@ -36,12 +36,11 @@ from django.utils import timezone
 
 from reporting.learning.dataset import Window, load_examples, read_dataset, windows
 from reporting.learning.evaluate import scores
-from reporting.learning.registry import promote
-from reporting.learning.services import promotion_verdict, training_params
+from reporting.learning.services import record_version, training_params
 from reporting.learning.train import Row, labels, predict, smoothed_ctr_offsets, train
 from reporting.models import ModelKind, ModelVersion
 from reporting.telemetry.schema import CONVERSIONS
-from serving.pctr import CtrModel, encode_model, sigmoid
+from serving.pctr import CtrModel, sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -145,22 +144,13 @@ def run_pcvr_learning(now: datetime | None = None, *, auto_promote: bool | None 
         prior_strength=params.prior_strength,
         live=live.model() if live is not None else None,
     )
-    go, why = promotion_verdict(evaluation)
-    version = ModelVersion.objects.create(
-        kind=ModelKind.PCVR,
-        feature_set=trained.model.feature_set,
-        train_start=train_window.start,
-        train_end=train_window.end,
-        holdout_start=holdout.start,
-        holdout_end=holdout.end,
-        metrics={
-            "training": {**trained.info, "conversions": conversions},
-            "evaluation": evaluation,
-            "verdict": {"promote": go, "why": why, "auto_promote": auto},
-        },
-        weights=encode_model(trained.model),
+    version, why = record_version(
+        ModelKind.PCVR,
+        trained,
+        train_window,
+        holdout,
+        {**trained.info, "conversions": conversions},
+        evaluation,
+        auto=auto,
     )
-    log.info("pCVR model %s trained: %s; %s", version.pk, evaluation["model"]["log_loss"], why)
-    if go and auto:
-        promote(version)
     return PcvrRun(version, why)

@@ -7,10 +7,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from reporting.learning.dataset import load_examples, windows
+from reporting.learning.dataset import Window, load_examples, windows
 from reporting.learning.evaluate import evaluate
 from reporting.learning.registry import promote
-from reporting.learning.train import TrainingParams, train
+from reporting.learning.train import Trained, TrainingParams, train
 from reporting.models import ModelKind, ModelVersion
 from serving.pctr import encode_model
 
@@ -48,6 +48,39 @@ def promotion_verdict(evaluation: dict[str, Any]) -> tuple[bool, str]:
     return True, f"log-loss {mine} beats live #{live['version']}'s {live['log_loss']}"
 
 
+def record_version(
+    kind: str,
+    trained: Trained,
+    train_window: Window,
+    holdout: Window,
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+    *,
+    auto: bool,
+) -> tuple[ModelVersion, str]:
+    """A trained model's version row, with its windows, metrics and verdict; promoted when
+    the verdict says so and promotion is automatic. Returns the row and the verdict's why."""
+    go, why = promotion_verdict(evaluation)
+    version = ModelVersion.objects.create(
+        kind=kind,
+        feature_set=trained.model.feature_set,
+        train_start=train_window.start,
+        train_end=train_window.end,
+        holdout_start=holdout.start,
+        holdout_end=holdout.end,
+        metrics={
+            "training": training,
+            "evaluation": evaluation,
+            "verdict": {"promote": go, "why": why, "auto_promote": auto},
+        },
+        weights=encode_model(trained.model),
+    )
+    log.info("%s model %s trained: %s; %s", kind, version.pk, evaluation["model"]["log_loss"], why)
+    if go and auto:
+        promote(version)
+    return version, why
+
+
 def run_learning(
     now: datetime | None = None, *, auto_promote: bool | None = None
 ) -> ModelVersion | None:
@@ -82,22 +115,7 @@ def run_learning(
         prior_strength=params.prior_strength,
         live=live.model() if live is not None else None,
     )
-    go, why = promotion_verdict(evaluation)
-    version = ModelVersion.objects.create(
-        kind=ModelKind.PCTR,
-        feature_set=trained.model.feature_set,
-        train_start=train_window.start,
-        train_end=train_window.end,
-        holdout_start=holdout.start,
-        holdout_end=holdout.end,
-        metrics={
-            "training": trained.info,
-            "evaluation": evaluation,
-            "verdict": {"promote": go, "why": why, "auto_promote": auto},
-        },
-        weights=encode_model(trained.model),
+    version, _ = record_version(
+        ModelKind.PCTR, trained, train_window, holdout, trained.info, evaluation, auto=auto
     )
-    log.info("model %s trained: %s; %s", version.pk, evaluation["model"]["log_loss"], why)
-    if go and auto:
-        promote(version)
     return version
