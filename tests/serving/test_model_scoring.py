@@ -17,7 +17,7 @@ from django.utils import timezone
 from redis import Redis
 
 from campaigns import services
-from campaigns.models import ApiToken, BidType, Campaign, GoalType
+from campaigns.models import ApiToken, BidType, Campaign, GoalType, LineItem
 from campaigns.snapshot import publish_snapshot
 from reporting.conversions.models import Attribution, Conversion, Source
 from reporting.learning.registry import promote
@@ -144,14 +144,20 @@ def test_the_region_counts_only_with_consent_to_personalise(book: dict[str, Any]
     assert without[cpc]["pctr"] == round(contextual, 6)
 
 
-def test_a_target_cpa_line_item_bids_cpa_x_pctr_x_smoothed_pcvr_up_to_its_bid(
-    book: dict[str, Any],
-) -> None:
+def _target_cpa_line_item() -> LineItem:
+    """A line item bidding 5.00 in a target-CPA campaign (CPA 20.00)."""
     campaign = make_campaign()
     Campaign.objects.filter(pk=campaign.pk).update(
         goal_type=GoalType.TARGET_CPA, goal_target=Decimal("20.00")
     )
-    li = make_line_item(campaign, "5.00")
+    return make_line_item(campaign, "5.00")
+
+
+def test_a_target_cpa_line_item_bids_cpa_x_pctr_x_smoothed_pcvr_up_to_its_bid(
+    book: dict[str, Any],
+) -> None:
+    li = _target_cpa_line_item()
+    campaign = li.campaign
     creative = li.assignments.get().creative_id
     hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     CreativeHourly.objects.create(
@@ -255,11 +261,7 @@ def _sigmoid(z: float) -> float:
 def test_a_target_cpa_line_item_bids_with_the_live_pcvr_model_personal_only_with_consent(
     book: dict[str, Any],
 ) -> None:
-    campaign = make_campaign()
-    Campaign.objects.filter(pk=campaign.pk).update(
-        goal_type=GoalType.TARGET_CPA, goal_target=Decimal("20.00")
-    )
-    li = make_line_item(campaign, "5.00")
+    li = _target_cpa_line_item()
     creative = li.assignments.get().creative_id
     _live_model("country", "BR", BRAZIL)  # 0.2 % in the US
     _live_model("region", "US-CA", 3.0, kind=ModelKind.PCVR)
@@ -287,11 +289,7 @@ def test_a_target_cpa_line_item_bids_with_the_live_pcvr_model_personal_only_with
 
 
 def test_without_a_pcvr_model_explain_shows_the_smoothed_pcvr(book: dict[str, Any]) -> None:
-    campaign = make_campaign()
-    Campaign.objects.filter(pk=campaign.pk).update(
-        goal_type=GoalType.TARGET_CPA, goal_target=Decimal("20.00")
-    )
-    li = make_line_item(campaign, "5.00")
+    li = _target_cpa_line_item()
     _live_model("country", "BR", BRAZIL)
     publish_snapshot()
 

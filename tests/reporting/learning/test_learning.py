@@ -23,15 +23,6 @@ from tests.reporting.telemetry.test_writer import add
 NOW = datetime(2027, 3, 10, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def small_windows(settings: Any) -> None:
-    settings.LEARNING_TRAIN_DAYS = 3
-    settings.LEARNING_HOLDOUT_DAYS = 1
-    settings.LEARNING_MIN_ROWS = 500
-    settings.LEARNING_MIN_HOLDOUT_ROWS = 100
-    settings.LEARNING_HASH_BITS = 16
-
-
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 

@@ -23,12 +23,9 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
-def small_windows(settings: Any) -> None:
-    settings.LEARNING_TRAIN_DAYS = 3
-    settings.LEARNING_HOLDOUT_DAYS = 1
-    settings.LEARNING_MIN_ROWS = 500
-    settings.LEARNING_MIN_HOLDOUT_ROWS = 100
-    settings.LEARNING_HASH_BITS = 16
+def small_windows(small_windows: None, settings: Any) -> None:
+    """The pCTR tests' small windows (tests/reporting/learning/conftest.py), LightGBM not
+    compared, and clicks convert within an hour."""
     settings.LEARNING_COMPARE_LIGHTGBM = False
     settings.LEARNING_CONVERSION_LAG_HOURS = 1
 
