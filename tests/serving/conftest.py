@@ -1,10 +1,14 @@
-"""Fixtures of the serving tests: real HTTP buyers on 127.0.0.1 (`buyer_server`)."""
+"""Fixtures of the serving tests: real HTTP buyers on 127.0.0.1 (`buyer_server`), and the
+Redis Cluster some of them also run on."""
 
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.redis_cluster import redis_cluster
 from tests.serving.buyer_server import Behaviour, LoopbackBuyer
+
+__all__ = ["redis_cluster"]
 
 
 @pytest.fixture
