@@ -35,6 +35,7 @@ from serving import clock as spend_clock
 from serving import openrtb
 from serving.buyers.bids import ExternalBid
 from serving.buyers.pool import BuyerPool
+from serving.cluster import redis_client
 from serving.context import AdContext
 from serving.conversions import PIXEL as PIXEL_FIELDS
 from serving.conversions import ClickId, ClickIds, conversion_event, parse_conversion
@@ -199,7 +200,7 @@ class NoAd(Exception):
 class ServingApp:
     def __init__(self, config: ServingConfig) -> None:
         self.config = config
-        self.keys = RedisKeys(config.key_prefix)
+        self.keys = RedisKeys.for_url(config.key_prefix, config.redis_url, config.stream_partitions)
         self.signer = TokenSigner(config.signing_key)
         self.click_ids = ClickIds(config.signing_key)
         self.renderer = Renderer(self.signer, config.public_url, config.currency)
@@ -209,9 +210,7 @@ class ServingApp:
         # through the sink's own connection (`serving.wire`).
         # Every wait on Redis is bounded: a hung server must not hang requests or tasks.
         timeout = config.redis_timeout
-        self.redis = Redis.from_url(
-            config.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self.redis: Redis = redis_client(config.redis_url, timeout)
         self.outage = Outage()
         self.store = SnapshotStore(self.redis, self.keys)
         self.sink = EventSink(
@@ -1069,7 +1068,7 @@ class ServingApp:
                 issued_at=token.issued_at,
                 cost=cost if token.campaign_id else 0,
                 pending=pending if token.campaign_id else 0,
-                dedupe_key=self.keys.seen(kind_key, token.decision_id),
+                dedupe_key=self.keys.seen(kind_key, token.decision_id, token.campaign_id),
                 dedupe_ttl=self.config.token_ttl + 3600,
                 judge=judge,
             )

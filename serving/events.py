@@ -20,9 +20,10 @@ from typing import Any
 import hiredis
 import msgspec
 
+from serving.cluster import ClusterWire, open_wire
 from serving.metrics import LATENCY_BUCKETS, Histogram
 from serving.outage import Outage
-from serving.wire import Command, Endpoint, Lua, Wire, connect
+from serving.wire import Command, Lua, Wire
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class EventSink:
     _timer: asyncio.Handle | None = None
     _due: float = 0.0
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
-    _wire: Wire | None = None
+    _wire: Wire | ClusterWire | None = None
     _connecting: asyncio.Lock | None = None
     _watching: asyncio.Task[None] | None = None
     # The last batch failed to reach Redis (until one succeeds).
@@ -266,7 +267,7 @@ class EventSink:
         if self._ops and self._timer is None:
             self._start_flush()
 
-    async def _connection(self) -> Wire:
+    async def _connection(self) -> Wire | ClusterWire:
         wire = self._wire
         if wire is not None and not wire.closed:
             return wire
@@ -276,7 +277,7 @@ class EventSink:
             self._watching = asyncio.get_running_loop().create_task(self._watch())
         async with self._connecting:
             if self._wire is None or self._wire.closed:
-                self._wire = await connect(Endpoint.from_url(self.url), self.timeout)
+                self._wire = await open_wire(self.url, self.timeout)
             return self._wire
 
     async def _watch(self) -> None:
@@ -294,7 +295,9 @@ class EventSink:
                 self._down = True
             wire.abort_if_stalled(now, self.timeout)
 
-    def _commands(self, wire: Wire, ops: list[_Op]) -> tuple[list[Command], list[int]]:
+    def _commands(
+        self, wire: Wire | ClusterWire, ops: list[_Op]
+    ) -> tuple[list[Command], list[int]]:
         """The batch's commands, and for each op the index of its reply (a script's first
         use on a connection is preceded by its SCRIPT LOAD)."""
         commands: list[Command] = []
@@ -379,6 +382,6 @@ class EventSink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watching
             self._watching = None
-        if self._wire is not None and self._wire.transport is not None:
-            self._wire.transport.close()
+        if self._wire is not None:
+            self._wire.close()
         self._wire = None

@@ -1,5 +1,15 @@
-"""Names of the Redis keys shared by serving, the snapshot publisher and reporting."""
+"""Names of the Redis keys shared by serving, the snapshot publisher and reporting.
 
+On a single Redis (`cluster` false) the names are those every release has used: an upgrade
+keeps a running deployment's counters. On a Redis Cluster (`cluster` true, the
+`redis+cluster://` URL scheme, docs/deploy.md) every key a Lua script touches with others
+carries one hash tag, so that each call stays in one slot: `{p<n>}` for the stream partition
+a campaign's tracking lands in (`partition`: the campaign id modulo the partitions), which
+its spend counters, exhausted set, decisions' de-duplication marks and behavioural counters
+share; `{b<id>}` per buyer for the fleet limits (the same names in both modes).
+"""
+
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -20,9 +30,48 @@ def local_day(epoch: float, zone: str) -> str:
     return _local_day(zone, int(epoch // 60))
 
 
+def is_cluster_url(url: str) -> bool:
+    """Whether a Redis URL names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`)."""
+    return url.split("://", 1)[0].endswith("+cluster")
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     prefix: str
+    # A Redis Cluster: hash-tagged names (above). `partitions` is the event stream's
+    # (EVENT_STREAM_PARTITIONS); on a cluster it also decides the slot of a campaign's
+    # counters, so it is fixed once a cluster deployment runs (docs/deploy.md).
+    cluster: bool = False
+    partitions: int = 1
+
+    def __post_init__(self) -> None:
+        if self.cluster and ("{" in self.prefix or "}" in self.prefix):
+            raise ValueError("on a Redis Cluster the key prefix may not hold { or }")
+
+    @classmethod
+    def for_url(cls, prefix: str, url: str, partitions: int = 1) -> "RedisKeys":
+        return cls(prefix, cluster=is_cluster_url(url), partitions=max(1, partitions))
+
+    def partition(self, campaign_id: int, decision_id: str) -> int:
+        """The stream partition of a decision's tracking events (impressions, clicks, player
+        events): by its request (the 22 characters a decision id starts with,
+        `serving.ids`, as `EventSink.stream_for`); on a cluster by its campaign, whose
+        counters the same Lua call charges (a house decision's: by its request)."""
+        if self.partitions < 2:
+            return 0
+        if self.cluster and campaign_id:
+            return campaign_id % self.partitions
+        return zlib.crc32(decision_id[:22].encode()) % self.partitions
+
+    def _tag(self, campaign_id: int, decision_id: str = "") -> str:
+        """`{p<n>}:` on a cluster (n: `partition`), "" on a single Redis."""
+        if not self.cluster:
+            return ""
+        return f"{{p{self.partition(campaign_id, decision_id)}}}:"
+
+    def tracking_stream(self, campaign_id: int, decision_id: str) -> str:
+        """The stream partition a decision's tracking events are appended to."""
+        return self.event_stream(self.partition(campaign_id, decision_id))
 
     @property
     def snapshot_version(self) -> str:
@@ -48,11 +97,13 @@ class RedisKeys:
     def events(self) -> str:
         """The event stream's first partition (the only one unless EVENT_STREAM_PARTITIONS
         says more)."""
-        return f"{self.prefix}events"
+        return self.event_stream(0)
 
     def event_stream(self, partition: int) -> str:
         """One partition of the event stream: `events` for the first (as with one partition),
-        `events:{n}` for the others."""
+        `events:{n}` for the others; on a cluster `events:{p<n>}` (tagged: its slot)."""
+        if self.cluster:
+            return f"{self.prefix}events:{{p{partition}}}"
         return f"{self.prefix}events:{partition}" if partition else f"{self.prefix}events"
 
     def event_streams(self, partitions: int) -> tuple[str, ...]:
@@ -63,7 +114,11 @@ class RedisKeys:
         """The most partitions the event stream was ever configured with (what readers read)."""
         return f"{self.prefix}eventpartitions"
 
-    def seen(self, kind: str, decision_id: str) -> str:
+    def seen(self, kind: str, decision_id: str, campaign_id: int = 0) -> str:
+        """A decision's mark that an event of `kind` was recorded (de-duplication); on a
+        cluster in its campaign's slot (`partition`)."""
+        if self.cluster:
+            return f"{self.prefix}seen:{self._tag(campaign_id, decision_id)}{kind}:{decision_id}"
         return f"{self.prefix}seen:{kind}:{decision_id}"
 
     def spend(self, day: str, campaign_id: int) -> str:
@@ -72,15 +127,29 @@ class RedisKeys:
         `k`, the same per line item (`s:{li}`...), wins not yet rendered (`p:{li}:{minute}`),
         the day's caps the pacing controller sets (`cap`, `icap`, `kcap`) and when it first
         saw the campaign out of budget (`x`, epoch seconds)."""
+        if self.cluster:
+            return f"{self.prefix}spend:{self._tag(campaign_id)}{day}:{campaign_id}"
         return f"{self.prefix}spend:{day}:{campaign_id}"
 
     def lifetime_spend(self, campaign_id: int) -> str:
         """A campaign's lifetime counters: the same fields as its day, without pending wins."""
+        if self.cluster:
+            return f"{self.prefix}spend:life:{self._tag(campaign_id)}{campaign_id}"
         return f"{self.prefix}spend:life:{campaign_id}"
 
-    def exhausted(self, day: str) -> str:
-        """Campaigns (`{id}`) and line items (`li:{id}`) out of budget on a local day."""
+    def exhausted(self, day: str, campaign_id: int = 0) -> str:
+        """Campaigns (`{id}`) and line items (`li:{id}`) out of budget on a local day; on a
+        cluster one set per partition (the campaign's): readers read `exhausted_sets`."""
+        if self.cluster:
+            return f"{self.prefix}exhausted:{self._tag(campaign_id)}{day}"
         return f"{self.prefix}exhausted:{day}"
+
+    def exhausted_sets(self, day: str) -> tuple[str, ...]:
+        """Every set `exhausted` names for a day: one on a single Redis, one per partition
+        on a cluster."""
+        if not self.cluster:
+            return (self.exhausted(day),)
+        return tuple(f"{self.prefix}exhausted:{{p{n}}}:{day}" for n in range(self.partitions))
 
     def sync(self, user: str) -> str:
         """A hash of the buyers' user ids for one pseudonymous id: field `{buyer_id}`, value
@@ -183,20 +252,47 @@ class RedisKeys:
         whether it is over it and how often it crossed it (`reporting.backlog`)."""
         return f"{self.prefix}ingest:backlog"
 
-    def ivt_count(self, subject: str, name: str, kind: str, window: int, bucket: int) -> str:
+    def ivt_count(
+        self,
+        subject: str,
+        name: str,
+        kind: str,
+        window: int,
+        bucket: int,
+        campaign_id: int = 0,
+        decision_id: str = "",
+    ) -> str:
         """Events of one pseudonymous id (`subject` "u") or truncated address ("n") in one
-        window (`serving.ivt.judge`); expires with it. Never a raw id or full address."""
-        return f"{self.prefix}ivt:{subject}:{name}:{kind}:{window}:{bucket}"
+        window (`serving.ivt.judge`); expires with it. Never a raw id or full address. On a
+        cluster counted per partition (the slot the decision's event is recorded in)."""
+        tag = self._tag(campaign_id, decision_id) if self.cluster else ""
+        return f"{self.prefix}ivt:{tag}{subject}:{name}:{kind}:{window}:{bucket}"
 
-    def ivt_hold(self, user: str) -> str:
-        """A pseudonymous id held invalid after passing a limit (its reason; expiring)."""
+    def ivt_hold(self, user: str, campaign_id: int = 0, decision_id: str = "") -> str:
+        """A pseudonymous id held invalid after passing a limit (its reason; expiring); on a
+        cluster per partition, as its counters."""
+        if self.cluster:
+            return f"{self.prefix}ivt:hold:{self._tag(campaign_id, decision_id)}{user}"
         return f"{self.prefix}ivt:hold:{user}"
 
     @property
     def ivt_held(self) -> str:
         """A sorted set: pseudonymous ids newly held (score: when, epoch ms) whose billed
-        events before it are to be refunded (`reporting.ivt.refunds.refund_held`)."""
+        events before it are to be refunded (`reporting.ivt.refunds.refund_held`); on a
+        cluster the first partition's (`ivt_held_in`)."""
+        return self.ivt_held_in(0)
+
+    def ivt_held_in(self, campaign_id: int, decision_id: str = "") -> str:
+        """The held set a decision's billable events add to: `ivt_held`, one per partition
+        on a cluster (readers read `ivt_held_sets`)."""
+        if self.cluster:
+            return f"{self.prefix}ivt:held:{{p{self.partition(campaign_id, decision_id)}}}"
         return f"{self.prefix}ivt:held"
+
+    def ivt_held_sets(self) -> tuple[str, ...]:
+        if not self.cluster:
+            return (self.ivt_held,)
+        return tuple(f"{self.prefix}ivt:held:{{p{n}}}" for n in range(self.partitions))
 
     @property
     def ivt_rules(self) -> str:

@@ -49,8 +49,8 @@ def record_event(sink: EventSink, keys: RedisKeys, event: Event, ttl: int) -> No
     """Append a player or viewability event with the next batch; without waiting for it,
     once per decision for the events that happen once."""
     if event.r in ONCE_PER_DECISION:
-        dedupe = keys.seen(f"ev:{event.r}", event.d)
-        stream = sink.stream_for(event.d)
+        dedupe = keys.seen(f"ev:{event.r}", event.d, event.cp)
+        stream = keys.tracking_stream(event.cp, event.d)
         sink.script(RECORD_ONCE, (dedupe, stream), (ttl, encode_events([event])))
     else:
         sink.emit([event])

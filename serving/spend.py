@@ -285,7 +285,7 @@ class SpendRecorder:
         says whether the charge went through: the win must be dropped when it did not."""
         c = li.campaign_id
         day = local_day(clock.of_wall(issued_at), self._zone(li, c))
-        keys = (self.keys.spend(day, c), self.keys.lifetime_spend(c), self.keys.exhausted(day))
+        keys = (self.keys.spend(day, c), self.keys.lifetime_spend(c), self.keys.exhausted(day, c))
         pend = pending_field(li.id, issued_at) if cost > 0 else ""
         budgets = self._budgets(li, c)
         running = self._running.get((c, day))
@@ -362,15 +362,20 @@ class SpendRecorder:
         index = self.store.index
         li = index.line_items.get(li_id) if index is not None and li_id else None
         day = local_day(clock.of_wall(issued_at), self._zone(li, c))
+        # A house decision (no campaign) charges nothing: its counter keys are never touched,
+        # and stand in the decision's own slot (a Redis Cluster's: `serving.keys`).
+        counters = (
+            (self.keys.spend(day, c), self.keys.lifetime_spend(c), self.keys.exhausted(day, c))
+            if c
+            else (dedupe_key,) * 3
+        )
         keys = (
             dedupe_key,
-            sink.stream_for(event.d),
-            self.keys.spend(day, c),
-            self.keys.lifetime_spend(c),
-            self.keys.exhausted(day),
+            self.keys.tracking_stream(c, event.d),
+            *counters,
             judge.impression_key or dedupe_key,
             judge.hold_key or dedupe_key,
-            self.keys.ivt_held if judge.hold_key else dedupe_key,
+            self.keys.ivt_held_in(c, event.d) if judge.hold_key else dedupe_key,
             *judge.counter_keys,
         )
         clicks = 1 if event.t == "clk" else 0

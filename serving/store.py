@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from serving import clock
+from serving.cluster import mget
 from serving.index import (
     Delta,
     Index,
@@ -169,12 +170,14 @@ class SnapshotStore:
         pipe.get(self.keys.snapshot_version)
         pipe.hgetall(self.keys.pacing_rates)
         pipe.hgetall(self.keys.bid_multipliers)
-        for day in days:
-            pipe.smembers(self.keys.exhausted(day))
+        sets = [(day, key) for day in days for key in self.keys.exhausted_sets(day)]
+        for _, key in sets:
+            pipe.smembers(key)
         raw_version, rates, multipliers, *members = await pipe.execute()
-        campaigns, line_items = parse_exhausted(
-            dict(zip(days, members, strict=True)), zones, li_zones, day_of_zone
-        )
+        by_day: dict[str, set[bytes]] = {day: set() for day in days}
+        for (day, _), found in zip(sets, members, strict=True):
+            by_day[day] |= found  # a cluster's partitions (`RedisKeys.exhausted_sets`)
+        campaigns, line_items = parse_exhausted(by_day, zones, li_zones, day_of_zone)
         self.exhausted = campaigns | self._recent(
             self._campaign_marks, started_read, zones, day_of_zone
         )
@@ -234,8 +237,9 @@ class SnapshotStore:
         self._built_at_loading = manifest.built_at
         wanted = manifest.parts()
         missing = [h for h in dict.fromkeys(wanted) if h not in self._parts]
+        # Content-addressed parts: on a cluster across slots, read per slot (`mget`).
         blobs = (
-            await self.redis.mget([self.keys.snapshot_part(h) for h in missing]) if missing else []
+            await mget(self.redis, [self.keys.snapshot_part(h) for h in missing]) if missing else []
         )
         present = [blob for blob in blobs if blob is not None]
         if len(present) != len(missing):

@@ -147,6 +147,10 @@ class Wire(asyncio.Protocol):
         self._waiting.append(_Batch(future, len(commands), time.monotonic()))
         return future
 
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
     def oldest_wait(self, now: float) -> float:
         """How long the oldest unanswered batch has waited (0 when none)."""
         return now - self._waiting[0].sent_at if self._waiting else 0.0

@@ -96,6 +96,7 @@ class EventScreen:
         return judgement(
             self.state.rules, self.keys, kind, token.decision_id,
             reason=reason, user=token.u, network=network, now=time.time(),
+            campaign_id=token.campaign_id,
         )  # fmt: skip
 
     def uncount_frequency(self, sink: EventSink, index: Index | None, token: TrackingToken) -> None:

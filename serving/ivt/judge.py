@@ -165,6 +165,7 @@ def judgement(
     user: str,
     network: str,
     now: float,
+    campaign_id: int = 0,
 ) -> Judgement:
     """The counters an impression or click adds to and the limits they are held to."""
     if not rules.enabled:
@@ -175,7 +176,9 @@ def judgement(
         value = user if subject == "u" else network
         if value:
             bucket = int(now) // window
-            counter_keys.append(keys.ivt_count(subject, value, kind, window, bucket))
+            counter_keys.append(
+                keys.ivt_count(subject, value, kind, window, bucket, campaign_id, decision_id)
+            )
             # Kept a minute past its window, for clock skew between processes.
             counter_args += [window + MINUTE, limit, name, "1" if subject == "u" else "0"]
     hold = rules.id_hold_seconds if user else 0
@@ -183,8 +186,8 @@ def judgement(
         reason=reason,
         now_ms=int(now * 1000),
         min_click_ms=rules.min_click_ms if kind == "clk" else 0,
-        impression_key=keys.seen("imp", decision_id) if kind == "clk" else "",
-        hold_key=keys.ivt_hold(user) if hold else "",
+        impression_key=keys.seen("imp", decision_id, campaign_id) if kind == "clk" else "",
+        hold_key=keys.ivt_hold(user, campaign_id, decision_id) if hold else "",
         hold_seconds=hold,
         counter_keys=tuple(counter_keys),
         counter_args=tuple(counter_args),

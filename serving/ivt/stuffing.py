@@ -95,10 +95,10 @@ def record_stuffed(
 ) -> None:
     """Record a stuffed impression's beacon and take the impression back, with the next
     batch (not waited on); `taken_back` runs when the reply says it was."""
-    d = token.decision_id
+    d, c = token.decision_id, token.campaign_id
     script_keys = (
-        keys.seen("ev:measurable", d), sink.stream_for(d), keys.seen("imp", d),
-        keys.seen("ivi", d), *counters,
+        keys.seen("ev:measurable", d, c), keys.tracking_stream(c, d), keys.seen("imp", d, c),
+        keys.seen("ivi", d, c), *counters,
     )  # fmt: skip
     cost = 0 if token.test else token.cpm_micros
     args = (ttl, encode_events([beacon]), encode_events([invalidation(token)]),
