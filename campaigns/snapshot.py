@@ -85,6 +85,17 @@ end
 return 0
 """
 PUBLISH_ATTEMPTS = 3
+# On a Redis Cluster the parts (content-addressed, across slots) are written first, then this
+# sets the manifest and, unless a newer one is, the version (both in one slot, `{s}`).
+PUBLISH_MANIFEST_SCRIPT = """
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
 
 
 def redis_keys() -> RedisKeys:
@@ -285,6 +296,8 @@ def write_snapshot(
 
     Parts already in Redis (most of them, after an edit) are not sent again: the first
     attempt sends none and learns which are missing, the next sends those."""
+    if keys.cluster:
+        return _write_snapshot_on_cluster(client, keys, encoded, ttl)
     digests = list(encoded.parts)
     part_keys = [keys.snapshot_part(d) for d in digests]
     send: set[int] = set()
@@ -305,6 +318,33 @@ def write_snapshot(
             return bool(reply), sum(len(d) for d in data)
         send.update(int(n) for n in reply)
     raise RuntimeError(f"snapshot v{encoded.version}: parts keep expiring while publishing")
+
+
+def _write_snapshot_on_cluster(
+    client: Any, keys: RedisKeys, encoded: EncodedSnapshot, ttl: int
+) -> tuple[bool, int]:
+    """`write_snapshot` on a Redis Cluster (redis-py's `RedisCluster`, whose pipelines go per
+    node): parts kept (EXPIRE) or written, then the manifest and version in one script. A
+    part cannot expire between the two: the TTL was just renewed."""
+    digests = list(encoded.parts)
+    pipe = client.pipeline(transaction=False)
+    for digest in digests:
+        pipe.expire(keys.snapshot_part(digest), ttl)
+    missing = [d for d, kept in zip(digests, pipe.execute(), strict=True) if not kept]
+    pipe = client.pipeline(transaction=False)
+    for digest in missing:
+        pipe.set(keys.snapshot_part(digest), encoded.parts[digest], ex=ttl)
+    pipe.execute()
+    reply = client.eval(
+        PUBLISH_MANIFEST_SCRIPT,
+        2,
+        keys.snapshot_version,
+        keys.snapshot_manifest(encoded.version),
+        encoded.version,
+        encoded.manifest,
+        ttl,
+    )
+    return bool(reply), sum(len(encoded.parts[d]) for d in missing)
 
 
 def publish_snapshot() -> int:

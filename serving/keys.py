@@ -75,6 +75,10 @@ class RedisKeys:
 
     @property
     def snapshot_version(self) -> str:
+        """The current version; on a cluster in one slot with the manifests (`{s}`), which
+        the publish script sets with it."""
+        if self.cluster:
+            return f"{self.prefix}snapshot:{{s}}:version"
         return f"{self.prefix}snapshot:version"
 
     @property
@@ -83,6 +87,8 @@ class RedisKeys:
 
     def snapshot_manifest(self, version: int) -> str:
         """A version's `serving.snapshot.Manifest`: the hashes of the parts it is made of."""
+        if self.cluster:
+            return f"{self.prefix}snapshot:{{s}}:manifest:{version}"
         return f"{self.prefix}snapshot:manifest:{version}"
 
     def snapshot_part(self, digest: str) -> str:
