@@ -11,6 +11,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from campaigns.fx.services import current_fx_table
 from campaigns.models import (
@@ -289,14 +290,17 @@ def build_snapshot(version: int, now: datetime) -> Snapshot:
 
 
 def write_snapshot(
-    client: Redis, keys: RedisKeys, encoded: EncodedSnapshot, ttl: int = VERSION_TTL_SECONDS
+    client: Redis | RedisCluster,
+    keys: RedisKeys,
+    encoded: EncodedSnapshot,
+    ttl: int = VERSION_TTL_SECONDS,
 ) -> tuple[bool, int]:
     """Store an encoded snapshot and make it current unless a newer one is; returns whether
     it became current and how many bytes of parts were written.
 
     Parts already in Redis (most of them, after an edit) are not sent again: the first
     attempt sends none and learns which are missing, the next sends those."""
-    if keys.cluster:
+    if isinstance(client, RedisCluster):
         return _write_snapshot_on_cluster(client, keys, encoded, ttl)
     digests = list(encoded.parts)
     part_keys = [keys.snapshot_part(d) for d in digests]
@@ -321,7 +325,7 @@ def write_snapshot(
 
 
 def _write_snapshot_on_cluster(
-    client: Any, keys: RedisKeys, encoded: EncodedSnapshot, ttl: int
+    client: RedisCluster, keys: RedisKeys, encoded: EncodedSnapshot, ttl: int
 ) -> tuple[bool, int]:
     """`write_snapshot` on a Redis Cluster (redis-py's `RedisCluster`, whose pipelines go per
     node): parts kept (EXPIRE) or written, then the manifest and version in one script. A

@@ -121,13 +121,15 @@ class ClusterWire:
         self.nodes: dict[tuple[str, int], Wire] = {}
         self.loaded: set[str] = set()  # SHAs loaded on every master (`EventSink`)
         self._closed = False
-        self._refreshing: asyncio.Task[None] | None = None
+        # A master could not be reached: its slots may have a new master (a failover,
+        # which sends no MOVED to whoever asks the dead one), so the next batch asks again.
+        self._stale = False
 
     @property
     def closed(self) -> bool:
         """Closed, or a master's connection was lost (a failover): the sink reconnects,
         learning the map again."""
-        return self._closed or any(wire.closed for wire in self.nodes.values())
+        return self._closed or self._stale or any(w.closed for w in self.nodes.values())
 
     @property
     def masters(self) -> list[tuple[str, int]]:
@@ -178,6 +180,9 @@ class ClusterWire:
     async def _send(self, commands: Sequence[Command]) -> list[Any]:
         if self._closed:
             raise WireError("Redis Cluster connection closed")
+        if self._stale:
+            await asyncio.wait_for(self.refresh(), self.timeout)
+            self._stale = False
         replies: list[Any] = [None] * len(commands)
         # Per master, its commands in the batch's order (a script's load before its calls).
         groups: dict[tuple[str, int], list[int]] = {}
@@ -197,6 +202,7 @@ class ClusterWire:
                 wire = await self._node(address)
                 got = await wire.send([commands[i] for i in indexes])
             except (OSError, TimeoutError) as exc:
+                self._stale = True
                 got = [exc] * len(indexes)
             for i, reply in zip(indexes, got, strict=True):
                 if i in answered:  # a keyless command's other masters
@@ -239,6 +245,7 @@ class ClusterWire:
                 wire = await self._node(self.slots[to[0]])
                 (reply,) = await wire.send([command])
         except (OSError, TimeoutError) as exc:
+            self._stale = True
             reply = exc
         replies[index] = reply
         moved = _moved(reply)

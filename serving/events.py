@@ -277,6 +277,8 @@ class EventSink:
             self._watching = asyncio.get_running_loop().create_task(self._watch())
         async with self._connecting:
             if self._wire is None or self._wire.closed:
+                if self._wire is not None:  # a cluster's other masters' connections
+                    self._wire.close()
                 self._wire = await open_wire(self.url, self.timeout)
             return self._wire
 

@@ -122,6 +122,21 @@ class LocalCluster:
                 return False
         return True
 
+    def kill(self, port: int) -> None:
+        """Kill one node as a crash would (SIGKILL)."""
+        proc = self.procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def master_of(self, key: str, among: list[int] | None = None) -> int:
+        """The port of the master a live node says serves `key`'s slot."""
+        client = redis.Redis(host="127.0.0.1", port=(among or self.ports)[0], socket_timeout=2)
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(master[1])
+        raise LookupError(slot)
+
     def flush(self) -> None:
         """Empty every master (replicas follow)."""
         for port in self.ports:
