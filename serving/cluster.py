@@ -13,7 +13,6 @@ cluster tags them so. A single Redis never comes here: `open_wire` hands it the 
 """
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -269,8 +268,7 @@ async def connect_cluster(url: str, timeout: float = 5.0) -> ClusterWire:
     """A cluster connection that knows the slot map (connections to masters open on use)."""
     seeds, template = cluster_nodes(url)
     wire = ClusterWire(seeds, template, timeout)
-    started = time.monotonic()
-    await asyncio.wait_for(wire.refresh(), max(0.001, timeout - (time.monotonic() - started)))
+    await asyncio.wait_for(wire.refresh(), timeout)
     return wire
 
 
