@@ -352,7 +352,7 @@ def simulate(args: argparse.Namespace) -> None:
     from reporting.ingest import ingest_events
     from reporting.ivt.models import IvtRefund
     from reporting.models import HourlyRollup
-    from serving.app import ServingConfig
+    from serving.config import ServingConfig
     from serving.ivt.judge import IvtRules
     from serving.keys import RedisKeys
     from tests.factories import make_campaign, make_line_item, make_placement

@@ -139,7 +139,8 @@ async def serve_day(
     hidden CTR, and for a click the hidden CVR's conversions through the pixel."""
     import httpx
 
-    from serving.app import ServingApp, ServingConfig
+    from serving.app import ServingApp
+    from serving.config import ServingConfig
 
     days = {key: Day() for key in keys}
     app = ServingApp(ServingConfig.from_settings())

@@ -176,7 +176,8 @@ async def run_day(
     from django.conf import settings
 
     from serving import clock
-    from serving.app import ServingApp, ServingConfig
+    from serving.app import ServingApp
+    from serving.config import ServingConfig
     from serving.tokens import TokenSigner
 
     rng = random.Random(args.seed)

@@ -5,7 +5,8 @@ No Django: the test that starts it publishes the snapshot into the Redis it name
 
 import os
 
-from serving.app import ServingApp, ServingConfig
+from serving.app import ServingApp
+from serving.config import ServingConfig
 
 app = ServingApp(
     ServingConfig(

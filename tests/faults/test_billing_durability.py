@@ -19,7 +19,8 @@ from django.db.models import Sum
 from campaigns.snapshot import publish_snapshot
 from reporting.ingest import IngestResult, ingest_events
 from reporting.models import BilledDecision, HourlyRollup
-from serving.app import ServingApp, ServingConfig
+from serving.app import ServingApp
+from serving.config import ServingConfig
 from tests.factories import make_campaign, make_line_item, make_placement
 from tests.faults.services import PrivateRedis, private_redis
 

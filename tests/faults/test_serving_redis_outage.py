@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.snapshot import build_snapshot, encode_snapshot, write_snapshot
-from serving.app import ServingApp, ServingConfig
+from serving.app import ServingApp
+from serving.config import ServingConfig
 from serving.events import decode_events
 from serving.keys import RedisKeys
 from tests.factories import make_campaign, make_line_item, make_placement

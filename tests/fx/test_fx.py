@@ -78,7 +78,7 @@ def test_a_malformed_value_is_refused_naming_it(value: str, message: str) -> Non
 def _start(fx_rates: str) -> subprocess.CompletedProcess[str]:
     code = (
         "import django; django.setup()\n"
-        "from serving.app import ServingConfig\n"
+        "from serving.config import ServingConfig\n"
         "print(sorted(ServingConfig.from_settings().fx.items()))"
     )
     env = {**os.environ, "FX_RATES": fx_rates, "DJANGO_SETTINGS_MODULE": "adsplatform.settings"}

@@ -25,7 +25,8 @@ django.setup()
 
 import httpx  # noqa: E402 - after Django's setup, which the app's settings need
 
-from serving.app import ServingApp, ServingConfig  # noqa: E402
+from serving.app import ServingApp  # noqa: E402
+from serving.config import ServingConfig  # noqa: E402
 
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -12,7 +12,8 @@ from django.conf import settings
 from redis import Redis
 
 from campaigns.snapshot import publish_snapshot
-from serving.app import ServingApp, ServingConfig
+from serving.app import ServingApp
+from serving.config import ServingConfig
 from serving.events import decode_events
 from serving.keys import RedisKeys
 from serving.tokens import TokenSigner
