@@ -52,11 +52,12 @@ class RequestRecorder:
         # `serving.render`), the join key of its impressions and clicks in the telemetry.
         won = {d.imp.id: (n, d) for n, d in enumerate(outcome.decisions)}
         events: list[Event] = []
+        # The request's country and device type: the same for every slot.
         g = geo_device(ctx.geo.country, ctx.device.devicetype)
         for imp in ctx.imps:
             n, d = won.get(imp.id, (0, None))
             events.append(
-                req_event(d, ts, pl, f"{rid}-{n}", ctx, self.telemetry_candidates)
+                req_event(d, ts, pl, f"{rid}-{n}", ctx, g, self.telemetry_candidates)
                 if d is not None
                 else Event(t="req", ts=ts, pl=pl, d=rid, dr=ctx.source, g=g)
             )
@@ -65,7 +66,7 @@ class RequestRecorder:
             for n, d in enumerate(outcome.decisions):
                 if won[d.imp.id][1] is not d:
                     events.append(
-                        req_event(d, ts, pl, f"{rid}-{n}", ctx, self.telemetry_candidates)
+                        req_event(d, ts, pl, f"{rid}-{n}", ctx, g, self.telemetry_candidates)
                     )
         permissions = ctx.permissions
         events[0] = msgspec.structs.replace(
@@ -144,10 +145,10 @@ class RequestRecorder:
 
 
 def req_event(
-    d: Decision, ts: int, pl: int, rid: str, ctx: AdContext, candidates: int = 0
+    d: Decision, ts: int, pl: int, rid: str, ctx: AdContext, g: str, candidates: int = 0
 ) -> Event:
+    """A filled slot's "req"; `g` is the request's `geo_device`, computed once by the caller."""
     x = slot_features(ctx, d, candidates) if candidates else ""
-    g = geo_device(ctx.geo.country, ctx.device.devicetype)
     li = d.line_item
     if li is not None and d.creative is not None:
         return Event(

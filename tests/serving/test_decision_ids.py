@@ -113,3 +113,28 @@ def test_an_openrtb_bid_request_id_is_the_correlation_id_not_the_decision_id(
     assert [e.rq for e in requests] == ["exchange-auction-7"] * 2
     assert requests[0].d != requests[1].d
     assert "exchange-auction-7" not in {requests[0].d, requests[1].d}
+
+
+def test_every_slots_req_carries_the_requests_country_and_device_type(
+    placement_key: str, redis_client: Redis
+) -> None:
+    body = {
+        "id": "exchange-auction-8",
+        "imp": [
+            {"id": "1", "banner": {"w": 300, "h": 250}},
+            {"id": "2", "banner": {"w": 300, "h": 250}},
+            {"id": "3", "banner": {"w": 728, "h": 90}},  # no line item of this size
+        ],
+        "site": {"domain": "news.example"},
+        "device": {"devicetype": 4, "geo": {"country": "USA"}},
+    }
+
+    async def scenario(client: httpx.AsyncClient, app: ServingApp) -> httpx.Response:
+        answer = await client.post(f"/openrtb2/auction?placement={placement_key}", json=body)
+        await app.sink.drain()
+        return answer
+
+    assert with_client(scenario).status_code == 200
+    requests = [e for e in stream_events(redis_client) if e.t == "req"]
+    assert [e.g for e in requests] == ["US4", "US4", "US4"]
+    assert [e.li != 0 for e in requests] == [True, True, False]
