@@ -9,10 +9,13 @@ consecutive days somewhere in the year on `--placements` placements; every close
 `DemandDaily` row per line item and placement (with its `RolledDay` mark), every month
 before this one is summed into `DemandMonthly` rows (with its `RolledMonth` mark), and the
 last `--hourly-days` days are also kept as `DemandHourly` rows, one per hour, today's
-included. `--no-months` leaves the monthly tier out (the report then reads the days).
+included, whose counts and spend add up exactly to the day's row. `--no-months` leaves the
+monthly tier out (the report then reads the days).
 10 % of campaigns are in EUR and 5 % in GBP, with a reference-rate set per day, so the
 report converts. Then it times the staff report over the whole year for each grouping (the
-first run and the best of `--repeat`) and prints the row counts and the answer times.
+first run and the best of `--repeat`, the first page of rows labelled as the API does) and
+prints the row counts and the answer times, beside a baseline measured in the same run: one
+plain SUM over the year's daily rows (what the machine's load makes of a scan).
 Bench rows use advertiser ids from 9,000,000, rate sets from a source named "bench" and
 roll-up marks it adds; all are deleted before and after, nothing else is touched.
 """
@@ -35,8 +38,8 @@ COUNT_COLUMNS = (
 )  # fmt: skip
 
 
-def _counts_sql(seed: str) -> str:
-    """Plausible, deterministic counts from a row's seed expression."""
+def _count_values(seed: str) -> list[str]:
+    """Plausible, deterministic counts from a row's seed expression, in COUNT_COLUMNS order."""
     imps = f"(100 + ({seed}) % 400)"
     values = {
         "requests": f"{imps} * 3", "bids": "0", "wins": imps, "impressions": imps,
@@ -46,7 +49,17 @@ def _counts_sql(seed: str) -> str:
         "third_quartile": f"({imps} / 7)", "complete": f"({imps} / 8)", "skip": "0", "mute": "0",
         "pause": "0",
     }  # fmt: skip
-    return ", ".join(values[c] for c in COUNT_COLUMNS)
+    return [values[c] for c in COUNT_COLUMNS]
+
+
+def _counts_sql(seed: str) -> str:
+    return ", ".join(_count_values(seed))
+
+
+def _hour_share(day_value: str, hour: str) -> str:
+    """An hour's part of a day's count: the day's count split over its 24 hours, the
+    remainder one each to the first hours, so the hours add up to the day exactly."""
+    return f"(({day_value}) / 24 + CASE WHEN ({hour}) < ({day_value}) % 24 THEN 1 ELSE 0 END)"
 
 
 TABLES = ("reporting_demandhourly", "reporting_demanddaily", "reporting_demandmonthly")
@@ -128,6 +141,8 @@ def generate(
         FROM generate_series(0, {args.line_items - 1}) AS n
     """  # noqa: S608 - numbers from argparse
     spend = "(100 + ({s}) % 400) * 0.004"
+    # The day's spend in nano-units, split over the hours as the counts are.
+    nanos = "((100 + ({s}) % 400) * 4000000)"
     with connection.cursor() as cursor, transaction.atomic():
         _clean(cursor, [], [])
         cursor.execute(
@@ -147,13 +162,16 @@ def generate(
             """  # noqa: S608
         )
         daily = cursor.rowcount
+        hour_counts = ", ".join(
+            _hour_share(c, "h.i % 24") for c in _count_values("li.id + h.i / 24 + p.k")
+        )
         cursor.execute(
             f"""
             INSERT INTO reporting_demandhourly (hour, placement_id, line_item_id, buyer_id,
                 currency, door, campaign_id, advertiser_id, {columns}, spend)
             SELECT h.hour, 7000000 + (li.id + p.k * 7) % 20, li.id, 0, li.currency, li.door,
-                li.cp, li.adv, {_counts_sql("li.id + h.i / 24 + p.k")},
-                {spend.format(s="li.id + h.i / 24 + p.k")} / 24
+                li.cp, li.adv, {hour_counts},
+                {_hour_share(nanos.format(s="li.id + h.i / 24 + p.k"), "h.i % 24")} / 1000000000.0
             FROM ({line_items}) AS li
             CROSS JOIN generate_series(0, {args.placements - 1}) AS p(k)
             CROSS JOIN LATERAL (
@@ -210,17 +228,43 @@ def time_reports(args: argparse.Namespace, now: datetime) -> None:
         DemandHourly.objects.all(), DemandDaily.objects.all(), DemandMonthly.objects.all()
     )
     print(f"\nstaff report, {start:%Y-%m-%d} to {now:%Y-%m-%d %H:%M} UTC, in USD")
-    print("(EUR and GBP converted at each day's rates)")
-    print(f"{'group by':<12}{'rows':>8}{'first s':>10}{'best s':>10}")
-    for group in ("campaign", "line_item", "placement", "publisher", "door", "day"):
+    load = os.getloadavg()[0]
+    print(f"(EUR and GBP converted at each day's rates; load average {load:.1f})")
+    print(
+        f"{'group by':<12}{'rows':>8}{'first s':>10}{'best s':>10}{'requests':>16}{'spend USD':>14}"
+    )
+    groups = ("campaign", "line_item", "placement", "publisher", "buyer", "door", "day", "hour")
+    for group in groups:
         times = []
         for _ in range(args.repeat):
             started = clock.perf_counter()
             report = measure(source, group, "USD", start, now, zone, now, args.hourly_days)
             label_rows(group, report.rows[:100], zone)  # the API's first page
             times.append(clock.perf_counter() - started)
-        print(f"{group:<12}{len(report.rows):>8}{times[0]:>10.3f}{min(times):>10.3f}")
-    print(f"\ntotals: {report.totals['requests']:,} requests, {report.totals['spend']} USD")
+        totals = report.totals
+        print(
+            f"{group:<12}{len(report.rows):>8}{times[0]:>10.3f}{min(times):>10.3f}"
+            f"{totals['requests']:>16,}{totals['spend']:>14}"
+        )
+    times = [_baseline(start, now) for _ in range(args.repeat)]
+    print(
+        f"{'baseline':<12}{'':>8}{times[0]:>10.3f}{min(times):>10.3f}  one SUM over the daily rows"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def _baseline(start: datetime, now: datetime) -> float:
+    """A plain scan in the same run: one SUM over the period's daily rows."""
+    from django.db import connection
+
+    started = clock.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT SUM(requests) FROM reporting_demanddaily WHERE day >= %s AND day < %s",
+            [start, now],
+        )
+        cursor.fetchall()
+    return clock.perf_counter() - started
 
 
 def main() -> None:

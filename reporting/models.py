@@ -350,8 +350,22 @@ class DemandDaily(DemandCounts):
         indexes = [
             models.Index(fields=["advertiser_id", "day"], name="demand_daily_adv_day"),
             models.Index(fields=["day"], name="demand_daily_day"),
-            # Amounts to convert: only the rows not in the report currency are read again.
-            models.Index(fields=["currency", "day"], name="demand_daily_currency_day"),
+            # Amounts to convert: the days of months in other currencies than the report's
+            # are read again, for their spend only; the index has all that read needs (the
+            # grouping and scoping columns), so it is read without the table (Postgres).
+            models.Index(
+                fields=["currency", "day"],
+                include=[
+                    "spend",
+                    "line_item_id",
+                    "campaign_id",
+                    "advertiser_id",
+                    "placement_id",
+                    "buyer_id",
+                    "door",
+                ],
+                name="demand_daily_currency_spend",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -80,6 +80,13 @@ class FxHistory:
             day += timedelta(days=1)
         return out
 
+    def factor_rows(self, first: date, last: date, to: str) -> list[tuple[str, date, str]]:
+        """`factors` as (currency, day, factor) rows, for the report's SQL to join on."""
+        return [
+            (key[:-10], date.fromisoformat(key[-10:]), factor)
+            for key, factor in self.factors(first, last, to).items()
+        ]
+
     def sources(self, first: date, last: date) -> dict[str, int]:
         """Which rates each UTC day of [first, last] converts at, keyed by ISO date: the
         ordinal of its reference set's date, or 0 for the constants alone."""

@@ -5,16 +5,17 @@ days rolled up and, grouped by anything but time, the whole months rolled up).
 
 Counts add; amounts are converted into the report currency per UTC day at the rates in
 effect then (`reporting.measurement.fx`) before they add, and an amount with no rate is
-shown apart, never added. The conversion happens in SQL (each row's spend times its day's
-rate, from a JSON table of the period's days), so every figure comes from one grouped query
-per tier (hourly, daily, monthly), whatever the number of rows; months are read only for
-amounts in the report currency (a month has no single rate), the other currencies' days
-from the daily rows.
+shown apart, never added. Every figure comes from one grouped statement over the three tiers
+(`reporting.measurement.grouping`), the conversion in it (each row's spend times its day's
+factor, by a join on the period's days), whatever the number of rows; months give every
+currency's counts but only the report currency's amounts (a month has no single rate), the
+other currencies' amounts come from the months' days. Over time, each grouped row is one UTC
+hour or day and is converted here. A group's figures are made only when its row is read (a
+page of 100 of 10,000).
 """
 
-import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,11 +24,30 @@ from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import DecimalField, IntegerField, Max, Min, Q, QuerySet, Sum
-from django.db.models.expressions import RawSQL
+from django.db.models import QuerySet
 
 from campaigns.models import Campaign, LineItem, Placement, Publisher
 from reporting.measurement.fx import FxHistory
+from reporting.measurement.grouping import (
+    ALL,
+    AT,
+    CONVERTED,
+    COUNTS,  # noqa: F401 - the roll-up reads it from here
+    COUNTS_ONLY,
+    CURRENCY,
+    EXTERNAL,
+    KEY,
+    REPORTED,
+    SOURCE_MAX,
+    SOURCE_MIN,
+    SPEND,
+    SPEND_ONLY,
+    TIER,
+    TIME_FIELDS,
+    UNCONVERTED,
+    Rates,
+    grouped_rows,
+)
 from reporting.measurement.sources import Split, split_period
 from reporting.reports.tables import money, percent
 from serving.models import Buyer
@@ -56,11 +76,6 @@ DEVICE_TYPES = {
     1: "Mobile/tablet", 2: "Personal computer", 3: "Connected TV", 4: "Phone", 5: "Tablet",
     6: "Connected device", 7: "Set-top box", 8: "Out-of-home",
 }  # fmt: skip
-COUNTS = (
-    "requests", "bids", "wins", "impressions", "clicks", "errors", "viewable", "measurable",
-    "video_start", "first_quartile", "midpoint", "third_quartile", "complete", "skip", "mute",
-    "pause",
-)  # fmt: skip
 # What the rollups do not have, said on the page and in the API rather than faked.
 NOT_IN_ROLLUP = (
     "Creative failures by error code are in their own table (per creative kind and code, "
@@ -81,23 +96,7 @@ DAILY_NOTE = (
 # a year of 10,000 line items' groups (about 20 MB).
 WORK_MEM = "64MB"
 
-# Counted in the rollup, not shown in the report: left out of its sums.
-UNREPORTED = ("skip", "mute", "pause")
-REPORTED = tuple(name for name in COUNTS if name not in UNREPORTED)
-
-
-def _sums(model: Any) -> dict[str, Any]:
-    """The sums of `model`'s counts; wins are ours on our line items' rows, buyers' on
-    external demand's (line item 0: the unfilled rows have no wins)."""
-    fields = {f.name for f in model._meta.get_fields()}
-    sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in REPORTED if name in fields}
-    sums["s_own_wins"] = Sum("wins", filter=Q(line_item_id__gt=0))
-    sums["s_buyer_wins"] = Sum("wins", filter=Q(line_item_id=0))
-    sums["s_spend"] = Sum("spend")
-    return sums
-
-
-_SUMMED = tuple((name, f"s_{name}") for name in (*REPORTED, "own_wins", "buyer_wins"))
+_SHOWN = (*REPORTED, "own_wins", "buyer_wins")
 
 
 @dataclass
@@ -110,12 +109,26 @@ class Totals:
     unconverted: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     seconds: float = 0.0  # how long the row covers, for QPS
 
-    def add_counts(self, row: dict[str, Any]) -> None:
+    def add_counts(self, row: tuple[Any, ...]) -> None:
+        """Add a `grouped_rows` row's counts; its wins are ours or buyers' by its kind."""
         counts = self.counts
-        for name, column in _SUMMED:
-            n = row.get(column)
+        for name, i in AT.items():
+            n = row[i]
             if n:
                 counts[name] += n
+        wins = row[AT["wins"]]
+        if wins:
+            counts["buyer_wins" if row[EXTERNAL] else "own_wins"] += wins
+
+    def add_converted(self, row: tuple[Any, ...], currency: str) -> None:
+        """Add a row's spend converted in SQL (`grouped_rows` with rates)."""
+        if row[CURRENCY] == currency:
+            self.spend += row[SPEND]
+            return
+        if row[CONVERTED] is not None:
+            self.spend += row[CONVERTED]
+        if row[UNCONVERTED] is not None:
+            self.unconverted[row[CURRENCY]] += row[UNCONVERTED]
 
     def merge(self, other: "Totals") -> None:
         for name, n in other.counts.items():
@@ -135,7 +148,7 @@ class Totals:
         c = self.counts
         requests, imps, spend = c["requests"], c["impressions"], self.spend
         return {
-            **{name: c[name] for name in (*REPORTED, "own_wins", "buyer_wins")},
+            **{name: c[name] for name in _SHOWN},
             "qps": Decimal(requests / self.seconds).quantize(Decimal("0.001"))
             if self.seconds
             else None,
@@ -167,15 +180,22 @@ class Source:
     # The figures these rollups have (None: all of them).
     figures: frozenset[str] | None = None
 
-    def within(self, split: Split, currency: str) -> "Source":
-        monthly = None if self.monthly is None else split.months(self.monthly, currency)
-        hours, days = split.hours(self.hourly), split.days(self.daily, currency=currency)
-        return Source(hours, days, monthly, self.figures)
+    # The days whose counts are in `monthly`: read for their amounts only.
+    month_days: list[QuerySet[Any]] = field(default_factory=list)
 
-    def tables(self) -> list[tuple[QuerySet[Any], str]]:
-        """Each rollup with its time column."""
-        out = [(self.hourly, "hour"), (self.daily, "day")]
-        return out if self.monthly is None else [*out, (self.monthly, "month")]
+    def within(self, split: Split, currency: str) -> "Source":
+        hours, days = split.hours(self.hourly), split.days(self.daily)
+        if self.monthly is None:
+            return Source(hours, days, None, self.figures)
+        months, month_days = split.months(self.monthly), split.month_days(self.daily, currency)
+        return Source(hours, days, months, self.figures, month_days)
+
+    def tables(self) -> list[tuple[QuerySet[Any], str, str]]:
+        """Each rollup with its time field and what is read from it."""
+        out = [(self.hourly, "hour", ALL), (self.daily, "day", ALL)]
+        if self.monthly is not None:
+            out.append((self.monthly, "month", COUNTS_ONLY))
+        return out + [(days, "day", SPEND_ONLY) for days in self.month_days]
 
 
 @dataclass
@@ -189,57 +209,6 @@ class MeasurementReport:
     totals: dict[str, Any]
     fx_note: str
     notes: list[str]
-
-
-def _key(group: str, row: dict[str, Any], time_field: str, zone: ZoneInfo) -> Any:
-    if group == "hour":
-        return row[time_field]
-    if group == "day":
-        at: datetime = row[time_field]
-        # A rolled-up row is a UTC day already; an hour is counted in its local day.
-        return at.date() if time_field == "day" else at.astimezone(zone).date()
-    column = GROUPS[group]
-    assert column is not None  # noqa: S101 - only day and hour have none
-    return row[column]
-
-
-def _columns(group: str, time_field: str) -> list[str]:
-    column = GROUPS[group]
-    return [time_field] if column is None else [column]
-
-
-def _amounts(model: Any, time_field: str, currency: str, rates: str, days: str) -> dict[str, Any]:
-    """Spend of a group's rows not in the report currency, converted in SQL at the rate of
-    each row's UTC day (`rates`: JSON of `FxHistory.factors`), the part with no rate (never
-    converted, shown apart), and the oldest and newest rate source those days used (`days`:
-    JSON of `FxHistory.sources`), for the note."""
-    table = model._meta.db_table
-    spend, code = f'"{table}"."spend"', f'"{table}"."currency"'
-    if connection.vendor == "postgresql":
-        day = f"""to_char("{table}"."{time_field}" AT TIME ZONE 'UTC', 'YYYY-MM-DD')"""
-        factor = f"((%s::jsonb) ->> ({code} || {day}))::numeric"
-        source = f"((%s::jsonb) ->> {day})::int"
-    else:  # SQLite (the demo): times are stored in UTC
-        day = f"""strftime('%%Y-%%m-%%d', "{table}"."{time_field}")"""
-        factor = f"""json_extract(%s, '$."' || {code} || {day} || '"')"""
-        source = f"""json_extract(%s, '$."' || {day} || '"')"""
-    money_field = DecimalField(max_digits=30, decimal_places=9)
-    foreign_source = f"CASE WHEN {code} <> %s THEN {source} END"
-    # Only column names from the model go into the SQL; the values are parameters.
-    return {
-        "s_converted": Sum(
-            RawSQL(f"CASE WHEN {code} <> %s THEN {spend} * {factor} END",  # noqa: S611
-                   [currency, rates], output_field=money_field),
-        ),
-        "s_unconverted": Sum(
-            RawSQL(f"CASE WHEN {code} <> %s AND {factor} IS NULL THEN {spend} END",  # noqa: S611
-                   [currency, rates], output_field=money_field),
-        ),
-        "s_source_min": Min(RawSQL(foreign_source, [currency, days],  # noqa: S611
-                                   output_field=IntegerField())),
-        "s_source_max": Max(RawSQL(foreign_source, [currency, days],  # noqa: S611
-                                   output_field=IntegerField())),
-    }  # fmt: skip
 
 
 def measure(
@@ -258,74 +227,101 @@ def measure(
         start, end, now, hourly_days, prefer_hours=group == "hour",
         months=not over_time and source.monthly is not None,
     )  # fmt: skip
-    rows = source.within(split, currency)
+    tiers = source.within(split, currency).tables()
     fx = FxHistory((min(end, now) + timedelta(days=1)).date())
-    first = min(start, split.day_from).astimezone(UTC).date()
-    last = (max(end, split.day_to) - timedelta(microseconds=1)).astimezone(UTC).date()
-    # Grouped by time, each row is one UTC hour or day: its amounts are converted here;
-    # otherwise in SQL, each row at its day's rate.
-    fx_json = None if over_time else (
-        json.dumps(fx.factors(first, last, currency)), json.dumps(fx.sources(first, last))
-    )  # fmt: skip
-    groups: dict[Any, Totals] = defaultdict(Totals)
-    sources: list[int | None] = []
-    with _tuned():
-        fetched = [
-            (time_field, list(_grouped(qs, group, time_field, currency, fx_json)))
-            for qs, time_field in rows.tables()
-        ]
-    for time_field, grouped in fetched:
-        for row in grouped:
-            totals = groups[_key(group, row, time_field, zone)]
-            totals.add_counts(row)
-            if row["currency"] == currency:
-                totals.spend += row["s_spend"] or Decimal(0)
-            elif over_time:  # one row per UTC hour or day: converted at its day's rate
-                _convert(totals, row, currency, row[time_field].astimezone(UTC).date(), fx)
-            else:
-                totals.spend += row["s_converted"] or Decimal(0)
-                if row["s_unconverted"] is not None:
-                    totals.unconverted[row["currency"]] += row["s_unconverted"]
-                sources += [row["s_source_min"], row["s_source_max"]]
-    fx.mark(sources)
-    if group == "publisher":
-        groups = _by_publisher(groups)
     covered_end = min(end, now)
-    for key, totals in groups.items():
-        totals.seconds = _seconds(group, key, start, covered_end, zone)
     whole = Totals(seconds=max(0.0, (covered_end - start).total_seconds()))
-    for totals in groups.values():
-        whole.merge(totals)
+    if over_time:
+        # Each row is one UTC hour or day: its amounts are converted here, at its day's rate.
+        with _tuned():
+            fetched = grouped_rows(tiers, None, currency, None)
+        groups = _over_time(fetched, group, currency, zone, fx)
+        for key, totals in groups.items():
+            totals.seconds = _seconds(group, key, start, covered_end, zone)
+            whole.merge(totals)
+        items: list[tuple[Any, Any]] = sorted(groups.items(), key=lambda item: item[0])
+        rows = Rows(items, source.figures)
+    else:
+        first = min(start, split.day_from).astimezone(UTC).date()
+        last = (max(end, split.day_to) - timedelta(microseconds=1)).astimezone(UTC).date()
+        rates = Rates(fx.factor_rows(first, last, currency), fx.sources(first, last))
+        with _tuned():
+            fetched = grouped_rows(tiers, GROUPS[group], currency, rates)
+        keyed = _keyed(fetched)
+        if group == "publisher":
+            keyed = _by_publisher(keyed)
+        _add_whole(whole, fetched, currency, fx)
+        rows = Rows(_ordered(keyed), source.figures, _lazy_totals(currency, whole.seconds))
     notes = [NOT_IN_ROLLUP] if source.figures is None else [GEO_NOTE]
     if split.approximate or (group == "hour" and split.day_from < split.day_to):
         notes.append(DAILY_NOTE.format(days=hourly_days))
     fx_note = f"Amounts in {currency}. " + fx.describe()
     return MeasurementReport(
-        group, currency, start, end, zone, Rows(_ordered(group, groups), source.figures),
-        whole.metrics(source.figures), fx_note, notes,
+        group, currency, start, end, zone, rows, whole.metrics(source.figures), fx_note, notes,
     )  # fmt: skip
 
 
-def _convert(totals: Totals, row: dict[str, Any], currency: str, day: date, fx: FxHistory) -> None:
-    amount: Decimal = row["s_spend"] or Decimal(0)
-    value = fx.convert(amount, row["currency"], currency, day)
-    if value is None:
-        totals.unconverted[row["currency"]] += amount
-    else:
-        totals.spend += value
+def _over_time(
+    fetched: list[tuple[Any, ...]], group: str, currency: str, zone: ZoneInfo, fx: FxHistory
+) -> dict[Any, Totals]:
+    groups: dict[Any, Totals] = defaultdict(Totals)
+    for row in fetched:
+        at: datetime = row[KEY]
+        if group == "hour":
+            key: Any = at
+        else:  # a rolled-up row is a UTC day already; an hour is counted in its local day
+            key = at.date() if TIME_FIELDS[row[TIER]] == "day" else at.astimezone(zone).date()
+        totals = groups[key]
+        totals.add_counts(row)
+        amount: Decimal = row[SPEND]
+        value = fx.convert(amount, row[CURRENCY], currency, at.astimezone(UTC).date())
+        if value is None:
+            totals.unconverted[row[CURRENCY]] += amount
+        else:
+            totals.spend += value
+    return groups
 
 
-def _grouped(
-    qs: QuerySet[Any],
-    group: str,
-    time_field: str,
-    currency: str,
-    fx_json: tuple[str, str] | None,
-) -> QuerySet[Any]:
-    sums = _sums(qs.model)
-    if fx_json is not None:
-        sums.update(_amounts(qs.model, time_field, currency, *fx_json))
-    return qs.values(*_columns(group, time_field), "currency").annotate(**sums).order_by()
+def _keyed(fetched: list[tuple[Any, ...]]) -> dict[Any, list[tuple[Any, ...]]]:
+    """The rows of each group (one per currency and kind of demand in it)."""
+    keyed: dict[Any, list[tuple[Any, ...]]] = {}
+    for row in fetched:
+        rows = keyed.get(row[KEY])
+        if rows is None:
+            keyed[row[KEY]] = [row]
+        else:
+            rows.append(row)
+    return keyed
+
+
+def _add_whole(whole: Totals, fetched: list[tuple[Any, ...]], currency: str, fx: FxHistory) -> None:
+    """The report's totals from every row, column by column (no per-group objects), and the
+    rate sources the conversions used, for the note."""
+    if not fetched:
+        return
+    columns = list(zip(*fetched, strict=True))
+    for name, i in AT.items():
+        whole.counts[name] = sum(columns[i])
+    external, wins = columns[EXTERNAL], columns[AT["wins"]]
+    whole.counts["buyer_wins"] = sum(w for w, e in zip(wins, external, strict=True) if e)
+    whole.counts["own_wins"] = whole.counts["wins"] - whole.counts["buyer_wins"]
+    sources: list[int | None] = []
+    for row in fetched:
+        whole.add_converted(row, currency)
+        if row[CURRENCY] != currency:
+            sources += [row[SOURCE_MIN], row[SOURCE_MAX]]
+    fx.mark(sources)
+
+
+def _lazy_totals(currency: str, seconds: float) -> Callable[[Any], Totals]:
+    def make(rows: list[tuple[Any, ...]]) -> Totals:
+        totals = Totals(seconds=seconds)
+        for row in rows:
+            totals.add_counts(row)
+            totals.add_converted(row, currency)
+        return totals
+
+    return make
 
 
 @contextmanager
@@ -344,10 +340,16 @@ def _tuned() -> Iterator[None]:
 
 class Rows(Sequence[dict[str, Any]]):
     """A report's rows in order, each made into its figures only when read: a page of a
-    10,000-row report computes 100."""
+    10,000-row report computes 100. An item is a key and its `Totals`, or what `make`
+    makes them from."""
 
-    def __init__(self, items: list[tuple[Any, Totals]], figures: frozenset[str] | None) -> None:
-        self._items, self._figures = items, figures
+    def __init__(
+        self,
+        items: list[tuple[Any, Any]],
+        figures: frozenset[str] | None,
+        make: Callable[[Any], Totals] | None = None,
+    ) -> None:
+        self._items, self._figures, self._make = items, figures, make
         self._made: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -357,6 +359,8 @@ class Rows(Sequence[dict[str, Any]]):
         row = self._made.get(i)
         if row is None:
             key, totals = self._items[i]
+            if self._make is not None:
+                totals = self._make(totals)
             row = self._made[i] = {"key": _json_key(key), **totals.metrics(self._figures)}
         return row
 
@@ -370,22 +374,27 @@ class Rows(Sequence[dict[str, Any]]):
         return self._row(range(len(self._items))[i])
 
 
-def _ordered(group: str, groups: dict[Any, Totals]) -> list[tuple[Any, Totals]]:
-    if group in ("day", "hour"):
-        return sorted(groups.items(), key=lambda item: item[0])
-    keyed = [
-        ((-t.counts["requests"], -t.counts["impressions"], key), key, t)
-        for key, t in groups.items()
-    ]
-    keyed.sort(key=lambda k: k[0])
-    return [(key, t) for _, key, t in keyed]
+_REQUESTS, _IMPRESSIONS = AT["requests"], AT["impressions"]
 
 
-def _by_publisher(groups: dict[Any, Totals]) -> dict[Any, Totals]:
-    owner = dict(Placement.objects.filter(pk__in=groups).values_list("pk", "publisher_id"))
-    out: dict[Any, Totals] = defaultdict(Totals)
-    for placement_id, totals in groups.items():
-        out[owner.get(placement_id, 0)].merge(totals)
+def _ordered(keyed: dict[Any, list[tuple[Any, ...]]]) -> list[tuple[Any, Any]]:
+    """Most requests first, then most impressions, then by key."""
+    ranked = []
+    for key, rows in keyed.items():
+        requests = impressions = 0
+        for row in rows:
+            requests += row[_REQUESTS]
+            impressions += row[_IMPRESSIONS]
+        ranked.append((-requests, -impressions, key, rows))
+    ranked.sort(key=lambda item: item[:3])
+    return [(key, rows) for _, _, key, rows in ranked]
+
+
+def _by_publisher(keyed: dict[Any, list[tuple[Any, ...]]]) -> dict[Any, list[tuple[Any, ...]]]:
+    owner = dict(Placement.objects.filter(pk__in=keyed).values_list("pk", "publisher_id"))
+    out: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+    for placement_id, rows in keyed.items():
+        out[owner.get(placement_id, 0)] += rows
     return out
 
 

@@ -74,36 +74,40 @@ class Split:
         daily = Q(**{f"{field}__gte": self.day_from, f"{field}__lt": self.day_to})
         return qs.filter(inside & ~daily)
 
-    def days(self, qs: QuerySet[Any], field: str = "day", currency: str = "") -> QuerySet[Any]:
-        """The daily rows to read; with months, those of the months' rows in `currency`
-        (`months`) are left out."""
+    def days(self, qs: QuerySet[Any], field: str = "day") -> QuerySet[Any]:
+        """The daily rows to read whole: with months, only the days around them."""
         if self.day_from >= self.day_to:
             return qs.none()
         if self.month_from is None or self.month_to is None:
             return qs.filter(**{f"{field}__gte": self.day_from, f"{field}__lt": self.day_to})
-
-        def within(low: datetime, high: datetime) -> Q:
-            return Q(**{f"{field}__gte": low, f"{field}__lt": high})
-
-        # Ranges the (day) and (currency, day) indexes read, rather than every day of the
-        # period less the months: the edge days, and the months' days in other currencies.
-        other = Q(currency__lt=currency) | Q(currency__gt=currency)
         return qs.filter(
-            within(self.day_from, self.month_from)
-            | within(self.month_to, self.day_to)
-            | (within(self.month_from, self.month_to) & other)
+            _within(field, self.day_from, self.month_from)
+            | _within(field, self.month_to, self.day_to)
         )
 
-    def months(self, qs: QuerySet[Any], currency: str, field: str = "month") -> QuerySet[Any]:
-        """The monthly rows to read: only those in `currency` (the report's). A month's
-        amounts in another currency are converted at each day's rate, so they are read
-        from the days."""
+    def month_days(
+        self, qs: QuerySet[Any], currency: str, field: str = "day"
+    ) -> list[QuerySet[Any]]:
+        """The daily rows of the months in other currencies than `currency`: their amounts
+        convert at each day's rate, so they are read from the days (their counts from the
+        months). Two querysets, the currencies before and after `currency`: each a range of
+        the (currency, day) index that covers them, read without the table, where "not
+        `currency`" would be a scan of it."""
+        if self.month_from is None or self.month_to is None:
+            return []
+        months = _within(field, self.month_from, self.month_to)
+        return [qs.filter(months, currency__lt=currency), qs.filter(months, currency__gt=currency)]
+
+    def months(self, qs: QuerySet[Any], field: str = "month") -> QuerySet[Any]:
+        """The monthly rows to read: every currency's counts, the report currency's amounts
+        (`month_days` has the others')."""
         if self.month_from is None or self.month_to is None:
             return qs.none()
-        return qs.filter(
-            **{f"{field}__gte": self.month_from, f"{field}__lt": self.month_to},
-            currency=currency,
-        )
+        return qs.filter(**{f"{field}__gte": self.month_from, f"{field}__lt": self.month_to})
+
+
+def _within(field: str, low: datetime, high: datetime) -> Q:
+    return Q(**{f"{field}__gte": low, f"{field}__lt": high})
 
 
 def split_period(
