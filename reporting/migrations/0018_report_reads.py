@@ -31,7 +31,7 @@ def _run(sql: str) -> Any:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reporting", "0016_creative_errors"),
+        ("reporting", "0017_model_kind_pcvr"),
     ]
 
     operations = [
