@@ -4,7 +4,7 @@ summed per group, currency and kind of demand in SQL, in one statement (`grouped
 Amounts in other currencies than the report's are converted in SQL, each row's spend times
 the factor of its UTC day, by a join on a table of the period's (currency, day, factor)
 passed as one JSON parameter: a hash join, rather than a JSON lookup per row. Counts come
-back as integers (summed in a bigint, migration 0017) and amounts as exact decimals, so a
+back as integers (summed in a bigint, migration 0018) and amounts as exact decimals, so a
 grouping of 10,000 line items is one statement returning some 12,000 rows of plain values
 (a group's rows per tier add up in the caller), with no per-value conversion by the ORM.
 """
