@@ -53,7 +53,9 @@ class Renderer:
         """Each decision rendered; `currency` (one unit worth `rate` platform units) is the
         answer's, for `${AUCTION_PRICE}` in our own markup (the platform's by default)."""
         now = int(ctx.now)
-        answer = _Answer(currency or self.currency, rate)
+        # The request's country and device type, as every decision's token carries them.
+        g = geo_device(ctx.geo.country, ctx.device.devicetype)
+        answer = _Answer(currency or self.currency, rate, g)
         return [
             self._render(ctx, d, placement, f"{ctx.request_id}-{n}", now, answer)
             for n, d in enumerate(outcome.decisions)
@@ -69,7 +71,7 @@ class Renderer:
         answer: "_Answer",
     ) -> Served:
         if d.line_item is None:
-            return self._render_external(ctx, d, placement, decision_id, now)
+            return self._render_external(ctx, d, placement, decision_id, now, answer.g)
         li, creative = d.line_item, d.creative
         assert creative is not None  # noqa: S101 - set with line_item
         cpm_micros, click_micros = costs(li, d.price, d.pctr)
@@ -90,7 +92,7 @@ class Renderer:
             door=ctx.source,
             u=ctx.pseudonym,
             net=ctx.network,
-            g=geo_device(ctx.geo.country, ctx.device.devicetype),
+            g=answer.g,
         )
         # One signed token per decision, for its impression, click, error and event URLs
         # alike (the path says which): one HMAC per decision on the hot path.
@@ -108,7 +110,13 @@ class Renderer:
         return Served(d, decision_id, creative.format, markup, imp_url, click_url, native)
 
     def _render_external(
-        self, ctx: AdContext, d: Decision, placement: PlacementSnap, decision_id: str, now: int
+        self,
+        ctx: AdContext,
+        d: Decision,
+        placement: PlacementSnap,
+        decision_id: str,
+        now: int,
+        g: str,
     ) -> Served:
         ext: ExternalBid = d.external
         values = auction_macros(ctx, ext, d.price, None)
@@ -129,7 +137,7 @@ class Renderer:
             door=ctx.source,
             u=ctx.pseudonym,
             net=ctx.network,
-            g=geo_device(ctx.geo.country, ctx.device.devicetype),
+            g=g,
         )
         imp_url = f"{self.public_url}/v1/imp/{self.signer.sign(token)}"
         markup = substitute(ext.adm or "", values)
@@ -197,10 +205,12 @@ def fill(template: str, imp_url: str, click_url: str, decision_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
-    """The currency a door answers in, and how many platform units one unit of it is worth."""
+    """The currency a door answers in, how many platform units one unit of it is worth, and
+    the request's `geo_device` code (the same for each of its decisions)."""
 
     currency: str
     rate: Decimal
+    g: str = ""
 
 
 def answer_price(price: Decimal, rate: Decimal) -> Decimal:
