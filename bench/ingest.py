@@ -45,11 +45,49 @@ FOLLOW_UPS = (("clk", 0.02, ""), ("err", 0.01, "405"), ("evt", 0.5, "measurable"
               ("evt", 0.3, "viewable"))  # fmt: skip
 
 
+def entries(rng: random.Random, ts: int) -> list[bytes]:
+    """One ad request's stream entries, as serving writes them: its "req" with two "loss"
+    events (and the consent ledger), then, when filled and shown, the impression and its
+    follow-ups."""
+    from serving.events import Event, encode_events
+
+    pl, li = PL + rng.randrange(20), LI + rng.randrange(100)
+    ids: dict[str, Any] = {"li": li, "cp": li // 10, "adv": ADV + li % 10, "cr": li}
+    rid = f"bench{uuid.uuid4().hex}"  # unique across runs and phases: billed once each
+    filled = rng.random() < 0.7
+    g = f"ZZ{rng.choice((2, 4, 5))}"
+    head = Event(
+        t="req", ts=ts, pl=pl, d=rid, cs=LEDGER, u=rid[5:27],
+        ip="192.0.2.0", rq="caller-id", dr="v1", g=g, **(ids if filled else {}),
+    )  # fmt: skip
+    losses = [
+        Event(t="loss", ts=ts, pl=pl, li=LI + rng.randrange(100), cp=1, adv=ADV, d=rid,
+              r="outbid")
+        for _ in range(2)
+    ]  # fmt: skip
+    out = [encode_events([head, *losses])]
+    if not filled or rng.random() >= 0.8:
+        return out
+    common: dict[str, Any] = {"ts": ts, "pl": pl, "d": rid, "dr": "v1", "g": g, **ids}
+    out.append(encode_events([Event(t="imp", cpm=2_500_000, u=head.u, ip="192.0.2.0",
+                                    **common)]))  # fmt: skip
+    for kind, share, r in FOLLOW_UPS:
+        if rng.random() < share:
+            out.append(encode_events([Event(t=kind, r=r, **common)]))
+    return out
+
+
+def latencies(ts: int) -> bytes:
+    """The buyer latency counts one serving process writes every few seconds."""
+    from serving.events import Event, encode_events
+
+    return encode_events([Event(t="lat", ts=ts, pl=0, b=BUYER + b, r=str(k), n=5)
+                          for b in range(4) for k in range(40, 45)])  # fmt: skip
+
+
 def produce(url: str, stream: str, rate: int, seconds: float, seed: int) -> None:
     """Write `rate` ad requests' entries a second for `seconds` (paced every 10 ms)."""
     import redis
-
-    from serving.events import Event, encode_events
 
     rng = random.Random(seed)
     client = redis.Redis.from_url(url)
@@ -61,41 +99,10 @@ def produce(url: str, stream: str, rate: int, seconds: float, seed: int) -> None
         pipe = client.pipeline(transaction=False)
         ts = int(time.time() * 1000)
         for _ in range(due):
-            pl, li = PL + rng.randrange(20), LI + rng.randrange(100)
-            ids: dict[str, Any] = {"li": li, "cp": li // 10, "adv": ADV + li % 10, "cr": li}
-            rid = f"bench{uuid.uuid4().hex}"
-            filled = rng.random() < 0.7
-            g = f"ZZ{rng.choice((2, 4, 5))}"
-            head = Event(
-                t="req", ts=ts, pl=pl, d=rid, cs=LEDGER, u=uuid.uuid4().hex[:22],
-                ip="192.0.2.0", rq="caller-id", dr="v1", g=g, **(ids if filled else {}),
-            )  # fmt: skip
-            losses = [
-                Event(
-                    t="loss",
-                    ts=ts,
-                    pl=pl,
-                    li=LI + rng.randrange(100),
-                    cp=1,
-                    adv=ADV,
-                    d=rid,
-                    r="outbid",
-                )
-                for _ in range(2)
-            ]
-            pipe.xadd(stream, {"v": encode_events([head, *losses])})
-            if not filled or rng.random() >= 0.8:
-                continue
-            common: dict[str, Any] = {"ts": ts, "pl": pl, "d": rid, "dr": "v1", "g": g, **ids}
-            imp = Event(t="imp", cpm=2_500_000, u=head.u, ip="192.0.2.0", **common)
-            pipe.xadd(stream, {"v": encode_events([imp])})
-            for kind, share, r in FOLLOW_UPS:
-                if rng.random() < share:
-                    pipe.xadd(stream, {"v": encode_events([Event(t=kind, r=r, **common)])})
+            for value in entries(rng, ts):
+                pipe.xadd(stream, {"v": value})
         if time.monotonic() >= next_latency:
-            lat = [Event(t="lat", ts=ts, pl=0, b=BUYER + b, r=str(k), n=5)
-                   for b in range(4) for k in range(40, 45)]  # fmt: skip
-            pipe.xadd(stream, {"v": encode_events(lat)})
+            pipe.xadd(stream, {"v": latencies(ts)})
             next_latency += 5
         made += due
         pipe.execute()

@@ -4,8 +4,9 @@ Serving de-duplicates impressions and clicks with "already counted" marks in Red
 die with a Redis that loses its data (no AOF, a failover to an empty replica, a FLUSHALL),
 and a replayed tracking URL would then be billed again. Ingestion therefore also records
 every (decision id, kind) it bills in `BilledDecision`, in the same transaction as the
-rollups and the watermark, and drops an event whose pair is there already: one bulk lookup
-and one bulk insert per batch, no query per event.
+rollups and the watermark, and drops an event whose pair is there already: one INSERT ... ON
+CONFLICT DO NOTHING RETURNING per batch records the new pairs and names them, no query per
+event.
 
 A row is needed only while a replay could still be billed: its token is valid for
 SERVING_TOKEN_TTL_SECONDS from issue, so every replay of it is recorded before
@@ -14,20 +15,18 @@ replay has been rolled up, and the row can go (`prune_billed_decisions`, on the 
 beat).
 """
 
-import itertools
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from reporting.measurement.upsert import insert_new
 from reporting.models import BilledDecision, BilledKind, StreamWatermark
 from serving.events import Event
 
 log = logging.getLogger(__name__)
 
 BILLED_KINDS = frozenset(BilledKind.values)
-LOOKUP_CHUNK = 1000  # ids per IN (...) lookup: well inside every backend's parameter limit
 
 Entry = tuple[str, list[Event]]
 Key = tuple[str, str]  # (decision id, kind)
@@ -39,16 +38,6 @@ def _billable(event: Event) -> bool:
     return event.t in BILLED_KINDS and bool(event.d)
 
 
-def _already_billed(keys: Sequence[Key]) -> set[Key]:
-    found: set[Key] = set()
-    for kind in BILLED_KINDS:
-        ids = [d for d, k in keys if k == kind]
-        for chunk in itertools.batched(ids, LOOKUP_CHUNK):
-            rows = BilledDecision.objects.filter(kind=kind, decision_id__in=chunk)
-            found.update((d, kind) for d in rows.values_list("decision_id", flat=True))
-    return found
-
-
 def refuse_billed_again(entries: list[Entry]) -> tuple[list[Entry], int]:
     """The entries without impressions and clicks already billed (before or earlier in this
     batch), and how many were refused; records the new ones. Call inside the rollup's
@@ -56,15 +45,24 @@ def refuse_billed_again(entries: list[Entry]) -> tuple[list[Entry], int]:
     first_seen: dict[Key, int] = {}
     for _, events in entries:
         for e in events:
-            if _billable(e):
+            if e.t in BILLED_KINDS and e.d:
                 first_seen.setdefault((e.d, e.t), e.ts)
     if not first_seen:
         return entries, 0
-    billed = _already_billed(list(first_seen))
-    taken = set(billed)
+    # One statement records the new pairs and tells which were there before (billed).
+    recorded = insert_new(
+        BilledDecision, ("decision_id", "kind"), ("decision_id", "kind", "recorded_at"),
+        [(d, k, datetime.fromtimestamp(ts / 1000, UTC))
+         for (d, k), ts in sorted(first_seen.items())],  # one lock order for every writer
+    )  # fmt: skip
+    taken = {key for key in first_seen if key not in recorded}
     refused = 0
     kept: list[Entry] = []
-    for entry_id, events in entries:
+    for entry in entries:
+        entry_id, events = entry
+        if not any(_billable(e) for e in events):
+            kept.append(entry)
+            continue
         keep = []
         for e in events:
             if _billable(e):
@@ -75,16 +73,6 @@ def refuse_billed_again(entries: list[Entry]) -> tuple[list[Entry], int]:
                 taken.add(key)
             keep.append(e)
         kept.append((entry_id, keep))
-    BilledDecision.objects.bulk_create(
-        [
-            BilledDecision(
-                decision_id=d, kind=k, recorded_at=datetime.fromtimestamp(ts / 1000, UTC)
-            )
-            for (d, k), ts in first_seen.items()
-            if (d, k) not in billed
-        ],
-        batch_size=LOOKUP_CHUNK,
-    )
     if refused:
         log.warning("refused %s impressions/clicks billed before (replayed tracking URLs)", refused)
     return kept, refused

@@ -2,13 +2,12 @@
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import F
-
+from reporting.measurement.upsert import add_rows
 from reporting.models import CreativeHourly, RequestKeyHourly
-from reporting.stream import lock_order
+from reporting.stream import OWNER, hour_of, lock_order
 from serving.events import Event
 from serving.request_keys import decode_key
 
@@ -28,8 +27,7 @@ class _CreativeTotals:
 CreativeKey = tuple[datetime, int, int]
 
 
-def _hour(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
+_hour = hour_of
 
 
 def aggregate_creatives(events: list[Event]) -> dict[CreativeKey, _CreativeTotals]:
@@ -52,19 +50,15 @@ def aggregate_creatives(events: list[Event]) -> dict[CreativeKey, _CreativeTotal
 
 
 def write_creatives(totals: dict[CreativeKey, _CreativeTotals]) -> None:
-    for (hour, line_item_id, creative_id), t in lock_order(totals):
-        row, _ = CreativeHourly.objects.get_or_create(
-            hour=hour,
-            line_item_id=line_item_id,
-            creative_id=creative_id,
-            defaults={"campaign_id": t.campaign_id, "advertiser_id": t.advertiser_id},
-        )
-        CreativeHourly.objects.filter(pk=row.pk).update(
-            impressions=F("impressions") + t.impressions,
-            clicks=F("clicks") + t.clicks,
-            errors=F("errors") + t.errors,
-            spend=F("spend") + Decimal(t.spend_nanos) / NANOS,
-        )
+    add_rows(
+        CreativeHourly, ("hour", "line_item_id", "creative_id"),
+        OWNER, ("impressions", "clicks", "errors", "spend"),
+        [
+            (*key, t.campaign_id, t.advertiser_id, t.impressions, t.clicks, t.errors,
+             Decimal(t.spend_nanos) / NANOS)
+            for key, t in lock_order(totals)
+        ],
+    )  # fmt: skip
 
 
 RequestKey = tuple[datetime, int, str, str, int, str]
@@ -84,13 +78,8 @@ def aggregate_request_keys(events: list[Event]) -> dict[RequestKey, int]:
 
 
 def write_request_keys(counts: dict[RequestKey, int]) -> None:
-    for (hour, placement_id, slots, country, devicetype, channel), n in lock_order(counts):
-        row, _ = RequestKeyHourly.objects.get_or_create(
-            hour=hour,
-            placement_id=placement_id,
-            slots=slots,
-            country=country,
-            device_type=devicetype,
-            channel=channel,
-        )
-        RequestKeyHourly.objects.filter(pk=row.pk).update(requests=F("requests") + n)
+    add_rows(
+        RequestKeyHourly,
+        ("hour", "placement_id", "slots", "country", "device_type", "channel"), (),
+        ("requests",), [(*key, n) for key, n in lock_order(counts)],
+    )  # fmt: skip

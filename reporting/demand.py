@@ -13,12 +13,11 @@ de-duplicates the once-per-decision ones before they reach the stream).
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
 
 from campaigns.models import Campaign
 from reporting.measurement.sources import midnight, month_start, months_rolled_until, rolled_until
@@ -30,7 +29,7 @@ from reporting.models import (
     DemandHourly,
     DemandMonthly,
 )
-from reporting.stream import lock_order
+from reporting.stream import OWNER, hour_of, lock_order
 from serving.events import Event
 from serving.latency import TIMEOUT
 
@@ -54,18 +53,25 @@ COUNTS = (
 )  # fmt: skip
 
 DemandKey = tuple[datetime, int, int, int, str, str]
+DEMAND_KEY = ("placement_id", "line_item_id", "buyer_id", "currency", "door")
+DEMAND_AMOUNTS = (*COUNTS, "spend")
+# The COUNTS positions each kind of event adds one to ("req": without and with a win).
+_AT = {c: i for i, c in enumerate(COUNTS)}
+_ADDS = {"bid": (_AT["bids"],), "imp": (_AT["impressions"],), "clk": (_AT["clicks"],),
+         "err": (_AT["errors"],)}  # fmt: skip
+_REQUEST, _FILLED = (_AT["requests"],), (_AT["requests"], _AT["wins"])
+_PLAYER = {name: (_AT[column],) for name, column in PLAYER_COLUMNS.items()}
 
 
 @dataclass(slots=True)
 class DemandRow:
     campaign_id: int
     advertiser_id: int
-    counts: dict[str, int]
+    counts: list[int]  # in the order of COUNTS
     spend_nanos: int
 
-
-def _hour(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
+    def count(self, column: str) -> int:
+        return self.counts[_AT[column]]
 
 
 def campaign_currencies(events: list[Event]) -> dict[int, str]:
@@ -83,31 +89,28 @@ def aggregate_demand(
     batch; `currencies` maps campaign ids to their currency (the platform's otherwise)."""
     platform = settings.SERVING_CURRENCY
     rows: dict[DemandKey, DemandRow] = {}
+    width = len(COUNTS)
     for e in events:
         t = e.t
         if t == "req":
-            columns: tuple[str, ...] = ("requests", "wins") if (e.li or e.b) else ("requests",)
-        elif t == "bid":
-            columns = ("bids",)
-        elif t == "imp":
-            columns = ("impressions",)
-        elif t == "clk":
-            columns = ("clicks",)
-        elif t == "err":
-            columns = ("errors",)
-        elif t == "evt" and e.r in PLAYER_COLUMNS:
-            columns = (PLAYER_COLUMNS[e.r],)
+            adds = _FILLED if (e.li or e.b) else _REQUEST
+        elif t == "evt":
+            if e.r not in _PLAYER:
+                continue
+            adds = _PLAYER[e.r]
+        elif t in _ADDS:
+            adds = _ADDS[t]
         else:
             continue
         # External demand is its buyer's row (line item 0, buyer set), never the unfilled one.
         currency = currencies.get(e.cp, platform) if e.cp else platform
-        key = (_hour(e.ts), e.pl, e.li, 0 if e.li else e.b, currency, e.dr[:8])
+        key = (hour_of(e.ts), e.pl, e.li, 0 if e.li else e.b, currency, e.dr[:8])
         row = rows.get(key)
         if row is None:
-            row = rows[key] = DemandRow(e.cp, e.adv, defaultdict(int), 0)
-        for column in columns:
-            row.counts[column] += 1
-        if t in ("imp", "clk"):
+            row = rows[key] = DemandRow(e.cp, e.adv, [0] * width, 0)
+        for at in adds:
+            row.counts[at] += 1
+        if t == "imp" or t == "clk":
             row.spend_nanos += e.cpm
     return rows
 
@@ -118,22 +121,19 @@ def write_demand(rows: dict[DemandKey, DemandRow]) -> None:
     into its day too, and into its month when that is summed, so that they never disagree."""
     done = rolled_until() if rows else None
     months_done = months_rolled_until() if done is not None else None
-    tiers: dict[Any, list[Any]] = {DemandHourly: [], DemandDaily: [], DemandMonthly: []}
-    for (hour, placement_id, line_item_id, buyer_id, currency, door), r in lock_order(rows):
-        key = {
-            "placement_id": placement_id, "line_item_id": line_item_id,
-            "buyer_id": buyer_id, "currency": currency, "door": door,
-        }  # fmt: skip
-        owner = {"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id}
-        amounts: dict[str, Any] = {c: r.counts.get(c, 0) for c in COUNTS}
-        amounts["spend"] = Decimal(r.spend_nanos) / NANOS
-        tiers[DemandHourly].append(({"hour": hour, **key}, owner, amounts))
+    hours: list[tuple[Any, ...]] = []
+    days: list[tuple[Any, ...]] = []
+    months: list[tuple[Any, ...]] = []
+    for (hour, *key), r in lock_order(rows):
+        values = (*key, r.campaign_id, r.advertiser_id, *r.counts, Decimal(r.spend_nanos) / NANOS)
+        hours.append((hour, *values))
         if done is not None and hour < done:
-            tiers[DemandDaily].append(({"day": midnight(hour), **key}, owner, amounts))
+            days.append((midnight(hour), *values))
         if months_done is not None and hour < months_done:
-            tiers[DemandMonthly].append(({"month": month_start(hour), **key}, owner, amounts))
-    for model, batch in tiers.items():
-        add_rows(model, batch)
+            months.append((month_start(hour), *values))
+    for model, at, batch in ((DemandHourly, "hour", hours), (DemandDaily, "day", days),
+                             (DemandMonthly, "month", months)):  # fmt: skip
+        add_rows(model, (at, *DEMAND_KEY), OWNER, DEMAND_AMOUNTS, batch)
 
 
 LatencyKey = tuple[datetime, int, int]
@@ -147,16 +147,16 @@ def aggregate_latency(events: list[Event]) -> dict[LatencyKey, int]:
             continue
         bucket = int(e.r)
         if 0 <= bucket <= TIMEOUT and e.n > 0:
-            counts[(_hour(e.ts), e.b, bucket)] += e.n
+            counts[(hour_of(e.ts), e.b, bucket)] += e.n
     return counts
 
 
 def write_latency(counts: dict[LatencyKey, int]) -> None:
     done = rolled_until() if counts else None
+    hours, days = [], []
     for (hour, buyer_id, bucket), n in lock_order(counts):
-        tables: list[tuple[Any, dict[str, Any]]] = [(BuyerLatencyHourly, {"hour": hour})]
+        hours.append((hour, buyer_id, bucket, n))
         if done is not None and hour < done:  # late, as in write_demand
-            tables.append((BuyerLatencyDaily, {"day": midnight(hour)}))
-        for model, at in tables:
-            row, _ = model.objects.get_or_create(**at, buyer_id=buyer_id, bucket=bucket)
-            model.objects.filter(pk=row.pk).update(count=F("count") + n)
+            days.append((midnight(hour), buyer_id, bucket, n))
+    add_rows(BuyerLatencyHourly, ("hour", "buyer_id", "bucket"), (), ("count",), hours)
+    add_rows(BuyerLatencyDaily, ("day", "buyer_id", "bucket"), (), ("count",), days)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F
 from django_redis import get_redis_connection
 from redis import Redis
 
@@ -32,6 +31,7 @@ from reporting.ivt.rollup import split_invalid, write_ivt
 from reporting.ivt.unbill import write_invalidations
 from reporting.measurement.failures import aggregate_errors, write_errors
 from reporting.measurement.geo import aggregate_geo, write_geo
+from reporting.measurement.upsert import add_rows
 from reporting.models import (
     ConsentHourly,
     DeliveryDiagnosticHourly,
@@ -40,9 +40,11 @@ from reporting.models import (
     StreamWatermark,
 )
 from reporting.stream import (
+    OWNER,
     Entry,
     Reader,
     consume,
+    hour_of,
     lock_order,
     partition_suffix,
     partitions,
@@ -84,9 +86,7 @@ DELIVERY_KINDS = frozenset({"req", "imp", "clk", "err"})
 ConsentKey = tuple[datetime, str, str, bool]
 
 
-def _hour(ts_ms: int) -> datetime:
-    """The UTC hour an event's millisecond timestamp falls in."""
-    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
+_hour = hour_of
 
 
 VALID_SIGNALS = ("tcf=valid", "gpp=valid")
@@ -111,11 +111,10 @@ def _aggregate_consent(entries: list[Entry]) -> dict[ConsentKey, int]:
 
 
 def _write_consent(counts: dict[ConsentKey, int]) -> None:
-    for (hour, outcome, reason, valid), n in lock_order(counts):
-        row, _ = ConsentHourly.objects.get_or_create(
-            hour=hour, outcome=outcome, reason=reason, valid_signal=valid
-        )
-        ConsentHourly.objects.filter(pk=row.pk).update(requests=F("requests") + n)
+    add_rows(
+        ConsentHourly, ("hour", "outcome", "reason", "valid_signal"), (), ("requests",),
+        [(*key, n) for key, n in lock_order(counts)],
+    )  # fmt: skip
 
 
 def _aggregate(entries: list[Entry]) -> dict[tuple[datetime, int, int], _Totals]:
@@ -156,14 +155,10 @@ def _aggregate_diagnostics(entries: list[Entry]) -> dict[DiagnosticKey, tuple[in
 
 
 def _write_diagnostics(counts: dict[DiagnosticKey, tuple[int, int, int]]) -> None:
-    for (hour, line_item_id, reason), (campaign_id, advertiser_id, n) in lock_order(counts):
-        row, _ = DeliveryDiagnosticHourly.objects.get_or_create(
-            hour=hour,
-            line_item_id=line_item_id,
-            reason=reason,
-            defaults={"campaign_id": campaign_id, "advertiser_id": advertiser_id},
-        )
-        DeliveryDiagnosticHourly.objects.filter(pk=row.pk).update(count=F("count") + n)
+    add_rows(
+        DeliveryDiagnosticHourly, ("hour", "line_item_id", "reason"), OWNER, ("count",),
+        [(*key, *counts) for key, counts in lock_order(counts)],
+    )  # fmt: skip
 
 
 def _live_and_test(
@@ -185,30 +180,22 @@ def _live_and_test(
 
 
 def _write_test(counts: dict[tuple[datetime, int], list[int]]) -> None:
-    for (hour, placement_id), (requests, impressions, clicks) in lock_order(counts):
-        row, _ = HourlyTestTraffic.objects.get_or_create(hour=hour, placement_id=placement_id)
-        HourlyTestTraffic.objects.filter(pk=row.pk).update(
-            requests=F("requests") + requests,
-            impressions=F("impressions") + impressions,
-            clicks=F("clicks") + clicks,
-        )
+    add_rows(
+        HourlyTestTraffic, ("hour", "placement_id"), (), ("requests", "impressions", "clicks"),
+        [(*key, *counts) for key, counts in lock_order(counts)],
+    )  # fmt: skip
 
 
 def _write(totals: dict[tuple[datetime, int, int], _Totals]) -> None:
-    for (hour, placement_id, line_item_id), t in lock_order(totals):
-        row, _ = HourlyRollup.objects.get_or_create(
-            hour=hour,
-            placement_id=placement_id,
-            line_item_id=line_item_id,
-            defaults={"campaign_id": t.campaign_id, "advertiser_id": t.advertiser_id},
-        )
-        HourlyRollup.objects.filter(pk=row.pk).update(
-            requests=F("requests") + t.requests,
-            impressions=F("impressions") + t.impressions,
-            clicks=F("clicks") + t.clicks,
-            errors=F("errors") + t.errors,
-            spend=F("spend") + Decimal(t.spend_nanos) / NANOS,
-        )
+    add_rows(
+        HourlyRollup, ("hour", "placement_id", "line_item_id"), OWNER,
+        ("requests", "impressions", "clicks", "errors", "spend"),
+        [
+            (*key, t.campaign_id, t.advertiser_id, t.requests, t.impressions, t.clicks,
+             t.errors, Decimal(t.spend_nanos) / NANOS)
+            for key, t in lock_order(totals)
+        ],
+    )  # fmt: skip
 
 
 def ingest_events(

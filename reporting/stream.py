@@ -9,9 +9,12 @@ them pending and they are read again; a crash after it leaves them pending too, 
 watermark makes their second reading a no-op.
 """
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -66,7 +69,27 @@ def lock_order[K, V](rows: dict[K, V]) -> list[tuple[K, V]]:
     """A batch's rollup rows in one order for every writer: partitions rolled up at once lock
     the rows they share in the same order, so one waits for the other instead of both
     deadlocking."""
-    return sorted(rows.items(), key=lambda kv: repr(kv[0]))
+    # The keys' own order (tuples of one shape: hours, ids, codes); repr only should a
+    # writer's keys not compare.
+    try:
+        return sorted(rows.items(), key=itemgetter(0))
+    except TypeError:
+        return sorted(rows.items(), key=lambda kv: repr(kv[0]))
+
+
+# The rollup columns set when a row is made and never added to (`measurement.upsert`).
+OWNER = ("campaign_id", "advertiser_id")
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_starting(hours: int) -> datetime:
+    return datetime.fromtimestamp(hours * 3600, UTC)
+
+
+def hour_of(ts_ms: int) -> datetime:
+    """The UTC hour an event's millisecond timestamp falls in (one datetime per hour, cached:
+    every rollup asks it of every event)."""
+    return _hour_starting(ts_ms // 3_600_000)
 
 
 @dataclass(frozen=True, slots=True)

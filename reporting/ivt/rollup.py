@@ -8,13 +8,15 @@ usual and counted here too, under its flag.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F
 
 from reporting.ivt.models import IvtHourly
+from reporting.measurement.upsert import add_rows
+from reporting.stream import OWNER, hour_of, lock_order
 from serving.events import Event
 
 NANOS = Decimal(1_000_000_000)
@@ -33,10 +35,6 @@ class IvtCounts:
     flagged_impressions: int = 0
     flagged_clicks: int = 0
     withheld_nanos: int = 0
-
-
-def hour_of(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms // 3_600_000 * 3600, UTC)
 
 
 def split_invalid(entries: list[Entry]) -> tuple[list[Entry], dict[IvtKey, IvtCounts]]:
@@ -86,5 +84,15 @@ def add_ivt(key: IvtKey, c: IvtCounts) -> None:
 
 
 def write_ivt(counts: dict[IvtKey, IvtCounts]) -> None:
-    for key, c in counts.items():
-        add_ivt(key, c)
+    """Add a batch's counts to their hourly rows, one statement (inside the caller's
+    transaction)."""
+    add_rows(
+        IvtHourly, ("hour", "placement_id", "line_item_id", "reason", "currency"),
+        OWNER, ("impressions", "clicks", "flagged_impressions", "flagged_clicks", "withheld"),
+        [
+            (hour, placement_id, line_item_id, reason[:32], settings.SERVING_CURRENCY,
+             c.campaign_id, c.advertiser_id, c.impressions, c.clicks, c.flagged_impressions,
+             c.flagged_clicks, Decimal(c.withheld_nanos) / NANOS)
+            for (hour, placement_id, line_item_id, reason), c in lock_order(counts)
+        ],
+    )  # fmt: skip

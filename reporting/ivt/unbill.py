@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db.models import F
 
-from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt, hour_of
+from reporting.ivt.rollup import NANOS, IvtCounts, add_ivt
 from reporting.measurement.sources import midnight, month_start, months_rolled_until, rolled_until
 from reporting.models import (
     CreativeHourly,
@@ -27,7 +27,7 @@ from reporting.models import (
     GeoDeviceHourly,
     HourlyRollup,
 )
-from reporting.stream import lock_order
+from reporting.stream import hour_of, lock_order
 from serving.events import Event, split_geo_device
 
 Bucket = tuple[datetime, int, int]  # hour, placement, line item

@@ -4,15 +4,16 @@ them by the impressions of creatives of the same kind (`CreativeHourly`) over th
 """
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from django.db.models import F, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 
 from creatives.models import Creative, CreativeKind
+from reporting.measurement.upsert import add_rows
 from reporting.models import CreativeErrorHourly
 from reporting.reports.tables import percent
-from reporting.stream import lock_order
+from reporting.stream import OWNER, hour_of, lock_order
 from serving.events import Event
 
 ErrorKey = tuple[datetime, int, int, str]
@@ -35,19 +36,18 @@ def aggregate_errors(events: list[Event]) -> dict[ErrorKey, tuple[int, int, int]
     counts: dict[ErrorKey, tuple[int, int, int]] = {}
     for e in events:
         if e.t == "err" and e.li:
-            key = (datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC), e.li, e.cr, e.r[:32])
+            key = (hour_of(e.ts), e.li, e.cr, e.r[:32])
             n = counts.get(key, (0, 0, 0))[2]
             counts[key] = (e.cp, e.adv, n + 1)
     return counts
 
 
 def write_errors(counts: dict[ErrorKey, tuple[int, int, int]]) -> None:
-    for (hour, line_item_id, creative_id, code), (cp, adv, n) in lock_order(counts):
-        row, _ = CreativeErrorHourly.objects.get_or_create(
-            hour=hour, line_item_id=line_item_id, creative_id=creative_id, code=code,
-            defaults={"campaign_id": cp, "advertiser_id": adv},
-        )  # fmt: skip
-        CreativeErrorHourly.objects.filter(pk=row.pk).update(errors=F("errors") + n)
+    add_rows(
+        CreativeErrorHourly, ("hour", "line_item_id", "creative_id", "code"),
+        OWNER, ("errors",),
+        [(*key, *counts) for key, counts in lock_order(counts)],
+    )  # fmt: skip
 
 
 def creative_failures(

@@ -9,21 +9,23 @@ under "" and 0 (unknown).
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
+from reporting.measurement.models import GEO_KEY
 from reporting.measurement.sources import midnight, rolled_until
 from reporting.measurement.upsert import add_rows
 from reporting.models import GeoDeviceDaily, GeoDeviceHourly
-from reporting.stream import lock_order
+from reporting.stream import OWNER, hour_of, lock_order
 from serving.events import Event, split_geo_device
 
 NANOS = Decimal(1_000_000_000)
 GeoKey = tuple[datetime, int, str, int, str]
 COLUMNS = ("requests", "wins", "impressions", "clicks")
+AMOUNTS = (*COLUMNS, "spend")
 
 
 @dataclass(slots=True)
@@ -45,8 +47,7 @@ def aggregate_geo(events: list[Event], currencies: Mapping[int, str]) -> dict[Ge
             continue
         country, device = split_geo_device(e.g)
         currency = currencies.get(e.cp, platform) if e.cp else platform
-        key = (datetime.fromtimestamp(e.ts // 3_600_000 * 3600, UTC), e.li, country, device,
-               currency)  # fmt: skip
+        key = (hour_of(e.ts), e.li, country, device, currency)
         row = rows.get(key)
         if row is None:
             row = rows[key] = GeoRow(e.cp, e.adv)
@@ -64,15 +65,12 @@ def write_geo(rows: dict[GeoKey, GeoRow]) -> None:
     """Add the batch's rows to their hours (one statement per table); a late event for a day
     already rolled goes into its day too (as `write_demand`)."""
     done = rolled_until() if rows else None
-    tiers: dict[Any, list[Any]] = {GeoDeviceHourly: [], GeoDeviceDaily: []}
-    for (hour, line_item_id, country, device, currency), r in lock_order(rows):
-        key = {"line_item_id": line_item_id, "country": country, "device_type": device,
-               "currency": currency}  # fmt: skip
-        owner = {"campaign_id": r.campaign_id, "advertiser_id": r.advertiser_id}
-        amounts: dict[str, Any] = dict(zip(COLUMNS, r.counts, strict=True))
-        amounts["spend"] = Decimal(r.spend_nanos) / NANOS
-        tiers[GeoDeviceHourly].append(({"hour": hour, **key}, owner, amounts))
+    hours: list[tuple[Any, ...]] = []
+    days: list[tuple[Any, ...]] = []
+    for (hour, *key), r in lock_order(rows):
+        values = (*key, r.campaign_id, r.advertiser_id, *r.counts, Decimal(r.spend_nanos) / NANOS)
+        hours.append((hour, *values))
         if done is not None and hour < done:
-            tiers[GeoDeviceDaily].append(({"day": midnight(hour), **key}, owner, amounts))
-    for model, batch in tiers.items():
-        add_rows(model, batch)
+            days.append((midnight(hour), *values))
+    add_rows(GeoDeviceHourly, ("hour", *GEO_KEY), OWNER, AMOUNTS, hours)
+    add_rows(GeoDeviceDaily, ("day", *GEO_KEY), OWNER, AMOUNTS, days)

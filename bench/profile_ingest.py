@@ -1,0 +1,127 @@
+"""One ingest batch under the microscope: wall time, the statements it sends (how many, of
+which kind) and, with --profile, cProfile's top functions.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/profile_ingest.py [--batch 5000]
+        [--batches 4] [--profile]
+
+Starts a redis-server of its own (as bench/ingest.py does) and writes `--batches` + 1 batches
+of the event mix of bench/ingest.py (`entries`, the same seed), all stamped with one hour, then
+ingests them one batch per call as the Celery task does. The first batch creates the hour's
+rows and is not counted; the others add to them (the steady state) and are timed, their
+statements counted (Django's CaptureQueriesContext: every statement through Django's
+connection) and, with --profile, profiled. Deletes its rows afterwards (bench/ingest.py's
+`clean`). Stops by itself.
+"""
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def fill(url: str, stream: str, count: int, seed: int = 1) -> int:
+    """Write at least `count` entries of bench/ingest.py's mix; how many were written."""
+    import redis
+
+    from bench.ingest import entries
+
+    client = redis.Redis.from_url(url)
+    rng = random.Random(seed)
+    ts = int(time.time() * 1000)
+    written = 0
+    pipe = client.pipeline(transaction=False)
+    while written < count:
+        for value in entries(rng, ts):
+            pipe.xadd(stream, {"v": value})
+            written += 1
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+    return written
+
+
+def statement_kind(sql: str) -> str:
+    words = sql.split()
+    head = " ".join(words[:3])
+    for table in ("reporting_", "campaigns_"):
+        at = sql.find(table)
+        if at >= 0:
+            return f"{words[0]} {sql[at:].split()[0].strip(chr(34))}"
+    return head
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batches", type=int, default=4, help="measured batches")
+    parser.add_argument("--profile", action="store_true", help="cProfile the measured batches")
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("bench/profile_ingest.py needs DATABASE_URL=postgres://... (a migrated database)")
+    from tests.faults.services import PrivateRedis
+
+    with tempfile.TemporaryDirectory(prefix="bench-profile-ingest-") as tmp:
+        server = PrivateRedis(Path(tmp), appendonly=False)
+        server.start()
+        try:
+            os.environ["REDIS_URL"] = server.url
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+            os.environ.setdefault("LOG_LEVEL", "WARNING")
+            import django
+
+            django.setup()
+            from django.conf import settings
+            from django.db import connection
+            from django.test.utils import CaptureQueriesContext
+
+            from bench.ingest import clean
+            from reporting.ingest import ingest_events
+            from serving.keys import RedisKeys
+
+            settings.REDIS_KEY_PREFIX = "bench-ingest-profile:"
+            stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+            clean()
+            try:
+                fill(server.url, stream, args.batch * (args.batches + 1))
+                ingest_events(batch_size=args.batch, max_batches=1)  # creates the hour's rows
+                profiler = cProfile.Profile() if args.profile else None
+                read, seconds, kinds = 0, 0.0, Counter[str]()
+                for _ in range(args.batches):
+                    with CaptureQueriesContext(connection) as queries:
+                        began = time.perf_counter()
+                        if profiler:
+                            profiler.enable()
+                        read += ingest_events(batch_size=args.batch, max_batches=1).read
+                        if profiler:
+                            profiler.disable()
+                        seconds += time.perf_counter() - began
+                    kinds.update(statement_kind(q["sql"]) for q in queries.captured_queries)
+            finally:
+                clean()
+        finally:
+            server.stop()
+    n = args.batches
+    print(f"{n} batches of {args.batch:,} entries: {seconds / n * 1000:,.0f} ms a batch, "
+          f"{read / seconds:,.0f} entries/s{' (under cProfile)' if profiler else ''}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(f"statements a batch: {sum(kinds.values()) / n:,.0f}")
+    for kind, count in kinds.most_common(15):
+        print(f"  {count / n:>8,.1f}  {kind}")
+    if profiler:
+        for order, lines in (("cumulative", 40), ("tottime", 25)):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(lines)
+            print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
