@@ -128,6 +128,19 @@ def lag(client: Any, stream: str, group: str) -> tuple[int, float]:
     return behind, max(0.0, time.time() - int(first[0][0].decode().split("-")[0]) / 1000)
 
 
+MEASUREMENT_WRITERS = ("write_demand", "write_geo", "write_errors", "write_latency")
+
+
+def without_measurement() -> dict[str, Any]:
+    """Ingestion without the measurement rollups from now on; what to put back."""
+    import reporting.ingest as ingest
+
+    saved = {n: getattr(ingest, n) for n in MEASUREMENT_WRITERS}
+    for n in saved:
+        setattr(ingest, n, lambda *a, **k: None)
+    return saved
+
+
 def run_phase(name: str, args: argparse.Namespace, url: str, measurement: bool) -> dict[str, Any]:
     from django.conf import settings
     from django_redis import get_redis_connection
@@ -138,11 +151,7 @@ def run_phase(name: str, args: argparse.Namespace, url: str, measurement: bool) 
     settings.REDIS_KEY_PREFIX = f"bench-ingest-{name}:"
     stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
     client = get_redis_connection("default")
-    saved = {n: getattr(ingest, n) for n in ("write_demand", "write_geo", "write_errors",
-                                              "write_latency")}  # fmt: skip
-    if not measurement:
-        for n in saved:
-            setattr(ingest, n, lambda *a, **k: None)
+    saved = without_measurement() if not measurement else {}
     producer = multiprocessing.get_context("spawn").Process(
         target=produce, args=(url, stream, args.rate, args.seconds, 1)
     )
@@ -180,7 +189,7 @@ def run_phase(name: str, args: argparse.Namespace, url: str, measurement: bool) 
     during = [s for s in samples if s[0] <= args.seconds]
     return {
         "name": name, "entries": read, "seconds": elapsed, "rate": read / elapsed,
-        "capacity": read / busy if busy else 0.0,
+        "capacity": read / busy if busy else 0.0, "busy": busy / elapsed,
         "worst": worst, "worst_age": worst_age, "left": behind, "left_age": age,
         "end_lag": during[-1][1:] if during else (0, 0.0), "written": client.xlen(stream),
     }  # fmt: skip
@@ -241,12 +250,15 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{args.rate:,} ad requests/s for {args.seconds:.0f} s, batches of {args.batch:,}; "
           f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
-    print("entries/s: ingested over the phase; capacity: entries per second spent ingesting")
-    print(f"{'phase':<10}{'entries':>9}{'entries/s':>11}{'capacity':>10}{'max lag':>10}"
+    print("entries/s: ingested over the phase; capacity: entries per second spent ingesting; "
+          "busy: share of the phase spent ingesting (near 100 %: the worker is saturated, and "
+          "capacity is the arrival rate, not a ceiling)")  # fmt: skip
+    print(f"{'phase':<10}{'entries':>9}{'entries/s':>11}{'capacity':>10}{'busy':>6}{'max lag':>10}"
           f"{'max lag s':>11}{'lag at 60 s':>20}{'left':>9}")  # fmt: skip
     for r in results:
         end_n, end_s = r["end_lag"]
         print(f"{r['name']:<10}{r['entries']:>9,}{r['rate']:>11,.0f}{r['capacity']:>10,.0f}"
+              f"{r['busy']:>6.0%}"
               f"{r['worst']:>10,}{r['worst_age']:>11.1f}{f'{end_n:,} ({end_s:.1f} s)':>20}"
               f"{r['left']:>9,}")  # fmt: skip
     full, base = results

@@ -1,16 +1,16 @@
-"""One ingest batch under the microscope: wall time, the statements it sends (how many, of
-which kind) and, with --profile, cProfile's top functions.
+"""One ingest batch under the microscope: wall time and CPU time, the statements it sends (how
+many, of which kind, how long) and, with --profile, cProfile's top functions.
 
     DATABASE_URL=postgres://... .venv/bin/python bench/profile_ingest.py [--batch 5000]
-        [--batches 4] [--profile]
+        [--batches 4] [--profile] [--baseline]
 
 Starts a redis-server of its own (as bench/ingest.py does) and writes `--batches` + 1 batches
-of the event mix of bench/ingest.py (`entries`, the same seed), all stamped with one hour, then
-ingests them one batch per call as the Celery task does. The first batch creates the hour's
-rows and is not counted; the others add to them (the steady state) and are timed, their
-statements counted (Django's CaptureQueriesContext: every statement through Django's
-connection) and, with --profile, profiled. Deletes its rows afterwards (bench/ingest.py's
-`clean`). Stops by itself.
+of the event mix of bench/ingest.py (`entries`), all stamped with one hour, then ingests them
+one full batch per call. The first batch creates the hour's rows and is not counted; the
+others add to them (the steady state) and are timed, their statements counted and timed
+(Django's CaptureQueriesContext: every statement through Django's connection) and, with
+--profile, profiled. --baseline: without the measurement rollups (as bench/ingest.py's
+baseline phase). Deletes its rows afterwards (bench/ingest.py's `clean`). Stops by itself.
 """
 
 import argparse
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--batches", type=int, default=4, help="measured batches")
     parser.add_argument("--profile", action="store_true", help="cProfile the measured batches")
+    parser.add_argument("--baseline", action="store_true", help="without the measurement rollups")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("bench/profile_ingest.py needs DATABASE_URL=postgres://... (a migrated database)")
@@ -83,8 +84,8 @@ def main() -> None:
             from django.db import connection
             from django.test.utils import CaptureQueriesContext
 
-            from bench.ingest import clean
-            from reporting.ingest import ingest_events
+            import reporting.ingest as ingest
+            from bench.ingest import clean, without_measurement
             from serving.keys import RedisKeys
 
             settings.REDIS_KEY_PREFIX = "bench-ingest-profile:"
@@ -92,30 +93,41 @@ def main() -> None:
             clean()
             try:
                 fill(server.url, stream, args.batch * (args.batches + 1))
-                ingest_events(batch_size=args.batch, max_batches=1)  # creates the hour's rows
+                if args.baseline:
+                    without_measurement()
+                ingest.ingest_events(batch_size=args.batch, max_batches=1)  # makes the rows
                 profiler = cProfile.Profile() if args.profile else None
-                read, seconds, kinds = 0, 0.0, Counter[str]()
+                read, seconds, cpu = 0, 0.0, 0.0
+                kinds, spent = Counter[str](), Counter[str]()
                 for _ in range(args.batches):
                     with CaptureQueriesContext(connection) as queries:
-                        began = time.perf_counter()
+                        began, began_cpu = time.perf_counter(), time.process_time()
                         if profiler:
                             profiler.enable()
-                        read += ingest_events(batch_size=args.batch, max_batches=1).read
+                        read += ingest.ingest_events(batch_size=args.batch, max_batches=1).read
                         if profiler:
                             profiler.disable()
                         seconds += time.perf_counter() - began
-                    kinds.update(statement_kind(q["sql"]) for q in queries.captured_queries)
+                        cpu += time.process_time() - began_cpu
+                    for q in queries.captured_queries:
+                        kinds[statement_kind(q["sql"])] += 1
+                        spent[statement_kind(q["sql"])] += float(q["time"])
             finally:
                 clean()
         finally:
             server.stop()
     n = args.batches
-    print(f"{n} batches of {args.batch:,} entries: {seconds / n * 1000:,.0f} ms a batch, "
+    what = " without the measurement rollups" if args.baseline else ""
+    print(f"{n} batches of {args.batch:,} entries{what}: {seconds / n * 1000:,.0f} ms a batch "
+          f"({cpu / n * 1000:,.0f} ms of it this process's CPU), "
           f"{read / seconds:,.0f} entries/s{' (under cProfile)' if profiler else ''}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
-    print(f"statements a batch: {sum(kinds.values()) / n:,.0f}")
+    print(
+        f"statements a batch: {sum(kinds.values()) / n:,.0f}, "
+        f"{sum(spent.values()) / n * 1000:,.0f} ms; the most frequent (a batch, ms a batch):"
+    )
     for kind, count in kinds.most_common(15):
-        print(f"  {count / n:>8,.1f}  {kind}")
+        print(f"  {count / n:>8,.1f} {spent[kind] / n * 1000:>7,.1f}  {kind}")
     if profiler:
         for order, lines in (("cumulative", 40), ("tottime", 25)):
             out = io.StringIO()

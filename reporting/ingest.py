@@ -102,11 +102,15 @@ def consent_key(hour: datetime, ledger: str) -> ConsentKey:
 
 
 def _aggregate_consent(entries: list[Entry]) -> dict[ConsentKey, int]:
-    counts: dict[ConsentKey, int] = defaultdict(int)
+    # Per hour and ledger first: a batch holds thousands of requests and a few ledgers.
+    ledgers: dict[tuple[datetime, str], int] = defaultdict(int)
     for _, events in entries:
         for e in events:
             if e.cs:
-                counts[consent_key(_hour(e.ts), e.cs)] += 1
+                ledgers[(_hour(e.ts), e.cs)] += 1
+    counts: dict[ConsentKey, int] = defaultdict(int)
+    for (hour, ledger), n in ledgers.items():
+        counts[consent_key(hour, ledger)] += n
     return counts
 
 

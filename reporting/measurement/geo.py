@@ -41,11 +41,15 @@ def aggregate_geo(events: list[Event], currencies: Mapping[int, str]) -> dict[Ge
     `currencies` maps campaign ids to their currency (the platform's otherwise)."""
     platform = settings.SERVING_CURRENCY
     rows: dict[GeoKey, GeoRow] = {}
+    codes: dict[str, tuple[str, int]] = {}  # a batch has thousands of events, a few codes
     for e in events:
         t = e.t
         if t not in ("req", "imp", "clk"):
             continue
-        country, device = split_geo_device(e.g)
+        split = codes.get(e.g)
+        if split is None:
+            split = codes[e.g] = split_geo_device(e.g)
+        country, device = split
         currency = currencies.get(e.cp, platform) if e.cp else platform
         key = (hour_of(e.ts), e.li, country, device, currency)
         row = rows.get(key)
