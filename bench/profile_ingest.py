@@ -22,7 +22,7 @@ import random
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -98,7 +98,7 @@ def main() -> None:
                 ingest.ingest_events(batch_size=args.batch, max_batches=1)  # makes the rows
                 profiler = cProfile.Profile() if args.profile else None
                 read, seconds, cpu = 0, 0.0, 0.0
-                kinds, spent = Counter[str](), Counter[str]()
+                kinds, spent = Counter[str](), defaultdict[str, float](float)
                 for _ in range(args.batches):
                     with CaptureQueriesContext(connection) as queries:
                         began, began_cpu = time.perf_counter(), time.process_time()
