@@ -10,11 +10,15 @@ instant. One external buyer, a real HTTP server on 127.0.0.1 in this process, ca
 request its cap allows and never wins); one campaign with a `--budget` daily budget whose
 line item bids 5.00 over a 4.99 floor (every win costs 0.005). After the run: the buyer's
 calls per whole second against the cap, and the campaign's day spend in Redis against the
-budget. Not here yet: Redis Cluster and the ingest workers of the issue's full benchmark.
+budget. Then (first, in fact) ingest entries/s and lag with 1, 2 and 4 ingest workers over 4
+partitions (`bench/scale_ingest.py`; needs DATABASE_URL=postgres://..., skipped otherwise).
+Not here yet: Redis Cluster.
 
-Run: .venv/bin/python bench/scale.py [--processes 3] [--rps 100] [--cap 50] [--seconds 5]
+Run: [DATABASE_URL=postgres://...] .venv/bin/python bench/scale.py [--processes 3] [--rps 100]
+    [--cap 50] [--seconds 5] [--ingest-workers 1,2,4] [--ingest-entries 100000]
 Bounded: at most 30 s of traffic, 127.0.0.1 only, the embedded Redis (or REDIS_URL) under a
-key prefix of its own, deleted after; the processes stop by themselves.
+key prefix of its own, deleted after; the ingest part on a redis-server of its own, at most
+`--ingest-limit` seconds per worker count; the processes stop by themselves.
 """
 
 import argparse
@@ -76,8 +80,19 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=50, help="the buyer's fleet-wide QPS cap")
     parser.add_argument("--budget", type=Decimal, default=Decimal("0.50"))
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--ingest-workers", default="1,2,4", help='worker counts; "" skips')
+    parser.add_argument("--ingest-entries", type=int, default=100_000, help="backlog to drain")
+    parser.add_argument("--ingest-batch", type=int, default=5000)
+    parser.add_argument("--ingest-limit", type=float, default=120.0, help="seconds per count")
     args = parser.parse_args()
     seconds = min(args.seconds, MAX_SECONDS)
+    if args.ingest_workers:
+        # Before django_bench points DATABASE_URL at its SQLite file.
+        from bench.scale_ingest import run as run_ingest
+
+        counts = tuple(int(n) for n in args.ingest_workers.split(","))
+        run_ingest(os.environ.get("DATABASE_URL", ""), counts, args.ingest_entries,
+                   args.ingest_batch, args.ingest_limit)  # fmt: skip
     # Scripted traffic from one address without a user agent: invalid by design.
     os.environ["IVT_ENABLED"] = "false"
     os.environ["SERVING_FETCH_ALLOWED_NETWORKS"] = "127.0.0.0/8"
