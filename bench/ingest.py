@@ -181,6 +181,8 @@ def run_phase(name: str, args: argparse.Namespace, url: str, measurement: bool) 
                     break
             if not result.read:
                 time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        left, left_age = lag(client, stream, ingest.GROUP)
         drain = drain_backlog(args, url, stream) if args.backlog and behind == 0 else 0.0
     finally:
         for n, fn in saved.items():
@@ -188,13 +190,11 @@ def run_phase(name: str, args: argparse.Namespace, url: str, measurement: bool) 
         producer.join(timeout=5)
         if producer.is_alive():
             producer.terminate()
-    elapsed = time.monotonic() - started
-    behind, age = lag(client, stream, ingest.GROUP)
     during = [s for s in samples if s[0] <= args.seconds]
     return {
         "name": name, "entries": read, "seconds": elapsed, "rate": read / elapsed,
         "capacity": read / busy if busy else 0.0, "busy": busy / elapsed,
-        "worst": worst, "worst_age": worst_age, "left": behind, "left_age": age,
+        "worst": worst, "worst_age": worst_age, "left": left, "left_age": left_age,
         "end_lag": during[-1][1:] if during else (0, 0.0), "written": client.xlen(stream),
         "drain": drain,
     }  # fmt: skip
