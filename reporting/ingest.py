@@ -4,9 +4,11 @@ acknowledged)."""
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -239,25 +241,32 @@ def _ingest_partition(
     def roll_up(fresh: list[Entry]) -> None:
         # Test traffic is counted apart and kept out of everything billed.
         live, test = _live_and_test(fresh)
-        _write_test(test)
         # Invalid traffic is counted apart and kept out of everything billed.
         live, invalid = split_invalid(live)
-        write_ivt(invalid)
         # Impressions and clicks billed before (a replay Redis no longer knew of) go; the
-        # entries stay, for the watermark.
+        # entries stay, for the watermark. (Its rows are this partition's decisions only.)
         live, refused = refuse_billed_again(live)
-        totals = _aggregate(live)
-        _write(totals)
-        _write_consent(_aggregate_consent(fresh))
-        _write_diagnostics(_aggregate_diagnostics(live))
         flat = [e for _, evs in live for e in evs]
-        write_creatives(aggregate_creatives(flat))
-        write_errors(aggregate_errors(flat))
-        write_request_keys(aggregate_request_keys(flat))
         currencies = campaign_currencies(flat)
-        write_demand(aggregate_demand(flat, currencies))
-        write_geo(aggregate_geo(flat, currencies))
-        write_latency(aggregate_latency(flat))
+        totals = _aggregate(live)
+        # Everything summed first, then written in one burst: the rows other partitions
+        # share stay locked (until the commit) for the statements' time only, not while
+        # Python sums, so partitions rolled up at once overlap all but their writes.
+        sums: list[tuple[Callable[[Any], None], Any]] = [
+            (_write_test, test),
+            (write_ivt, invalid),
+            (_write, totals),
+            (_write_consent, _aggregate_consent(fresh)),
+            (_write_diagnostics, _aggregate_diagnostics(live)),
+            (write_creatives, aggregate_creatives(flat)),
+            (write_errors, aggregate_errors(flat)),
+            (write_request_keys, aggregate_request_keys(flat)),
+            (write_demand, aggregate_demand(flat, currencies)),
+            (write_geo, aggregate_geo(flat, currencies)),
+            (write_latency, aggregate_latency(flat)),
+        ]
+        for write, rows in sums:
+            write(rows)
         # Billed impressions serving judged invalid later (pixel stuffing), after the rows
         # this batch may have added them to.
         write_invalidations(flat)
