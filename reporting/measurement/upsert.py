@@ -6,7 +6,8 @@ On Postgres the rows travel as one array per column (`INSERT ... SELECT FROM unn
 one statement per table whatever the batch's size, one parameter per column instead of one
 per value, each an array literal built with one join (no Django field preparation nor
 psycopg adaptation per value: those were most of a batch's time). Elsewhere (SQLite, the
-embedded default) as multi-row VALUES, CHUNK rows per statement.
+embedded default) as multi-row VALUES, as many rows a statement as its parameter limit
+allows.
 
 Rows are written in the order given (callers pass them in `lock_order`; on Postgres the
 order is explicit, WITH ORDINALITY), so concurrent ingestions of different partitions lock
@@ -21,8 +22,14 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field
 
-# Rows per statement off Postgres: well under SQLite's limit of bound parameters.
+# Rows per statement off Postgres where the backend states no limit of bound parameters.
 CHUNK = 300
+
+
+def _rows_per_statement(columns: int) -> int:
+    # As many as SQLite's limit of bound parameters allows (32,766 since 3.32).
+    limit = connection.features.max_query_params
+    return max(1, limit // columns) if limit else CHUNK
 
 
 def merged(rows: Iterable[Sequence[Any]], width: int, amounts: int) -> list[Sequence[Any]]:
@@ -86,6 +93,8 @@ def add_rows(
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     fields = [model._meta.get_field(c) for c in (*key, *owner, *amounts)]
+    if len(rows[0]) != len(fields):
+        raise ValueError(f"{len(rows[0])} values a row for {len(fields)} columns")
     names = ", ".join(quote(f.column) for f in fields)
     conflict = ", ".join(quote(model._meta.get_field(c).column) for c in key)
     updates = ", ".join(
@@ -101,8 +110,9 @@ def add_rows(
             )
             return
         one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
+        step = _rows_per_statement(len(fields))
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
             cursor.execute(
                 f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
                 f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
@@ -150,8 +160,9 @@ def insert_new(
             )
             return {tuple(r) for r in cursor.fetchall()}
         one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
+        step = _rows_per_statement(len(fields))
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
             cursor.execute(
                 f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
                 f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}",
