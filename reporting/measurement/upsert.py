@@ -95,29 +95,40 @@ def add_rows(
     fields = [model._meta.get_field(c) for c in (*key, *owner, *amounts)]
     if len(rows[0]) != len(fields):
         raise ValueError(f"{len(rows[0])} values a row for {len(fields)} columns")
-    names = ", ".join(quote(f.column) for f in fields)
     conflict = ", ".join(quote(model._meta.get_field(c).column) for c in key)
     updates = ", ".join(
         f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}"
         for c in (model._meta.get_field(a).column for a in amounts)
     )
+    _insert(table, fields, rows, f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
+
+
+def _insert(
+    table: str, fields: Sequence[Any], rows: Sequence[Sequence[Any]], tail: str
+) -> list[tuple[Any, ...]]:
+    """INSERT the rows into the quoted `table`, the statement ending with `tail` (its ON
+    CONFLICT clause, and RETURNING); the rows returned. Postgres: one statement of one array
+    per column; elsewhere as many rows a statement as the parameter limit allows."""
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    returned: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"INSERT INTO {table} ({names}) {_unnest(fields)} "
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+                f"INSERT INTO {table} ({names}) {_unnest(fields)} {tail}",
                 [array_literal(column) for column in zip(*rows, strict=True)],
             )
-            return
+            return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
         one = "(" + ", ".join(["%s"] * len(fields)) + ")"
         step = _rows_per_statement(len(fields))
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             cursor.execute(
-                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} {tail}",  # noqa: S608
                 _prepared(fields, chunk),
             )
+            if cursor.description:
+                returned.extend(tuple(r) for r in cursor.fetchall())
+    return returned
 
 
 def _unnest(fields: Sequence["Field[Any, Any]"]) -> str:
@@ -148,25 +159,7 @@ def insert_new(
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     fields = [model._meta.get_field(c) for c in columns]
-    names = ", ".join(quote(f.column) for f in fields)
     conflict = ", ".join(quote(model._meta.get_field(c).column) for c in key)
-    inserted: set[tuple[Any, ...]] = set()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"INSERT INTO {table} ({names}) {_unnest(fields)} "
-                f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}",
-                [array_literal(column) for column in zip(*rows, strict=True)],
-            )
-            return {tuple(r) for r in cursor.fetchall()}
-        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        step = _rows_per_statement(len(fields))
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            cursor.execute(
-                f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
-                f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}",
-                _prepared(fields, chunk),
-            )
-            inserted.update(tuple(r) for r in cursor.fetchall())
-    return inserted
+    return set(
+        _insert(table, fields, rows, f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}")
+    )
