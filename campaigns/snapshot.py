@@ -61,7 +61,17 @@ VERSION_TTL_SECONDS = 3600
 # The version never moves backwards: a slow publisher that read the database earlier must
 # not overwrite a newer snapshot.
 # KEYS: version, manifest, part...; ARGV: version, manifest, ttl, data of each part ("").
-PUBLISH_SCRIPT = """
+# The end of both publish scripts: the manifest, then the version unless a newer one is set.
+_SET_MANIFEST_AND_VERSION = """redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+PUBLISH_SCRIPT = (
+    """
 local ttl = tonumber(ARGV[3])
 local missing = {}
 for i = 3, #KEYS do
@@ -77,26 +87,13 @@ for i = 3, #KEYS do
     redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
   end
 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
 """
+    + _SET_MANIFEST_AND_VERSION
+)
 PUBLISH_ATTEMPTS = 3
 # On a Redis Cluster the parts (content-addressed, across slots) are written first, then this
 # sets the manifest and, unless a newer one is, the version (both in one slot, `{s}`).
-PUBLISH_MANIFEST_SCRIPT = """
-redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""
+PUBLISH_MANIFEST_SCRIPT = "local ttl = tonumber(ARGV[3])\n" + _SET_MANIFEST_AND_VERSION
 
 
 def redis_keys() -> RedisKeys:
