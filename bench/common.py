@@ -5,6 +5,7 @@ import os
 import resource
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -121,3 +122,27 @@ def install_model(weights: int) -> None:
         holdout_end=start, metrics={}, weights=encode_model(model),
     )  # fmt: skip
     promote(version)
+
+
+@contextlib.contextmanager
+def postgres_bench(name: str, script: str) -> Iterator[str]:
+    """For an ingest benchmark: Postgres from DATABASE_URL (the script exits naming what is
+    missing otherwise), a redis-server of its own in a temporary directory, Django set up
+    against both. Yields the Redis URL; the server is stopped on the way out."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit(f"{script} needs DATABASE_URL=postgres://... (a migrated database)")
+    from tests.faults.services import PrivateRedis
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        server = PrivateRedis(Path(tmp), appendonly=False)
+        server.start()
+        try:
+            os.environ["REDIS_URL"] = server.url
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+            os.environ.setdefault("LOG_LEVEL", "WARNING")
+            import django
+
+            django.setup()
+            yield server.url
+        finally:
+            server.stop()

@@ -33,13 +33,14 @@ import multiprocessing
 import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import postgres_bench
 
 PL, LI, ADV, BUYER = 7_500_000, 8_500_000, 9_500_000, 9_600_000
 LEDGER = "gdpr=0 → personalised:bench"
@@ -243,30 +244,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--backlog", type=int, default=50_000, help="entries drained at once")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.exit("bench/ingest.py needs DATABASE_URL=postgres://... (a migrated database)")
-    from tests.faults.services import PrivateRedis
-
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        server = PrivateRedis(Path(tmp), appendonly=False)
-        server.start()
+    with postgres_bench("ingest", "bench/ingest.py") as url:
+        clean()
         try:
-            os.environ["REDIS_URL"] = server.url
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
-            os.environ.setdefault("LOG_LEVEL", "WARNING")
-            import django
-
-            django.setup()
-            clean()
-            try:
-                results = [
-                    run_phase("full", args, server.url, measurement=True),
-                    run_phase("baseline", args, server.url, measurement=False),
-                ]
-            finally:
-                clean()
+            results = [
+                run_phase("full", args, url, measurement=True),
+                run_phase("baseline", args, url, measurement=False),
+            ]
         finally:
-            server.stop()
+            clean()
     load = os.getloadavg()[0]
     print(f"{args.rate:,} ad requests/s for {args.seconds:.0f} s, batches of {args.batch:,}; "
           f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip

@@ -20,12 +20,13 @@ import os
 import pstats
 import random
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import postgres_bench
 
 
 def fill(url: str, stream: str, count: int, seed: int = 1) -> int:
@@ -66,56 +67,41 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the measured batches")
     parser.add_argument("--baseline", action="store_true", help="without the measurement rollups")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.exit("bench/profile_ingest.py needs DATABASE_URL=postgres://... (a migrated database)")
-    from tests.faults.services import PrivateRedis
+    with postgres_bench("profile-ingest", "bench/profile_ingest.py") as url:
+        from django.conf import settings
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
 
-    with tempfile.TemporaryDirectory(prefix="bench-profile-ingest-") as tmp:
-        server = PrivateRedis(Path(tmp), appendonly=False)
-        server.start()
+        import reporting.ingest as ingest
+        from bench.ingest import clean, without_measurement
+        from serving.keys import RedisKeys
+
+        settings.REDIS_KEY_PREFIX = "bench-ingest-profile:"
+        stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
+        clean()
         try:
-            os.environ["REDIS_URL"] = server.url
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
-            os.environ.setdefault("LOG_LEVEL", "WARNING")
-            import django
-
-            django.setup()
-            from django.conf import settings
-            from django.db import connection
-            from django.test.utils import CaptureQueriesContext
-
-            import reporting.ingest as ingest
-            from bench.ingest import clean, without_measurement
-            from serving.keys import RedisKeys
-
-            settings.REDIS_KEY_PREFIX = "bench-ingest-profile:"
-            stream = RedisKeys(settings.REDIS_KEY_PREFIX).events
-            clean()
-            try:
-                fill(server.url, stream, args.batch * (args.batches + 1))
-                if args.baseline:
-                    without_measurement()
-                ingest.ingest_events(batch_size=args.batch, max_batches=1)  # makes the rows
-                profiler = cProfile.Profile() if args.profile else None
-                read, seconds, cpu = 0, 0.0, 0.0
-                kinds, spent = Counter[str](), defaultdict[str, float](float)
-                for _ in range(args.batches):
-                    with CaptureQueriesContext(connection) as queries:
-                        began, began_cpu = time.perf_counter(), time.process_time()
-                        if profiler:
-                            profiler.enable()
-                        read += ingest.ingest_events(batch_size=args.batch, max_batches=1).read
-                        if profiler:
-                            profiler.disable()
-                        seconds += time.perf_counter() - began
-                        cpu += time.process_time() - began_cpu
-                    for q in queries.captured_queries:
-                        kinds[statement_kind(q["sql"])] += 1
-                        spent[statement_kind(q["sql"])] += float(q["time"])
-            finally:
-                clean()
+            fill(url, stream, args.batch * (args.batches + 1))
+            if args.baseline:
+                without_measurement()
+            ingest.ingest_events(batch_size=args.batch, max_batches=1)  # makes the rows
+            profiler = cProfile.Profile() if args.profile else None
+            read, seconds, cpu = 0, 0.0, 0.0
+            kinds, spent = Counter[str](), defaultdict[str, float](float)
+            for _ in range(args.batches):
+                with CaptureQueriesContext(connection) as queries:
+                    began, began_cpu = time.perf_counter(), time.process_time()
+                    if profiler:
+                        profiler.enable()
+                    read += ingest.ingest_events(batch_size=args.batch, max_batches=1).read
+                    if profiler:
+                        profiler.disable()
+                    seconds += time.perf_counter() - began
+                    cpu += time.process_time() - began_cpu
+                for q in queries.captured_queries:
+                    kinds[statement_kind(q["sql"])] += 1
+                    spent[statement_kind(q["sql"])] += float(q["time"])
         finally:
-            server.stop()
+            clean()
     n = args.batches
     what = " without the measurement rollups" if args.baseline else ""
     print(f"{n} batches of {args.batch:,} entries{what}: {seconds / n * 1000:,.0f} ms a batch "
