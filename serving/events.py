@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ import hiredis
 import msgspec
 
 from serving.cluster import ClusterWire, open_wire
+from serving.keys import request_partition
 from serving.metrics import LATENCY_BUCKETS, Histogram
 from serving.outage import Outage
 from serving.wire import Command, Lua, Wire
@@ -182,12 +182,11 @@ class EventSink:
         return len(self._ops)
 
     def stream_for(self, decision_id: str) -> str:
-        """The partition of a decision's events: by its request's id (the 22 characters a
-        decision id starts with, `serving.ids`), so a request's slots share one."""
+        """The partition of a decision's events: by its request (`request_partition`)."""
         streams = self.streams
         if len(streams) < 2:
             return self.stream
-        return streams[zlib.crc32(decision_id[:22].encode()) % len(streams)]
+        return streams[request_partition(decision_id, len(streams))]
 
     def emit(self, events: list[Event]) -> None:
         """Append events to the stream (the partition of the first one's decision) with the

@@ -30,6 +30,13 @@ def local_day(epoch: float, zone: str) -> str:
     return _local_day(zone, int(epoch // 60))
 
 
+def request_partition(decision_id: str, partitions: int) -> int:
+    """The stream partition of a request's events, of `partitions` (at least 2): by the
+    request's id, the 22 characters a decision id starts with (`serving.ids`), so that a
+    request's slots share one."""
+    return zlib.crc32(decision_id[:22].encode()) % partitions
+
+
 def is_cluster_url(url: str) -> bool:
     """Whether a Redis URL names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`)."""
     return url.split("://", 1)[0].endswith("+cluster")
@@ -54,14 +61,14 @@ class RedisKeys:
 
     def partition(self, campaign_id: int, decision_id: str) -> int:
         """The stream partition of a decision's tracking events (impressions, clicks, player
-        events): by its request (the 22 characters a decision id starts with,
-        `serving.ids`, as `EventSink.stream_for`); on a cluster by its campaign, whose
-        counters the same Lua call charges (a house decision's: by its request)."""
+        events): by its request (`request_partition`, as `EventSink.stream_for`); on a
+        cluster by its campaign, whose counters the same Lua call charges (a house
+        decision's: by its request)."""
         if self.partitions < 2:
             return 0
         if self.cluster and campaign_id:
             return campaign_id % self.partitions
-        return zlib.crc32(decision_id[:22].encode()) % self.partitions
+        return request_partition(decision_id, self.partitions)
 
     def _tag(self, campaign_id: int, decision_id: str = "") -> str:
         """`{p<n>}:` on a cluster (n: `partition`), "" on a single Redis."""
